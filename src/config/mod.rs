@@ -1,0 +1,540 @@
+//! Configuration: the TOML model, where it is read from, and how it is layered.
+//!
+//! Precedence, lowest first: built-in defaults < the config file < environment variables
+//! (`SSMTUI_PROFILE`, `SSMTUI_REGION`) < command-line flags. The file is found at `--config
+//! FILE`, else `$SSMTUI_CONFIG`, else `config.toml` in the platform config dir ([`paths`]).
+//! A missing default file means "all defaults"; a file named explicitly that cannot be read or
+//! parsed is fatal. Parsing is strict: an unknown key is an error that names its line, so a
+//! typo never silently becomes a default. `config.example.toml` at the repository root
+//! documents every key and is tested to parse to [`Config::default`].
+
+pub mod paths;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use paths::Paths;
+
+/// Errors reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No home directory, so no platform directories.
+    #[error("cannot find the home directory to place the config and state directories")]
+    NoHome,
+    /// An explicitly named config file does not exist.
+    #[error("config file \"{}\" does not exist", path.display())]
+    Missing {
+        /// The file that was named.
+        path: PathBuf,
+    },
+    /// The file exists but cannot be read.
+    #[error("cannot read config file \"{}\": {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("config file \"{}\" is invalid at line {line}, column {column}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending text.
+        line: usize,
+        /// 1-based column of the offending text.
+        column: usize,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+    /// The file parses but a value is not acceptable.
+    #[error("config file \"{}\" is invalid: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+}
+
+impl ConfigError {
+    /// The `hint:` lines for this error.
+    pub fn hints(&self) -> Vec<String> {
+        let doc = "every key is documented in config.example.toml (README, \"Configuration\")";
+        match self {
+            Self::NoHome => vec![format!(
+                "set {} and {} to directories ssmtui may use",
+                paths::ENV_CONFIG_DIR,
+                paths::ENV_STATE_DIR
+            )],
+            Self::Missing { .. } => vec![format!(
+                "create the file, or point --config / {} at an existing one",
+                paths::ENV_CONFIG
+            )],
+            Self::Read { .. } => vec!["check the file's permissions".to_owned()],
+            Self::Parse { message, .. } => {
+                let mut hints = Vec::new();
+                if message.starts_with("unknown field") {
+                    hints.push("remove the key or fix its spelling".to_owned());
+                } else if message.starts_with("invalid type") {
+                    hints.push("the value has the wrong type for this key".to_owned());
+                }
+                hints.push(doc.to_owned());
+                hints
+            }
+            Self::Invalid { hint, .. } => vec![hint.clone(), doc.to_owned()],
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach AWS.
+    pub aws: AwsConfig,
+    /// The interactive UI.
+    pub ui: UiConfig,
+    /// Access classes by name (`[classes.sudo]`, `[classes.no-sudo]`, …).
+    pub classes: BTreeMap<String, ClassConfig>,
+    /// Short names for targets (`[aliases]`).
+    pub aliases: BTreeMap<String, AliasConfig>,
+    /// Saved port forwards (`[[forwards]]`).
+    pub forwards: Vec<ForwardConfig>,
+    /// The local audit log.
+    pub audit: AuditConfig,
+}
+
+/// `[aws]`: profile, region and endpoint overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Shared-config profile; unset means the AWS default chain (`AWS_PROFILE`, then `default`).
+    pub profile: Option<String>,
+    /// Region; unset means the AWS default chain (`AWS_REGION`, the profile's region).
+    pub region: Option<String>,
+    /// One endpoint URL for every AWS service (e.g. the sandbox); `AWS_ENDPOINT_URL` also works.
+    pub endpoint_url: Option<String>,
+    /// Per-service endpoint URLs, winning over `endpoint_url`.
+    pub endpoints: EndpointsConfig,
+    /// Upper bound for any single AWS API call, in seconds.
+    pub call_timeout_seconds: u64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            profile: None,
+            region: None,
+            endpoint_url: None,
+            endpoints: EndpointsConfig::default(),
+            call_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[aws.endpoints]`: per-service endpoint URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointsConfig {
+    /// EC2 endpoint.
+    pub ec2: Option<String>,
+    /// SSM endpoint.
+    pub ssm: Option<String>,
+    /// STS endpoint.
+    pub sts: Option<String>,
+    /// KMS endpoint.
+    pub kms: Option<String>,
+}
+
+/// `[ui]`: look and behaviour of the interactive UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Colour theme.
+    pub theme: Theme,
+    /// Tag keys shown as extra columns in the instance list.
+    pub columns: Vec<String>,
+    /// What to do with instances the user's class may not reach.
+    pub unreachable: Unreachable,
+    /// Seconds between automatic refreshes of the instance list; 0 turns it off.
+    pub refresh_seconds: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            theme: Theme::Default,
+            columns: vec!["Environment".to_owned(), "Team".to_owned()],
+            unreachable: Unreachable::Dim,
+            refresh_seconds: 60,
+        }
+    }
+}
+
+/// Colour theme of the UI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Theme {
+    /// Colours on a dark or light terminal.
+    #[default]
+    Default,
+    /// No colours, only bold/reverse (also chosen by `NO_COLOR` or `--no-color`).
+    Mono,
+}
+
+/// How unreachable instances are shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreachable {
+    /// Shown dimmed, with the reason in the details pane.
+    #[default]
+    Dim,
+    /// Not shown at all.
+    Hide,
+}
+
+/// `[classes.NAME]`: an access class and the documents bound to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// The session document every shell session of this class uses.
+    pub document: String,
+    /// Port-forwarding documents the class may use.
+    #[serde(default)]
+    pub forward_documents: Vec<String>,
+    /// ARN glob patterns of the principals in this class.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Tag scope: tag key to allowed values; an instance must match every key.
+    #[serde(default)]
+    pub scope: BTreeMap<String, Vec<String>>,
+    /// Whether every session of this class needs a reason.
+    #[serde(default)]
+    pub require_reason: bool,
+}
+
+/// `[aliases] NAME = { … }`: a short name for a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// What the alias stands for, in the `ssmtui connect TARGET` syntax: an instance id, a Name
+    /// tag value, or `key=value` tag filters separated by spaces.
+    pub target: String,
+    /// Profile to use for this alias.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Region to use for this alias.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// `[[forwards]]`: a saved port forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Unique name shown in the forwards tab.
+    pub name: String,
+    /// Target, in the `ssmtui connect TARGET` syntax (aliases allowed).
+    pub target: String,
+    /// `[BIND:]LOCAL:[HOST:]REMOTE`, as ssh `-L`.
+    pub spec: String,
+    /// Start when the UI starts.
+    #[serde(default)]
+    pub autostart: bool,
+    /// Keep the session alive when idle (defeats the account's idle timeout; off by default).
+    #[serde(default)]
+    pub keepalive: bool,
+}
+
+/// `[audit]`: the local audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// File to append to; unset means `audit.jsonl` in the state directory.
+    pub path: Option<PathBuf>,
+    /// Rotate when the file grows past this many bytes.
+    pub max_bytes: u64,
+    /// How many rotated files to keep.
+    pub keep: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: 10 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Nothing was read: the default file does not exist.
+    Defaults {
+        /// The default file that was looked for.
+        looked_for: PathBuf,
+    },
+    /// Read from this file.
+    File(PathBuf),
+}
+
+/// A loaded configuration and its origin.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl Config {
+    /// Parses and validates TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |span| line_column(text, &span));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Loads the configuration: `explicit` (from `--config` or `SSMTUI_CONFIG`) must exist;
+    /// otherwise the default file is read if present.
+    pub fn load(explicit: Option<&Path>, paths: &Paths) -> Result<Loaded, ConfigError> {
+        if let Some(path) = explicit {
+            let path = paths::expand_home(path);
+            let config = Self::from_file(&path)?;
+            return Ok(Loaded {
+                config,
+                source: Source::File(path),
+            });
+        }
+        let default = paths.default_config_file();
+        match Self::from_file(&default) {
+            Ok(config) => Ok(Loaded {
+                config,
+                source: Source::File(default),
+            }),
+            Err(ConfigError::Missing { path }) => Ok(Loaded {
+                config: Self::default(),
+                source: Source::Defaults { looked_for: path },
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks values the schema alone cannot.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String, hint: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+            hint: hint.to_owned(),
+        };
+        for (name, url) in [
+            ("aws.endpoint_url", &self.aws.endpoint_url),
+            ("aws.endpoints.ec2", &self.aws.endpoints.ec2),
+            ("aws.endpoints.ssm", &self.aws.endpoints.ssm),
+            ("aws.endpoints.sts", &self.aws.endpoints.sts),
+            ("aws.endpoints.kms", &self.aws.endpoints.kms),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(invalid(
+                    format!("{name} = \"{url}\" is not an http(s) URL"),
+                    "write a full URL such as \"https://ssm.eu-west-1.amazonaws.com\"",
+                ));
+            }
+        }
+        if self.aws.call_timeout_seconds == 0 {
+            return Err(invalid(
+                "aws.call_timeout_seconds must be at least 1".to_owned(),
+                "the default is 30",
+            ));
+        }
+        for (name, class) in &self.classes {
+            for doc in std::iter::once(&class.document).chain(&class.forward_documents) {
+                if !is_document_name(doc) {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name} names the document \"{doc}\", which is not a valid document name"
+                        ),
+                        "document names are 3 to 128 characters of letters, digits and _-.:/",
+                    ));
+                }
+            }
+        }
+        for (name, alias) in &self.aliases {
+            if alias.target.trim().is_empty() {
+                return Err(invalid(
+                    format!("aliases.{name} has an empty target"),
+                    "set target to an instance id, a Name tag value or key=value filters",
+                ));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for forward in &self.forwards {
+            if forward.name.trim().is_empty() {
+                return Err(invalid(
+                    "a [[forwards]] entry has an empty name".to_owned(),
+                    "give every forward a unique name",
+                ));
+            }
+            if !names.insert(forward.name.as_str()) {
+                return Err(invalid(
+                    format!("the forward name \"{}\" is used twice", forward.name),
+                    "give every forward a unique name",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SSM API's document-name pattern `[a-zA-Z0-9_\-.:/]{3,128}`.
+pub fn is_document_name(name: &str) -> bool {
+    (3..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+}
+
+/// 1-based line and column (in characters) of the start of `span` in `text`.
+fn line_column(text: &str, span: &Range<usize>) -> (usize, usize) {
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/cfg.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn unknown_key_names_its_line_and_column() {
+        let err = parse("[ui]\ntheme = \"mono\"\n  colour = 1\n").err();
+        let Some(ConfigError::Parse {
+            line,
+            column,
+            message,
+            ..
+        }) = err
+        else {
+            panic!("expected a parse error, got {err:?}");
+        };
+        assert_eq!((line, column), (3, 3));
+        assert!(message.starts_with("unknown field `colour`"), "{message}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key() {
+        let err = parse("[classes.sudo]\ndocument = \"x\"\n").err();
+        assert!(
+            matches!(&err, Some(ConfigError::Invalid { message, .. }) if message.contains("classes.sudo")),
+            "{err:?}"
+        );
+        let err = parse("[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\n[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\n").err();
+        assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
+        let err = parse("[aws]\nendpoint_url = \"localhost:4566\"\n").err();
+        assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", &(4..5)), (2, 2));
+        assert_eq!(line_column("ab", &(0..1)), (1, 1));
+    }
+
+    #[test]
+    fn document_names_follow_the_api_pattern() {
+        assert!(is_document_name("SSM-sudo"));
+        assert!(is_document_name(
+            "arn:aws:ssm:eu-west-1:123456789012:document/SSM-sudo"
+        ));
+        assert!(!is_document_name("ab"));
+        assert!(!is_document_name("has space"));
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+    #[test]
+    fn example_is_exactly_the_defaults() {
+        let parsed = Config::parse(EXAMPLE, Path::new("config.example.toml"));
+        assert_eq!(parsed.ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn example_sections_parse_when_uncommented() {
+        // Lines starting with "#: " are documented examples; enabling them must give a valid file.
+        let enabled: String = EXAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix("#:") {
+                Some(rest) => rest.strip_prefix(' ').unwrap_or(rest),
+                None => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::parse(&enabled, Path::new("enabled.toml")).unwrap();
+        assert_eq!(config.classes["sudo"].document, "SSM-sudo");
+        assert_eq!(
+            config.classes["no-sudo"].scope["Environment"],
+            ["staging", "dev"]
+        );
+        assert_eq!(
+            config.aliases["prod-web"].target,
+            "Environment=prod Role=web"
+        );
+        assert_eq!(config.forwards.len(), 1);
+        assert!(config.forwards[0].autostart && !config.forwards[0].keepalive);
+        // Everything outside the examples is still the default.
+        assert_eq!(config.ui, UiConfig::default());
+        assert_eq!(config.audit, AuditConfig::default());
+    }
+}

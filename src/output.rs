@@ -1,0 +1,22 @@
+//! Writing to stdout where a closed pipe is not an error.
+//!
+//! `ssmtui list | head -1` closes our stdout early. Rust ignores SIGPIPE, so the next write
+//! fails with `BrokenPipe`; [`print_out`] turns that into [`Closed`], which the error edge maps
+//! to a successful exit, as `ls`/`grep` behave.
+
+use std::io::{self, Write};
+
+/// Stdout was closed by the reader; stop writing and exit successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct Closed;
+
+/// Writes `text` to stdout and flushes it.
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Closed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}

@@ -1,0 +1,235 @@
+//! The command line through the real binary: help text, usage errors, `config` and
+//! `completions`, with exit codes and exact messages.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use clap::CommandFactory;
+
+/// The binary with a clean, isolated environment: no user config, no AWS or ssmtui variables.
+fn ssmtui(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("ssmtui").unwrap();
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SSMTUI_CONFIG_DIR", home.join("config"))
+        .env("SSMTUI_STATE_DIR", home.join("state"));
+    cmd
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn clap_definition_is_consistent() {
+    ssmtui::cli::Cli::command().debug_assert();
+}
+
+#[test]
+fn help_snapshots() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["config", "--help"],
+        &["config", "check", "--help"],
+        &["config", "path", "--help"],
+        &["completions", "--help"],
+    ] {
+        let out = ssmtui(home.path()).args(args).assert().success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        let name = format!("help_{}", args[..args.len() - 1].join("_"));
+        insta::assert_snapshot!(name.trim_end_matches('_').to_owned(), text);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    ssmtui(home.path())
+        .arg("bogus")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unrecognized subcommand 'bogus'"));
+    ssmtui(home.path()).assert().code(2);
+    ssmtui(home.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn config_check_accepts_valid_files_and_the_example() {
+    let home = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .arg(&example)
+        .assert()
+        .success()
+        .stdout(format!("ok: \"{}\" is valid\n", example.display()));
+
+    let file = home.path().join("ok.toml");
+    std::fs::write(
+        &file,
+        "[aws]\nregion = \"eu-west-1\"\n[ui]\ntheme = \"mono\"\n",
+    )
+    .unwrap();
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .arg(&file)
+        .assert()
+        .success();
+
+    // No file at the default location is fine: built-in defaults.
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("using built-in defaults"));
+}
+
+fn check_fails(contents: &str, expected_stderr: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("bad.toml");
+    std::fs::write(&file, contents).unwrap();
+    let out = ssmtui(home.path())
+        .args(["config", "check"])
+        .arg(&file)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let expected = expected_stderr.replace("FILE", &file.display().to_string());
+    assert_eq!(stderr, expected);
+}
+
+#[test]
+fn config_check_unknown_key() {
+    check_fails(
+        "[ui]\ntheme = \"mono\"\ncolour = \"red\"\n",
+        "error: config file \"FILE\" is invalid at line 3, column 1: unknown field `colour`, expected one of `theme`, `columns`, `unreachable`, `refresh_seconds`\n\
+         hint: remove the key or fix its spelling\n\
+         hint: every key is documented in config.example.toml (README, \"Configuration\")\n",
+    );
+}
+
+#[test]
+fn config_check_wrong_type() {
+    check_fails(
+        "[aws]\ncall_timeout_seconds = \"soon\"\n",
+        "error: config file \"FILE\" is invalid at line 2, column 24: invalid type: string \"soon\", expected u64\n\
+         hint: the value has the wrong type for this key\n\
+         hint: every key is documented in config.example.toml (README, \"Configuration\")\n",
+    );
+}
+
+#[test]
+fn config_check_bad_toml() {
+    check_fails(
+        "[ui\ntheme = \"mono\"\n",
+        "error: config file \"FILE\" is invalid at line 1, column 4: unclosed table, expected `]`\n\
+         hint: every key is documented in config.example.toml (README, \"Configuration\")\n",
+    );
+}
+
+#[test]
+fn explicit_config_that_fails_is_fatal() {
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("missing.toml");
+    ssmtui(home.path())
+        .arg("--config")
+        .arg(&missing)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "error: config file \"{}\" does not exist\nhint: create the file, or point --config / SSMTUI_CONFIG at an existing one\n",
+            missing.display()
+        ));
+    // The environment variable is an explicit choice too.
+    ssmtui(home.path())
+        .env("SSMTUI_CONFIG", &missing)
+        .args(["config", "check"])
+        .assert()
+        .code(2);
+    // A broken default file is also an error (it exists, so the user meant it).
+    std::fs::create_dir_all(home.path().join("config")).unwrap();
+    std::fs::write(home.path().join("config/config.toml"), "nonsense").unwrap();
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn config_path_lists_every_location() {
+    let home = tempfile::tempdir().unwrap();
+    let text = stdout_of(ssmtui(home.path()).args(["config", "path"]));
+    let h = home.path().display();
+    assert_eq!(
+        text,
+        format!(
+            "config file: {h}/config/config.toml (does not exist)\n\
+             config dir:  {h}/config\n\
+             state dir:   {h}/state\n\
+             log dir:     {h}/state/logs\n\
+             audit log:   {h}/state/audit.jsonl\n"
+        )
+    );
+    let file = home.path().join("c.toml");
+    std::fs::write(&file, "[audit]\npath = \"/var/log/ssmtui-audit.jsonl\"\n").unwrap();
+    let text = stdout_of(
+        ssmtui(home.path())
+            .env("SSMTUI_CONFIG", &file)
+            .args(["config", "path"]),
+    );
+    assert!(
+        text.starts_with(&format!("config file: {}\n", file.display())),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("audit log:   /var/log/ssmtui-audit.jsonl\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let home = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F _ssmtui"),
+        ("zsh", "#compdef ssmtui"),
+        ("fish", "complete -c ssmtui"),
+    ] {
+        let text = stdout_of(ssmtui(home.path()).args(["completions", shell]));
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(text.contains("config"), "{shell} completes subcommands");
+    }
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    // The reader is gone before we write (as with `ssmtui list | head -1` on a long list):
+    // the write fails with EPIPE, which must be a quiet success, not an error or a panic.
+    let home = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("ssmtui");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; (sleep 0.3; exec '{}' completions bash) | true",
+            bin.display()
+        ))
+        .env("SSMTUI_CONFIG_DIR", home.path())
+        .env("SSMTUI_STATE_DIR", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
