@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io::Write;
 
+use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::output::Closed;
 
@@ -99,6 +100,12 @@ pub fn classify(err: &anyhow::Error) -> Classified {
             return Classified {
                 kind: Some(e.kind),
                 hints: e.hints.clone(),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<AwsError>() {
+            return Classified {
+                kind: Some(e.kind()),
+                hints: e.hints(),
             };
         }
         if let Some(e) = cause.downcast_ref::<ConfigError>() {

@@ -1,0 +1,197 @@
+//! The AWS calls ssmtui makes, behind one trait.
+//!
+//! [`SsmApi`] is the seam between ssmtui and AWS: the engine, the CLI and the UI only ever talk to
+//! it. [`sdk::SdkApi`] implements it with the AWS SDK (default credential chain, profile,
+//! region, endpoint overrides, a timeout on every call, `app/ssmtui-<version>` in the user
+//! agent); [`fake::FakeApi`] implements it in memory for unit tests. Errors are classified into
+//! [`AwsError`] here, once, so every caller gets the same messages and hints.
+
+pub mod fake;
+pub mod model;
+pub mod sdk;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+pub use model::{
+    DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, StartSessionRequest,
+    TagFilter,
+};
+
+/// Everything ssmtui asks of AWS.
+#[async_trait]
+pub trait SsmApi: Send + Sync {
+    /// EC2 instances (filtered by tags on the server) joined with their SSM registration.
+    async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError>;
+    /// `ssm:StartSession`.
+    async fn start_session(&self, req: &StartSessionRequest) -> Result<SessionTarget, AwsError>;
+    /// `ssm:ResumeSession`: a fresh token for an existing session.
+    async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, AwsError>;
+    /// `ssm:TerminateSession`.
+    async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError>;
+    /// `ssm:DescribeSessions`; `owner_self` limits the list to the caller's own sessions.
+    async fn describe_sessions(
+        &self,
+        state: SessionState,
+        owner_self: bool,
+    ) -> Result<Vec<SessionSummary>, AwsError>;
+    /// `ssm:GetDocument`: the document's JSON content.
+    async fn get_document(&self, name: &str) -> Result<String, AwsError>;
+    /// `sts:GetCallerIdentity`.
+    async fn caller_identity(&self) -> Result<Identity, AwsError>;
+    /// `kms:GenerateDataKey` with 64 bytes and the given encryption context.
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &HashMap<String, String>,
+    ) -> Result<DataKey, AwsError>;
+}
+
+/// Why an AWS call failed, classified for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// No usable credentials (none found, SSO session expired, bad profile).
+    #[error("no usable AWS credentials{}: {message}", profile_suffix(.profile))]
+    Credentials {
+        /// Profile in use, if any.
+        profile: Option<String>,
+        /// What the credential chain said.
+        message: String,
+    },
+    /// The credentials were rejected or have expired.
+    #[error("AWS rejected the credentials{} in {operation}: {message}", profile_suffix(.profile))]
+    Rejected {
+        /// Profile in use, if any.
+        profile: Option<String>,
+        /// The API operation.
+        operation: &'static str,
+        /// What AWS said.
+        message: String,
+    },
+    /// Authenticated, but not allowed.
+    #[error("access denied in {operation}: {message}")]
+    AccessDenied {
+        /// The API operation.
+        operation: &'static str,
+        /// What AWS said (it names the missing permission).
+        message: String,
+    },
+    /// The thing asked for does not exist.
+    #[error("{operation} failed: {message}")]
+    NotFound {
+        /// The API operation.
+        operation: &'static str,
+        /// What AWS said.
+        message: String,
+    },
+    /// The instance's agent is not connected to Systems Manager.
+    #[error("the instance is not connected to Systems Manager: {message}")]
+    TargetNotConnected {
+        /// What AWS said.
+        message: String,
+    },
+    /// The call did not finish in time.
+    #[error("{operation} timed out after {seconds} s")]
+    Timeout {
+        /// The API operation.
+        operation: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot reach AWS for {operation}: {message}")]
+    Network {
+        /// The API operation.
+        operation: &'static str,
+        /// The transport error.
+        message: String,
+    },
+    /// Any other error the service returned.
+    #[error("{operation} failed with {code}: {message}")]
+    Service {
+        /// The API operation.
+        operation: &'static str,
+        /// The AWS error code.
+        code: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// The AWS configuration is unusable (no region, bad profile name).
+    #[error("{message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// The response lacked something we need.
+    #[error("{operation} returned an incomplete response: {what} is missing")]
+    Incomplete {
+        /// The API operation.
+        operation: &'static str,
+        /// The missing field.
+        what: &'static str,
+    },
+}
+
+fn profile_suffix(profile: &Option<String>) -> String {
+    profile
+        .as_ref()
+        .map(|p| format!(" for profile \"{p}\""))
+        .unwrap_or_default()
+}
+
+impl AwsError {
+    /// The exit-code class of this error.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::Credentials { .. } | Self::Rejected { .. } | Self::AccessDenied { .. } => {
+                ErrorKind::Auth
+            }
+            Self::NotFound { .. } | Self::TargetNotConnected { .. } => ErrorKind::NotFound,
+            Self::Timeout { .. } | Self::Network { .. } => ErrorKind::Network,
+            Self::Service { code, .. } if code == "ValidationException" => ErrorKind::Usage,
+            Self::Config { .. } => ErrorKind::Usage,
+            Self::Service { .. } | Self::Incomplete { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::Credentials { profile, message } | Self::Rejected { profile, message, .. } => {
+                let lower = message.to_ascii_lowercase();
+                let mut hints = Vec::new();
+                match profile {
+                    Some(p) if lower.contains("sso") || lower.contains("token") => {
+                        hints.push(format!("run `aws sso login --profile {p}` and try again"));
+                    }
+                    Some(p) => hints.push(format!(
+                        "check the profile with `aws sts get-caller-identity --profile {p}`"
+                    )),
+                    None => hints.push(
+                        "choose a profile with --profile NAME (or AWS_PROFILE), or export AWS credentials"
+                            .to_owned(),
+                    ),
+                }
+                hints
+            }
+            Self::AccessDenied { .. } => vec![
+                "your IAM policy does not allow this; the message names the missing permission"
+                    .to_owned(),
+            ],
+            Self::TargetNotConnected { .. } => vec![
+                "the SSM agent on the instance is offline or the instance is stopped; pick an Online instance"
+                    .to_owned(),
+            ],
+            Self::Timeout { .. } | Self::Network { .. } => vec![
+                "check the network, the region, and any endpoint override ([aws] endpoint_url, AWS_ENDPOINT_URL)"
+                    .to_owned(),
+            ],
+            Self::Config { hint, .. } => vec![hint.clone()],
+            Self::NotFound { .. } | Self::Service { .. } | Self::Incomplete { .. } => Vec::new(),
+        }
+    }
+}

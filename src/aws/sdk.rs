@@ -1,0 +1,508 @@
+//! [`SsmApi`] on the AWS SDK for Rust.
+//!
+//! Credentials and region come from the standard chain (environment, shared config and
+//! credentials files, IAM Identity Center/SSO, assume-role, container and instance metadata),
+//! narrowed by `--profile`/`--region` or `[aws]` in the config. Endpoints can be overridden for
+//! all services (`[aws] endpoint_url`, `AWS_ENDPOINT_URL`) or per service (`[aws.endpoints]`,
+//! `AWS_ENDPOINT_URL_SSM`, …), which is how the sandbox is reached. Every call is bounded by
+//! `[aws] call_timeout_seconds`. The user agent carries `app/ssmtui-<version>` so CloudTrail
+//! shows which client started a session.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{AppName, BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::{
+    AwsError, DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, SsmApi,
+    StartSessionRequest, TagFilter,
+};
+use crate::config::AwsConfig;
+use crate::secret::Secret;
+
+/// The SDK clients for one profile and region.
+#[derive(Debug, Clone)]
+pub struct SdkApi {
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    sts: aws_sdk_sts::Client,
+    kms: aws_sdk_kms::Client,
+    profile: Option<String>,
+    timeout_seconds: u64,
+    region: String,
+}
+
+impl SdkApi {
+    /// Resolves credentials/region per the config and builds the clients. Nothing is called yet.
+    pub async fn new(aws: &AwsConfig) -> Result<Self, AwsError> {
+        let timeout = Duration::from_secs(aws.call_timeout_seconds.max(1));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build(),
+        );
+        if let Some(name) = app_name() {
+            loader = loader.app_name(name);
+        }
+        if let Some(profile) = &aws.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &aws.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &aws.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let region = shared
+            .region()
+            .map(ToString::to_string)
+            .ok_or_else(|| AwsError::Config {
+                message: "no AWS region is configured".to_owned(),
+                hint: "pass --region NAME, set [aws] region in the config, or set AWS_REGION"
+                    .to_owned(),
+            })?;
+        let profile = aws
+            .profile
+            .clone()
+            .or_else(|| std::env::var("AWS_PROFILE").ok());
+
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.ec2 {
+            ec2 = ec2.endpoint_url(url);
+        }
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.ssm {
+            ssm = ssm.endpoint_url(url);
+        }
+        let mut sts = aws_sdk_sts::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.sts {
+            sts = sts.endpoint_url(url);
+        }
+        let mut kms = aws_sdk_kms::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.kms {
+            kms = kms.endpoint_url(url);
+        }
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
+            profile,
+            timeout_seconds: timeout.as_secs(),
+            region,
+        })
+    }
+
+    /// The region the clients talk to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The profile in use, if one was named.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    fn classify<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        classify_sdk_error(operation, self.profile.clone(), self.timeout_seconds, err)
+    }
+}
+
+/// `app/ssmtui-<version>` in the user agent. The SDK only allows token characters, hence `-`
+/// rather than `/` before the version.
+fn app_name() -> Option<AppName> {
+    AppName::new(concat!("ssmtui-", env!("CARGO_PKG_VERSION"))).ok()
+}
+
+/// Maps an SDK error to an [`AwsError`] by its AWS error code or transport failure.
+pub fn classify_sdk_error<E, R>(
+    operation: &'static str,
+    profile: Option<String>,
+    timeout_seconds: u64,
+    err: SdkError<E, R>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let Some(cred) = find_in_chain::<CredentialsError>(&err) {
+        return AwsError::Credentials {
+            profile,
+            message: DisplayErrorContext(cred).to_string(),
+        };
+    }
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown").to_owned();
+            let message = e.message().unwrap_or("no message").to_owned();
+            match code.as_str() {
+                "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
+                    AwsError::AccessDenied { operation, message }
+                }
+                "ExpiredTokenException"
+                | "ExpiredToken"
+                | "RequestExpired"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "AuthFailure"
+                | "InvalidSignatureException"
+                | "SignatureDoesNotMatch" => AwsError::Rejected {
+                    profile,
+                    operation,
+                    message: format!("{code}: {message}"),
+                },
+                "TargetNotConnected" => AwsError::TargetNotConnected { message },
+                "InvalidInstanceId"
+                | "InvalidInstanceID.NotFound"
+                | "DoesNotExistException"
+                | "InvalidDocument" => AwsError::NotFound { operation, message },
+                _ => AwsError::Service {
+                    operation,
+                    code,
+                    message,
+                },
+            }
+        }
+        SdkError::TimeoutError(_) => AwsError::Timeout {
+            operation,
+            seconds: timeout_seconds,
+        },
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => AwsError::Timeout {
+            operation,
+            seconds: timeout_seconds,
+        },
+        _ => AwsError::Network {
+            operation,
+            message: DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn ssm_time(t: Option<&aws_sdk_ssm::primitives::DateTime>) -> Option<String> {
+    t.and_then(|t| {
+        t.fmt(aws_sdk_ssm::primitives::DateTimeFormat::DateTime)
+            .ok()
+    })
+}
+
+#[async_trait]
+impl SsmApi for SdkApi {
+    async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError> {
+        let ec2 = async {
+            let mut req = self.ec2.describe_instances().max_results(1000).filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped"]
+                            .map(str::to_owned)
+                            .to_vec(),
+                    ))
+                    .build(),
+            );
+            for f in filters {
+                req = req.filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name(format!("tag:{}", f.key))
+                        .set_values(Some(f.values.clone()))
+                        .build(),
+                );
+            }
+            let mut pages = req.into_paginator().send();
+            let mut out = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.classify("DescribeInstances", e))?;
+                for reservation in page.reservations() {
+                    out.extend(reservation.instances().iter().map(ec2_instance));
+                }
+            }
+            Ok::<_, AwsError>(out)
+        };
+        let ssm = async {
+            let mut pages = self
+                .ssm
+                .describe_instance_information()
+                .max_results(50)
+                .into_paginator()
+                .send();
+            let mut out = HashMap::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.classify("DescribeInstanceInformation", e))?;
+                for info in page.instance_information_list() {
+                    if let Some(id) = info.instance_id() {
+                        out.insert(id.to_owned(), info.clone());
+                    }
+                }
+            }
+            Ok::<_, AwsError>(out)
+        };
+        let (mut instances, mut infos) = tokio::try_join!(ec2, ssm)?;
+        for instance in &mut instances {
+            if let Some(info) = infos.remove(&instance.id) {
+                apply_ssm_info(instance, &info);
+            }
+        }
+        if filters.is_empty() {
+            // Hybrid (`mi-`) nodes exist only in SSM; they are reachable too.
+            for (id, info) in infos {
+                if id.starts_with("mi-") {
+                    let mut node = Instance {
+                        id,
+                        state: "unknown".to_owned(),
+                        name: info.name().map(str::to_owned),
+                        private_ip: info.ip_address().map(str::to_owned),
+                        ..Instance::default()
+                    };
+                    apply_ssm_info(&mut node, &info);
+                    instances.push(node);
+                }
+            }
+        }
+        instances.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(instances)
+    }
+
+    async fn start_session(&self, req: &StartSessionRequest) -> Result<SessionTarget, AwsError> {
+        let out = self
+            .ssm
+            .start_session()
+            .target(&req.target)
+            .document_name(&req.document)
+            .set_parameters((!req.parameters.is_empty()).then(|| req.parameters.clone()))
+            .set_reason(req.reason.clone())
+            .send()
+            .await
+            .map_err(|e| self.classify("StartSession", e))?;
+        session_target(
+            "StartSession",
+            out.session_id(),
+            out.stream_url(),
+            out.token_value(),
+        )
+    }
+
+    async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, AwsError> {
+        let out = self
+            .ssm
+            .resume_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| self.classify("ResumeSession", e))?;
+        session_target(
+            "ResumeSession",
+            out.session_id().or(Some(session_id)),
+            out.stream_url(),
+            out.token_value(),
+        )
+    }
+
+    async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError> {
+        self.ssm
+            .terminate_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| self.classify("TerminateSession", e))?;
+        Ok(())
+    }
+
+    async fn describe_sessions(
+        &self,
+        state: SessionState,
+        owner_self: bool,
+    ) -> Result<Vec<SessionSummary>, AwsError> {
+        use aws_sdk_ssm::types::{SessionFilter, SessionFilterKey};
+        let mut req = self.ssm.describe_sessions().state(match state {
+            SessionState::Active => aws_sdk_ssm::types::SessionState::Active,
+            SessionState::History => aws_sdk_ssm::types::SessionState::History,
+        });
+        if owner_self {
+            let filter = SessionFilter::builder()
+                .key(SessionFilterKey::Owner)
+                .value("Self")
+                .build()
+                .map_err(|_| AwsError::Incomplete {
+                    operation: "DescribeSessions",
+                    what: "filter",
+                })?;
+            req = req.filters(filter);
+        }
+        let mut pages = req.into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify("DescribeSessions", e))?;
+            out.extend(page.sessions().iter().map(|s| {
+                SessionSummary {
+                    id: s.session_id().unwrap_or_default().to_owned(),
+                    target: s.target().unwrap_or_default().to_owned(),
+                    status: s
+                        .status()
+                        .map(|st| st.as_str().to_owned())
+                        .unwrap_or_default(),
+                    start: ssm_time(s.start_date()),
+                    end: ssm_time(s.end_date()),
+                    document: s.document_name().map(str::to_owned),
+                    owner: s.owner().map(str::to_owned),
+                    reason: s.reason().map(str::to_owned),
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn get_document(&self, name: &str) -> Result<String, AwsError> {
+        let out = self
+            .ssm
+            .get_document()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| self.classify("GetDocument", e))?;
+        out.content()
+            .map(str::to_owned)
+            .ok_or(AwsError::Incomplete {
+                operation: "GetDocument",
+                what: "Content",
+            })
+    }
+
+    async fn caller_identity(&self) -> Result<Identity, AwsError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| self.classify("GetCallerIdentity", e))?;
+        Ok(Identity {
+            account: out.account().unwrap_or_default().to_owned(),
+            arn: out
+                .arn()
+                .ok_or(AwsError::Incomplete {
+                    operation: "GetCallerIdentity",
+                    what: "Arn",
+                })?
+                .to_owned(),
+            user_id: out.user_id().unwrap_or_default().to_owned(),
+        })
+    }
+
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &HashMap<String, String>,
+    ) -> Result<DataKey, AwsError> {
+        let out = self
+            .kms
+            .generate_data_key()
+            .key_id(key_id)
+            .number_of_bytes(64)
+            .set_encryption_context(Some(context.clone()))
+            .send()
+            .await
+            .map_err(|e| self.classify("GenerateDataKey", e))?;
+        let plaintext = out.plaintext.ok_or(AwsError::Incomplete {
+            operation: "GenerateDataKey",
+            what: "Plaintext",
+        })?;
+        let ciphertext = out.ciphertext_blob.ok_or(AwsError::Incomplete {
+            operation: "GenerateDataKey",
+            what: "CiphertextBlob",
+        })?;
+        Ok(DataKey {
+            plaintext: zeroize::Zeroizing::new(plaintext.into_inner()),
+            ciphertext: ciphertext.into_inner(),
+        })
+    }
+}
+
+fn session_target(
+    operation: &'static str,
+    session_id: Option<&str>,
+    stream_url: Option<&str>,
+    token: Option<&str>,
+) -> Result<SessionTarget, AwsError> {
+    Ok(SessionTarget {
+        session_id: session_id
+            .ok_or(AwsError::Incomplete {
+                operation,
+                what: "SessionId",
+            })?
+            .to_owned(),
+        stream_url: stream_url
+            .ok_or(AwsError::Incomplete {
+                operation,
+                what: "StreamUrl",
+            })?
+            .to_owned(),
+        token: Secret::new(token.unwrap_or_default()),
+    })
+}
+
+fn ec2_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let tags: std::collections::BTreeMap<String, String> = i
+        .tags()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_owned(),
+        name: tags.get("Name").cloned(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map_or_else(|| "unknown".to_owned(), |n| n.as_str().to_owned()),
+        ping: None,
+        last_ping: None,
+        agent_version: None,
+        platform: i.platform_details().map(str::to_owned),
+        platform_type: None,
+        private_ip: i.private_ip_address().map(str::to_owned),
+        image_id: i.image_id().map(str::to_owned),
+        instance_type: i.instance_type().map(|t| t.as_str().to_owned()),
+        vpc_id: i.vpc_id().map(str::to_owned),
+        subnet_id: i.subnet_id().map(str::to_owned),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_owned),
+        tags,
+    }
+}
+
+fn apply_ssm_info(instance: &mut Instance, info: &aws_sdk_ssm::types::InstanceInformation) {
+    instance.ping = info.ping_status().map(|p| p.as_str().to_owned());
+    instance.last_ping = ssm_time(info.last_ping_date_time());
+    instance.agent_version = info.agent_version().map(str::to_owned);
+    if let Some(platform) = info.platform_name() {
+        instance.platform = Some(platform.to_owned());
+    }
+    instance.platform_type = info.platform_type().map(|p| p.as_str().to_owned());
+}
