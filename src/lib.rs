@@ -3,13 +3,13 @@
 //! The crate is a library with a thin binary (`src/main.rs`) so that integration tests and the
 //! fuzz targets can use the same code. Layering, from the bottom up:
 //!
-//! - [`protocol`]: the sans-IO Session Manager data channel (no tokio, no AWS, no terminal);
+//! - [`protocol`]: the sans-IO Session Manager data channel and smux (no tokio, AWS, terminal);
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes.
 //!
-//! Later layers (`aws`, `engine`, `app`, `ui`, `tui`, `sandbox`) are added as they are built.
+//! Further layers (`engine`, `app`, `ui`, `tui`, `sandbox`) are added as they are built.
 
 pub mod aws;
 pub mod cli;
@@ -17,4 +17,5 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod output;
+pub mod protocol;
 pub mod secret;
