@@ -11,6 +11,7 @@ use std::io::Write;
 
 use crate::aws::AwsError;
 use crate::config::ConfigError;
+use crate::engine::EngineError;
 use crate::output::Closed;
 
 /// What kind of failure ended the program; decides the exit status.
@@ -100,6 +101,12 @@ pub fn classify(err: &anyhow::Error) -> Classified {
             return Classified {
                 kind: Some(e.kind),
                 hints: e.hints.clone(),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            return Classified {
+                kind: Some(e.kind()),
+                hints: e.hints(),
             };
         }
         if let Some(e) = cause.downcast_ref::<AwsError>() {

@@ -4,16 +4,18 @@
 //! fuzz targets can use the same code. Layering, from the bottom up:
 //!
 //! - [`protocol`]: the sans-IO Session Manager data channel and smux (no tokio, AWS, terminal);
+//! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes.
 //!
-//! Further layers (`engine`, `app`, `ui`, `tui`, `sandbox`) are added as they are built.
+//! Further layers (`app`, `ui`, `tui`, `sandbox`) are added as they are built.
 
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod output;

@@ -1,0 +1,508 @@
+//! The task that owns one websocket and its protocol session.
+//!
+//! Invariants: only this task touches the websocket and the [`Session`]; every frame the
+//! session produces is written before the task waits again; events leave the session only as
+//! fast as the caller takes them (at most one is parked in `pending_event`), so the session's
+//! own cap on undelivered bytes becomes back-pressure on the agent; input is offered to the
+//! session only while it has room, the rest waits in `pending_input`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::transport::{self, WsStream};
+use super::{CloseReason, EngineError, EngineEvent, SessionCommand, SessionOptions};
+use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
+use crate::protocol::{Session, SessionConfig, SessionEvent};
+
+/// The channels connecting a driver to its handle.
+#[derive(Debug)]
+pub struct Channels {
+    /// Bytes to send.
+    pub input: mpsc::Receiver<Vec<u8>>,
+    /// Control commands.
+    pub commands: mpsc::Receiver<SessionCommand>,
+    /// Events out.
+    pub events: mpsc::Sender<EngineEvent>,
+    /// Stops the driver.
+    pub cancel: CancellationToken,
+}
+
+/// Milliseconds for the protocol core: monotonic, anchored to the wall clock once so that
+/// CreatedDate stays a plausible epoch time.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+    base_ms: u64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            start: Instant::now(),
+            base_ms,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.base_ms.saturating_add(elapsed)
+    }
+
+    fn instant_at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms.saturating_sub(self.base_ms))
+    }
+}
+
+/// A random 64-bit seed for message ids and backoff jitter.
+fn random_seed() -> u64 {
+    let mut buf = [0u8; 8];
+    if getrandom::fill(&mut buf).is_err() {
+        // Ids only need to be unique per session; time is an acceptable fallback.
+        return Clock::new().now();
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// One session's driver.
+pub struct Driver {
+    api: Arc<dyn SsmApi>,
+    session_id: String,
+    stream_url: String,
+    options: SessionOptions,
+    session: Session,
+    ws: WsStream,
+    clock: Clock,
+    ch: Channels,
+    kms_tx: mpsc::Sender<Result<DataKey, AwsError>>,
+    kms_rx: mpsc::Receiver<Result<DataKey, AwsError>>,
+    kms_error: Option<AwsError>,
+    pending_input: Option<(Vec<u8>, usize)>,
+    pending_event: Option<EngineEvent>,
+    input_closed: bool,
+    last_received: Instant,
+    stall_reported: bool,
+    reconnects: u32,
+    jitter: u64,
+}
+
+impl Driver {
+    /// Opens the websocket, sends the token frame and builds the driver.
+    pub async fn connect(
+        api: Arc<dyn SsmApi>,
+        target: SessionTarget,
+        options: SessionOptions,
+        ch: Channels,
+    ) -> Result<Self, EngineError> {
+        let seed = random_seed();
+        let mut session = Session::new(SessionConfig::client(
+            &target.session_id,
+            &options.target_id,
+            seed,
+        ));
+        let mut ws = open_with_retry(&target.stream_url).await?;
+        let text = session.open_data_channel_text(target.token.expose());
+        ws.send(Message::Text(text.into()))
+            .await
+            .map_err(|e| EngineError::Connect(e.to_string()))?;
+        let (kms_tx, kms_rx) = mpsc::channel(1);
+        tracing::info!(session_id = %target.session_id, "data channel open");
+        Ok(Self {
+            api,
+            session_id: target.session_id,
+            stream_url: target.stream_url,
+            options,
+            session,
+            ws,
+            clock: Clock::new(),
+            ch,
+            kms_tx,
+            kms_rx,
+            kms_error: None,
+            pending_input: None,
+            pending_event: None,
+            input_closed: false,
+            last_received: Instant::now(),
+            stall_reported: false,
+            reconnects: 0,
+            jitter: seed,
+        })
+    }
+
+    /// Runs until the session ends; the last event is always [`EngineEvent::Closed`].
+    pub async fn run(mut self) {
+        let reason = self.run_inner().await;
+        tracing::info!(session_id = %self.session_id, ?reason, "session ended");
+        if let Some(ev) = self.pending_event.take() {
+            let _ = self.ch.events.send(ev).await;
+        }
+        let _ = self.ch.events.send(EngineEvent::Closed(reason)).await;
+        let _ = self.ws.close(None).await;
+    }
+
+    async fn run_inner(&mut self) -> CloseReason {
+        let mut ping = tokio::time::interval(self.options.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            self.offer_pending_input();
+            if let Err(e) = self.flush().await {
+                if let Err(end) = self.reconnect(format!("write failed: {e}")).await {
+                    return CloseReason::Failed(end.to_string());
+                }
+                continue;
+            }
+            if let Some(reason) = self.pump_events() {
+                return reason;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|ms| self.clock.instant_at(ms));
+            let accept_input = self.pending_input.is_none()
+                && !self.input_closed
+                && self.session.send_capacity() > 0;
+            tokio::select! {
+                biased;
+                () = self.ch.cancel.cancelled() => return CloseReason::Detached,
+                permit = self.ch.events.clone().reserve_owned(), if self.pending_event.is_some() => {
+                    match (permit, self.pending_event.take()) {
+                        (Ok(permit), Some(ev)) => {
+                            permit.send(ev);
+                        }
+                        _ => return CloseReason::Detached,
+                    }
+                }
+                msg = self.ws.next() => {
+                    let now = self.clock.now();
+                    match msg {
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.mark_received();
+                            self.session.handle_incoming(&bytes, now);
+                        }
+                        Some(Ok(Message::Text(text))) => {
+                            self.mark_received();
+                            self.session.handle_incoming(text.as_bytes(), now);
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                            self.mark_received();
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let why = frame.map_or_else(|| "closed by the peer".to_owned(), |f| format!("closed by the peer: {}", f.reason));
+                            if let Err(end) = self.reconnect(why).await {
+                                return CloseReason::Failed(end.to_string());
+                            }
+                        }
+                        Some(Err(e)) => {
+                            if let Err(end) = self.reconnect(e.to_string()).await {
+                                return CloseReason::Failed(end.to_string());
+                            }
+                        }
+                        None => {
+                            if let Err(end) = self.reconnect("connection closed".to_owned()).await {
+                                return CloseReason::Failed(end.to_string());
+                            }
+                        }
+                    }
+                }
+                data = self.ch.input.recv(), if accept_input => match data {
+                    Some(data) => self.pending_input = Some((data, 0)),
+                    None => self.input_closed = true,
+                },
+                Some(cmd) = self.ch.commands.recv() => {
+                    if let Some(reason) = self.command(cmd).await {
+                        return reason;
+                    }
+                }
+                Some(result) = self.kms_rx.recv() => self.data_key(result),
+                () = sleep_until_opt(deadline) => self.session.handle_timeout(self.clock.now()),
+                _ = ping.tick() => {
+                    if let Err(reason) = self.keepalive().await {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark_received(&mut self) {
+        self.last_received = Instant::now();
+        self.stall_reported = false;
+    }
+
+    fn offer_pending_input(&mut self) {
+        if let Some((data, offset)) = &mut self.pending_input {
+            let now = self.clock.now();
+            let rest = data.get(*offset..).unwrap_or_default();
+            *offset += self.session.send_input(rest, now);
+            if *offset >= data.len() {
+                self.pending_input = None;
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        let mut fed = false;
+        while let Some(frame) = self.session.poll_transmit() {
+            self.ws.feed(Message::Binary(frame.into())).await?;
+            fed = true;
+        }
+        if fed {
+            self.ws.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Moves session events to the caller until one has to wait; returns a close reason when
+    /// the session has ended.
+    fn pump_events(&mut self) -> Option<CloseReason> {
+        while self.pending_event.is_none() {
+            let ev = self.session.poll_event()?;
+            let out = match ev {
+                SessionEvent::HandshakeRequested {
+                    agent_version,
+                    session_type,
+                    properties,
+                } => EngineEvent::HandshakeRequested {
+                    agent_version,
+                    session_type,
+                    properties,
+                },
+                SessionEvent::KmsDataKeyRequested {
+                    key_id,
+                    encryption_context,
+                } => {
+                    self.request_data_key(key_id, encryption_context.into_iter().collect());
+                    continue;
+                }
+                SessionEvent::Ready {
+                    session_type,
+                    customer_message,
+                    encrypted,
+                } => EngineEvent::Ready {
+                    session_type,
+                    customer_message,
+                    encrypted,
+                },
+                SessionEvent::Output(b) => EngineEvent::Output(b),
+                SessionEvent::StdErr(b) => EngineEvent::StdErr(b),
+                SessionEvent::ExitCode(c) => EngineEvent::ExitCode(c),
+                SessionEvent::Flag(f) => EngineEvent::Flag(f),
+                SessionEvent::Paused => EngineEvent::Paused(true),
+                SessionEvent::Resumed => EngineEvent::Paused(false),
+                SessionEvent::ChannelClosed { output, .. } => {
+                    return Some(CloseReason::ChannelClosed { output });
+                }
+                SessionEvent::Error(e) => {
+                    let text = match self.kms_error.take() {
+                        Some(kms) => format!("{e} ({kms})"),
+                        None => e.to_string(),
+                    };
+                    return Some(CloseReason::Failed(text));
+                }
+                SessionEvent::FrameDropped(e) => {
+                    tracing::warn!(session_id = %self.session_id, error = %e, "dropped a malformed frame");
+                    continue;
+                }
+                // Agent-role events and Writable (handled by offer_pending_input) need nothing.
+                _ => continue,
+            };
+            match self.ch.events.try_send(out) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => self.pending_event = Some(ev),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Some(CloseReason::Detached),
+            }
+        }
+        None
+    }
+
+    fn request_data_key(&mut self, key_id: String, context: HashMap<String, String>) {
+        let api = Arc::clone(&self.api);
+        let tx = self.kms_tx.clone();
+        tokio::spawn(async move {
+            let result = api.generate_data_key(&key_id, &context).await;
+            let _ = tx.send(result).await;
+        });
+    }
+
+    fn data_key(&mut self, result: Result<DataKey, AwsError>) {
+        let now = self.clock.now();
+        let outcome = match result {
+            Ok(key) => self
+                .session
+                .provide_data_key(&key.plaintext, key.ciphertext.clone(), now),
+            Err(e) => {
+                let r = self.session.fail_kms(&e.to_string(), now);
+                self.kms_error = Some(e);
+                r
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(session_id = %self.session_id, error = %e, "KMS answer not accepted");
+        }
+    }
+
+    async fn command(&mut self, cmd: SessionCommand) -> Option<CloseReason> {
+        let now = self.clock.now();
+        match cmd {
+            SessionCommand::Resize { cols, rows } => {
+                if let Err(e) = self.session.resize(cols, rows, now) {
+                    tracing::debug!(error = %e, "resize not sent");
+                }
+            }
+            SessionCommand::Flag(flag) => {
+                if let Err(e) = self.session.send_flag(flag, now) {
+                    tracing::debug!(error = %e, "flag not sent");
+                }
+            }
+            SessionCommand::ReceiveReady(ready) => self.session.set_receive_ready(ready),
+            SessionCommand::Terminate => {
+                let _ = self.flush().await;
+                return Some(match self.api.terminate_session(&self.session_id).await {
+                    Ok(()) => CloseReason::Terminated,
+                    Err(e) => CloseReason::Failed(format!("cannot terminate the session: {e}")),
+                });
+            }
+            SessionCommand::Detach => {
+                let _ = self.flush().await;
+                return Some(CloseReason::Detached);
+            }
+        }
+        None
+    }
+
+    /// Pings the peer and watches for a connection that carries nothing back while we wait for
+    /// acknowledgements. An idle session is never torn down here: the service's idle timeout
+    /// is a security control we do not want to fight or trip.
+    async fn keepalive(&mut self) -> Result<(), CloseReason> {
+        let silent = self.last_received.elapsed();
+        let waiting = self.session.outgoing_len() > 0;
+        if waiting && silent >= self.options.stall_warning * 3 {
+            if let Err(end) = self
+                .reconnect(format!("no answer for {} s", silent.as_secs()))
+                .await
+            {
+                return Err(CloseReason::Failed(end.to_string()));
+            }
+            return Ok(());
+        }
+        if waiting && silent >= self.options.stall_warning && !self.stall_reported {
+            self.stall_reported = true;
+            let _ = self
+                .ch
+                .events
+                .try_send(EngineEvent::Stalled { silent_for: silent });
+        }
+        if self
+            .ws
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .is_err()
+            && let Err(end) = self.reconnect("ping failed".to_owned()).await
+        {
+            return Err(CloseReason::Failed(end.to_string()));
+        }
+        Ok(())
+    }
+
+    /// ResumeSession + reopen with exponential backoff (§2.5 ladder, but bounded in total time
+    /// and surfacing an error instead of lingering).
+    async fn reconnect(&mut self, reason: String) -> Result<(), EngineError> {
+        tracing::warn!(session_id = %self.session_id, %reason, "websocket lost; reconnecting");
+        let started = Instant::now();
+        let limit = self.options.reconnect_timeout;
+        self.jitter = self
+            .jitter
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let mut delay = Duration::from_millis(100 + (self.jitter >> 33) % 100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let _ = self.ch.events.try_send(EngineEvent::Reconnecting {
+                attempt,
+                reason: reason.clone(),
+            });
+            match self.try_resume().await {
+                Ok(()) => {
+                    self.reconnects += 1;
+                    self.mark_received();
+                    let _ = self.ch.events.try_send(EngineEvent::Reconnected {
+                        total: self.reconnects,
+                    });
+                    tracing::info!(session_id = %self.session_id, attempt, "reconnected");
+                    return Ok(());
+                }
+                Err(e @ (EngineError::SessionGone | EngineError::BadStreamUrl(_))) => {
+                    return Err(e);
+                }
+                Err(EngineError::Aws(e))
+                    if matches!(
+                        e,
+                        AwsError::AccessDenied { .. }
+                            | AwsError::NotFound { .. }
+                            | AwsError::Credentials { .. }
+                            | AwsError::Rejected { .. }
+                    ) =>
+                {
+                    return Err(EngineError::Aws(e));
+                }
+                Err(e) => tracing::debug!(attempt, error = %e, "reconnect attempt failed"),
+            }
+            if started.elapsed() + delay > limit {
+                return Err(EngineError::ReconnectExhausted(limit.as_secs()));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn try_resume(&mut self) -> Result<(), EngineError> {
+        let target = self.api.resume_session(&self.session_id).await?;
+        if target.token.is_empty() {
+            return Err(EngineError::SessionGone);
+        }
+        // The plugin dials the original URL again and ignores the one ResumeSession returns.
+        let mut ws = transport::connect(&self.stream_url).await?;
+        let text = self.session.open_data_channel_text(target.token.expose());
+        ws.send(Message::Text(text.into()))
+            .await
+            .map_err(|e| EngineError::Connect(e.to_string()))?;
+        let _ = self.ws.close(None).await;
+        self.ws = ws;
+        self.session.handle_reconnected(self.clock.now());
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first open is retried a few times with the same token, as the plugin does.
+async fn open_with_retry(url: &str) -> Result<WsStream, EngineError> {
+    let mut delay = Duration::from_millis(150);
+    let mut last = None;
+    for _ in 0..4 {
+        match transport::connect(url).await {
+            Ok(ws) => return Ok(ws),
+            Err(e @ EngineError::BadStreamUrl(_)) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    Err(last.unwrap_or(EngineError::Connect("no attempt was made".to_owned())))
+}

@@ -1,0 +1,266 @@
+//! The async side of a Session Manager session: one task per websocket.
+//!
+//! [`spawn_session`] opens the data channel for a started session and spawns a driver task that
+//! alone owns the websocket and the sans-IO [`crate::protocol::Session`]. It loops on one
+//! `select!` over the websocket, commands from the [`SessionHandle`], the session's next
+//! deadline, KMS results, a ping timer and cancellation. Callers hold the handle (bounded
+//! input channel + control commands) and a bounded receiver of [`EngineEvent`]s; when the
+//! receiver is not drained, the driver stops taking events from the session, which then stops
+//! acknowledging, so a slow consumer slows the sender instead of growing memory.
+//!
+//! When the websocket drops, the driver calls ResumeSession for a fresh token, reopens the
+//! original stream URL with exponential backoff (bounded by [`SessionOptions::reconnect_timeout`])
+//! and lets the session retransmit what was not acknowledged; sequence numbers make delivery
+//! exactly-once. A session that is gone (empty token, not found, access denied) ends with a
+//! clear reason instead of retrying.
+
+pub mod driver;
+pub mod shell;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{AwsError, SessionTarget, SsmApi};
+use crate::protocol::{Flag, ProtocolError, SessionType};
+
+/// Tunables of a session driver.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The instance id (KMS encryption context `aws:ssm:TargetId`).
+    pub target_id: String,
+    /// Give up reconnecting after this long.
+    pub reconnect_timeout: Duration,
+    /// Tell the user when the peer has been silent this long while data is unacknowledged.
+    pub stall_warning: Duration,
+    /// Websocket ping interval (keeps NATs and proxies from dropping an idle connection).
+    pub ping_interval: Duration,
+    /// Capacity of the event channel, in events.
+    pub event_capacity: usize,
+}
+
+impl SessionOptions {
+    /// Defaults for a session to `target_id`.
+    pub fn new(target_id: &str) -> Self {
+        Self {
+            target_id: target_id.to_owned(),
+            reconnect_timeout: Duration::from_secs(60),
+            stall_warning: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(30),
+            event_capacity: 64,
+        }
+    }
+}
+
+/// What the driver reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// The agent's handshake request arrived (port sessions use it to pick basic vs mux mode).
+    HandshakeRequested {
+        /// Agent version.
+        agent_version: String,
+        /// Session type requested.
+        session_type: SessionType,
+        /// Port sessions: the document's properties.
+        properties: serde_json::Value,
+    },
+    /// Data may flow.
+    Ready {
+        /// The session type.
+        session_type: SessionType,
+        /// Message for the user (e.g. "This session is encrypted using AWS KMS."), may be empty.
+        customer_message: String,
+        /// Whether the session is KMS-encrypted.
+        encrypted: bool,
+    },
+    /// Output (shell stdout or port data).
+    Output(Vec<u8>),
+    /// Standard error (NonInteractiveCommands).
+    StdErr(Vec<u8>),
+    /// Exit code of the remote command, when the agent sends one.
+    ExitCode(i32),
+    /// A Flag from the agent (e.g. ConnectToPortError).
+    Flag(Flag),
+    /// The websocket dropped; reconnecting (attempt counts from 1).
+    Reconnecting {
+        /// Attempt number.
+        attempt: u32,
+        /// Why the connection was lost.
+        reason: String,
+    },
+    /// Reconnected to the same session; nothing was lost.
+    Reconnected {
+        /// How many reconnects this session has had.
+        total: u32,
+    },
+    /// The peer has been silent while our data waits for acknowledgement.
+    Stalled {
+        /// For how long.
+        silent_for: Duration,
+    },
+    /// The service paused / resumed publication (the agent's side dropped and came back).
+    Paused(bool),
+    /// The session is over; nothing follows.
+    Closed(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloseReason {
+    /// The service closed the channel (shell exited, terminated elsewhere, timeout).
+    ChannelClosed {
+        /// The service's message, may be empty.
+        output: String,
+    },
+    /// We terminated it (`~.` or a Terminate command).
+    Terminated,
+    /// The handle asked the driver to stop without terminating.
+    Detached,
+    /// It failed.
+    Failed(String),
+}
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The stream URL is unusable.
+    #[error("{0}")]
+    BadStreamUrl(String),
+    /// The websocket could not be opened.
+    #[error("cannot open the session's data channel: {0}")]
+    Connect(String),
+    /// An AWS call the session needed failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The session no longer exists on the service side.
+    #[error("the session has ended on the service side (timed out or terminated)")]
+    SessionGone,
+    /// Reconnecting did not succeed in time.
+    #[error("the connection was lost and could not be re-established within {0} s")]
+    ReconnectExhausted(u64),
+    /// The data channel protocol failed.
+    #[error("data channel protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The driver task is gone.
+    #[error("the session has already ended")]
+    Ended,
+}
+
+impl EngineError {
+    /// Exit-code class.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            Self::Aws(e) => e.kind(),
+            Self::BadStreamUrl(_) | Self::Protocol(_) => crate::error::ErrorKind::Internal,
+            _ => crate::error::ErrorKind::Network,
+        }
+    }
+
+    /// Hints for the user.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::Aws(e) => e.hints(),
+            Self::Connect(_) | Self::ReconnectExhausted(_) => vec![
+                "check the network path to ssmmessages.<region>.amazonaws.com (HTTPS, port 443)"
+                    .to_owned(),
+            ],
+            Self::SessionGone => vec![
+                "the account's idle timeout or maximum session duration may have ended it; start a new session"
+                    .to_owned(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Control commands for the driver.
+#[derive(Debug)]
+pub enum SessionCommand {
+    /// Terminal size changed.
+    Resize {
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+    },
+    /// Send a Flag (DisconnectToPort, TerminateSession).
+    Flag(Flag),
+    /// Basic port mode: whether a local connection exists to take agent output.
+    ReceiveReady(bool),
+    /// Call TerminateSession and end.
+    Terminate,
+    /// End the driver without terminating the session (it stays resumable until it times out).
+    Detach,
+}
+
+/// The caller's side of a running session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    session_id: String,
+    input: mpsc::Sender<Vec<u8>>,
+    commands: mpsc::Sender<SessionCommand>,
+    cancel: CancellationToken,
+}
+
+impl SessionHandle {
+    /// The session id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Sends bytes (keystrokes, port data); waits while the session pushes back.
+    pub async fn send(&self, data: Vec<u8>) -> Result<(), EngineError> {
+        self.input.send(data).await.map_err(|_| EngineError::Ended)
+    }
+
+    /// Sends a control command.
+    pub async fn command(&self, cmd: SessionCommand) -> Result<(), EngineError> {
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| EngineError::Ended)
+    }
+
+    /// Stops the driver at once (the session is left to time out on the service side).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Opens the data channel of a started session and spawns its driver.
+///
+/// The first connection is made before returning, so a bad URL or an unreachable endpoint is
+/// reported here rather than as an event.
+pub async fn spawn_session(
+    api: Arc<dyn SsmApi>,
+    target: SessionTarget,
+    options: SessionOptions,
+) -> Result<(SessionHandle, mpsc::Receiver<EngineEvent>), EngineError> {
+    let (input_tx, input_rx) = mpsc::channel(16);
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let (event_tx, event_rx) = mpsc::channel(options.event_capacity.max(1));
+    let cancel = CancellationToken::new();
+    let handle = SessionHandle {
+        session_id: target.session_id.clone(),
+        input: input_tx,
+        commands: cmd_tx,
+        cancel: cancel.clone(),
+    };
+    let driver = driver::Driver::connect(
+        api,
+        target,
+        options,
+        driver::Channels {
+            input: input_rx,
+            commands: cmd_rx,
+            events: event_tx,
+            cancel,
+        },
+    )
+    .await?;
+    tokio::spawn(driver.run());
+    Ok((handle, event_rx))
+}

@@ -1,0 +1,400 @@
+//! Shell passthrough: the local terminal (or pipe) on one side, a session on the other.
+//!
+//! **Interactive** (stdin is a terminal): raw mode for the duration (restored by a guard on
+//! every exit path, including panics, since the guard's `Drop` runs during unwinding), the
+//! terminal size sent first and on every SIGWINCH, bytes streamed both ways as they come, and
+//! ssh-style escapes after a newline: `~.` terminates the session, `~?` lists the escapes,
+//! `~~` sends one `~`. Ctrl-C and Ctrl-Z are ordinary bytes in raw mode, so they reach the
+//! remote shell.
+//!
+//! **Pipe mode** (stdin is not a terminal): no raw mode; stdin is streamed until EOF. A Session
+//! Manager shell always runs on a remote pty and reports no exit status, so for POSIX targets
+//! the session is framed: first `stty -echo -onlcr` and empty prompts followed by a begin
+//! marker, then the piped commands, then a line printing an end marker with `$?` and `exit`.
+//! Output before the begin marker (motd, prompt) and after the end marker is dropped, and the
+//! status inside the end marker becomes ours — so `echo uptime | ssmtui connect web-1` prints
+//! just the command's output and returns its status. Markers use the byte 0x1e, which the
+//! echoed command text never contains (it spells it `\036`).
+//!
+//! Stdin is read by a small thread that polls with a timeout and stops when asked, so after
+//! the session ends no reader is left behind to steal the TUI's next keystroke.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::{CloseReason, EngineEvent, SessionCommand, SessionHandle};
+
+/// How the passthrough behaves.
+#[derive(Debug, Clone)]
+pub struct ShellOptions {
+    /// Escape character (after a newline); `None` disables escapes.
+    pub escape: Option<u8>,
+    /// Whether stdin is a terminal (interactive) or a pipe.
+    pub interactive: bool,
+    /// Whether the target runs a POSIX shell (pipe mode frames the session with markers).
+    pub posix_target: bool,
+}
+
+/// How a shell session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellOutcome {
+    /// The remote exit status when it is known.
+    pub exit_code: Option<i32>,
+    /// Why the session ended.
+    pub reason: CloseReason,
+}
+
+const BEGIN_MARKER: &[u8] = b"\x1essmtui-begin\x1e";
+const EXIT_MARKER: &[u8] = b"\x1essmtui-exit:";
+const PRELUDE: &[u8] =
+    b"stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; printf '\\036ssmtui-begin\\036\\n'\n";
+const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
+
+/// Runs the passthrough until the session ends.
+pub async fn run(
+    handle: &SessionHandle,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    options: &ShellOptions,
+) -> anyhow::Result<ShellOutcome> {
+    let _raw = if options.interactive {
+        Some(RawModeGuard::enable()?)
+    } else {
+        None
+    };
+    if options.interactive {
+        let (cols, rows) = crossterm::terminal::size().unwrap_or((300, 100));
+        handle
+            .command(SessionCommand::Resize {
+                cols: u32::from(cols),
+                rows: u32::from(rows),
+            })
+            .await?;
+    }
+    let framed = !options.interactive && options.posix_target;
+    if framed {
+        handle.send(PRELUDE.to_vec()).await?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut stdin_rx = spawn_stdin_reader(Arc::clone(&stop));
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    let mut stdout = tokio::io::stdout();
+    let mut escapes = EscapeState::new(options.escape.filter(|_| options.interactive));
+    let mut filter = framed.then(OutputFilter::default);
+    let mut exit_code = None;
+    let mut stdin_open = true;
+
+    let outcome = loop {
+        tokio::select! {
+            chunk = stdin_rx.recv(), if stdin_open => match chunk {
+                Some(bytes) => {
+                    let (send, action) = escapes.feed(&bytes);
+                    if !send.is_empty() {
+                        handle.send(send).await?;
+                    }
+                    match action {
+                        EscapeAction::None => {}
+                        EscapeAction::Help => {
+                            stdout.write_all(ESCAPE_HELP.as_bytes()).await?;
+                            stdout.flush().await?;
+                        }
+                        EscapeAction::Terminate => {
+                            stdout.write_all(b"\r\n[terminating the session]\r\n").await?;
+                            stdout.flush().await?;
+                            handle.command(SessionCommand::Terminate).await?;
+                        }
+                    }
+                }
+                None => {
+                    stdin_open = false;
+                    if framed {
+                        handle.send(EPILOGUE.to_vec()).await?;
+                    } else if !options.interactive {
+                        // End of input: ^D at the start of a line ends the remote shell, as it
+                        // would at a terminal.
+                        handle.send(b"\n\x04".to_vec()).await?;
+                    }
+                }
+            },
+            _ = winch.recv(), if options.interactive => {
+                if let Ok((cols, rows)) = crossterm::terminal::size() {
+                    handle.command(SessionCommand::Resize { cols: u32::from(cols), rows: u32::from(rows) }).await?;
+                }
+            }
+            ev = events.recv() => match ev {
+                Some(EngineEvent::Output(bytes) | EngineEvent::StdErr(bytes)) => {
+                    let visible = match &mut filter {
+                        Some(f) => {
+                            let out = f.feed(&bytes);
+                            if let Some(code) = f.exit_code {
+                                exit_code = Some(code);
+                            }
+                            out
+                        }
+                        None => bytes,
+                    };
+                    if !visible.is_empty() {
+                        stdout.write_all(&visible).await?;
+                        stdout.flush().await?;
+                    }
+                }
+                Some(EngineEvent::ExitCode(code)) => exit_code = Some(code),
+                Some(EngineEvent::Ready { customer_message, .. }) if !customer_message.is_empty() => {
+                    eprint!("{customer_message}{}", if options.interactive { "\r\n" } else { "\n" });
+                }
+                Some(EngineEvent::Reconnecting { attempt: 1, reason }) => {
+                    eprint!("[connection lost ({reason}); reconnecting…]{}", if options.interactive { "\r\n" } else { "\n" });
+                }
+                Some(EngineEvent::Closed(reason)) => break ShellOutcome { exit_code, reason },
+                Some(_) => {}
+                None => break ShellOutcome { exit_code, reason: CloseReason::Detached },
+            },
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    Ok(outcome)
+}
+
+const ESCAPE_HELP: &str = "\r\nSupported escape sequences (after a newline):\r\n  ~.  terminate the session\r\n  ~?  this help\r\n  ~~  send the escape character itself\r\n";
+
+/// What an escape sequence asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapeAction {
+    /// Nothing.
+    None,
+    /// Show the escape help.
+    Help,
+    /// Terminate the session.
+    Terminate,
+}
+
+/// ssh-style escape recognition over the input byte stream.
+#[derive(Debug, Clone)]
+pub struct EscapeState {
+    escape: Option<u8>,
+    at_line_start: bool,
+    pending: bool,
+}
+
+impl EscapeState {
+    /// Recognises `escape` after a newline (or at the very start); `None` disables it.
+    pub fn new(escape: Option<u8>) -> Self {
+        Self {
+            escape,
+            at_line_start: true,
+            pending: false,
+        }
+    }
+
+    /// Splits input into bytes to send and an action; bytes after an action are dropped, as ssh
+    /// does after `~.`.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, EscapeAction) {
+        let Some(esc) = self.escape else {
+            return (input.to_vec(), EscapeAction::None);
+        };
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.pending {
+                self.pending = false;
+                match b {
+                    b'.' => return (out, EscapeAction::Terminate),
+                    b'?' => {
+                        self.at_line_start = false;
+                        return (out, EscapeAction::Help);
+                    }
+                    _ if b == esc => {
+                        out.push(esc);
+                        self.at_line_start = false;
+                        continue;
+                    }
+                    _ => out.push(esc),
+                }
+            } else if self.at_line_start && b == esc {
+                self.pending = true;
+                continue;
+            }
+            out.push(b);
+            self.at_line_start = b == b'\r' || b == b'\n';
+        }
+        (out, EscapeAction::None)
+    }
+}
+
+/// Drops output outside the begin/exit markers and extracts the exit status.
+#[derive(Debug, Default)]
+pub struct OutputFilter {
+    begun: bool,
+    skip_newline: bool,
+    buf: Vec<u8>,
+    /// The status from the exit marker, once seen.
+    pub exit_code: Option<i32>,
+}
+
+impl OutputFilter {
+    /// Feeds output; returns what should be shown.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        if self.exit_code.is_some() {
+            return Vec::new();
+        }
+        self.buf.extend_from_slice(bytes);
+        if !self.begun {
+            match find(&self.buf, BEGIN_MARKER) {
+                Some(i) => {
+                    self.buf = self.buf.split_off(i + BEGIN_MARKER.len());
+                    self.begun = true;
+                    self.skip_newline = true;
+                }
+                None => {
+                    // Keep only a tail that could be the start of a split marker.
+                    let keep = BEGIN_MARKER.len().saturating_sub(1);
+                    let cut = self.buf.len().saturating_sub(keep);
+                    self.buf.drain(..cut);
+                    return Vec::new();
+                }
+            }
+        }
+        if self.skip_newline {
+            // The begin marker's own line end, possibly split from it across messages.
+            match self.buf.as_slice() {
+                [] | [b'\r'] => return Vec::new(),
+                [b'\r', b'\n', ..] => {
+                    self.buf.drain(..2);
+                }
+                [b'\n', ..] => {
+                    self.buf.remove(0);
+                }
+                _ => {}
+            }
+            self.skip_newline = false;
+        }
+        if let Some(i) = find(&self.buf, EXIT_MARKER) {
+            let tail = self.buf.get(i + EXIT_MARKER.len()..).unwrap_or_default();
+            if let Some(end) = tail.iter().position(|&b| b == 0x1e) {
+                let code = std::str::from_utf8(tail.get(..end).unwrap_or_default())
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                self.exit_code = Some(code.unwrap_or(0));
+                let shown = self.buf.get(..i).unwrap_or_default().to_vec();
+                self.buf.clear();
+                return shown;
+            }
+            // The marker has started but its end has not arrived: show what precedes it.
+            let shown = self.buf.get(..i).unwrap_or_default().to_vec();
+            self.buf.drain(..i);
+            return shown;
+        }
+        // Hold back a possible marker prefix at the end.
+        let hold = (1..EXIT_MARKER.len())
+            .rev()
+            .find(|&n| self.buf.ends_with(EXIT_MARKER.get(..n).unwrap_or_default()))
+            .unwrap_or(0);
+        let cut = self.buf.len() - hold;
+        self.buf.drain(..cut).collect()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Restores the terminal's previous mode when dropped.
+pub struct RawModeGuard(());
+
+impl RawModeGuard {
+    /// Enters raw mode.
+    pub fn enable() -> std::io::Result<Self> {
+        crossterm::terminal::enable_raw_mode()?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for RawModeGuard {
+    fn drop(&mut self) {
+        let _ = crossterm::terminal::disable_raw_mode();
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Reads stdin on a thread that checks `stop` every 100 ms; closes the channel at EOF.
+fn spawn_stdin_reader(stop: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(8);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut buf = vec![0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            let mut fds = [rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
+            match rustix::io::read(&stdin, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                    if tx.blocking_send(chunk).is_err() {
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// The poll timeout above, for documentation and tests.
+pub const STDIN_POLL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_after_newline_only() {
+        let mut e = EscapeState::new(Some(b'~'));
+        assert_eq!(e.feed(b"a~b"), (b"a~b".to_vec(), EscapeAction::None));
+        assert_eq!(e.feed(b"\r~~x"), (b"\r~x".to_vec(), EscapeAction::None));
+        assert_eq!(e.feed(b"\r~?"), (b"\r".to_vec(), EscapeAction::Help));
+        assert_eq!(e.feed(b"\n~"), (b"\n".to_vec(), EscapeAction::None));
+        assert_eq!(e.feed(b"."), (Vec::new(), EscapeAction::Terminate));
+        let mut start = EscapeState::new(Some(b'~'));
+        assert_eq!(start.feed(b"~."), (Vec::new(), EscapeAction::Terminate));
+        let mut other = EscapeState::new(Some(b'~'));
+        assert_eq!(other.feed(b"~x"), (b"~x".to_vec(), EscapeAction::None));
+        let mut off = EscapeState::new(None);
+        assert_eq!(off.feed(b"~."), (b"~.".to_vec(), EscapeAction::None));
+    }
+
+    #[test]
+    fn output_filter_frames_and_extracts_status() {
+        let mut f = OutputFilter::default();
+        let stream: &[u8] = b"Last login: x\r\n$ stty -echo; printf '\\036ssmtui-begin\\036\\n'\r\n\x1essmtui-begin\x1e\nhello\nworld\n\x1essmtui-exit:3\x1e\nlogout\n";
+        // Feed in every possible split to prove markers split across messages are found.
+        for split in 0..stream.len() {
+            let mut f2 = OutputFilter::default();
+            let (a, b) = stream.split_at(split);
+            let mut shown = f2.feed(a);
+            shown.extend(f2.feed(b));
+            assert_eq!(shown, b"hello\nworld\n", "split at {split}");
+            assert_eq!(f2.exit_code, Some(3), "split at {split}");
+        }
+        assert_eq!(f.feed(stream), b"hello\nworld\n");
+        assert_eq!(f.exit_code, Some(3));
+        assert!(f.feed(b"more").is_empty());
+    }
+}
