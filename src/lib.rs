@@ -6,13 +6,15 @@
 //! - [`protocol`]: the sans-IO Session Manager data channel (no tokio, no AWS, no terminal);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
-//! - [`error`]: the single place where errors become messages, hints and exit codes.
+//! - [`error`]: the single place where errors become messages, hints and exit codes;
+//! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
 //!
-//! Later layers (`aws`, `engine`, `app`, `ui`, `tui`, `sandbox`) are added as they are built.
+//! Later layers (`aws`, `engine`, `app`, `ui`, `tui`) are added as they are built.
 
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logging;
 pub mod output;
+pub mod sandbox;
 pub mod secret;
