@@ -261,13 +261,13 @@ async fn ec2_filters_select_what_the_world_says() {
         .flat_map(|r| r.instances())
         .map(|i| i.instance_id().unwrap().to_owned())
         .collect();
-    let world = sb.state().world();
-    let want: Vec<String> = some
-        .iter()
-        .filter(|id| world.instance(id).unwrap().environment() == Some("prod"))
-        .cloned()
-        .collect();
-    drop(world);
+    let want: Vec<String> = {
+        let world = sb.state().world();
+        some.iter()
+            .filter(|id| world.instance(id).unwrap().environment() == Some("prod"))
+            .cloned()
+            .collect()
+    };
     assert_eq!(got, want);
     sb.shutdown().await;
 }
@@ -1335,24 +1335,25 @@ async fn ten_thousand_instances_page_through() {
     assert_eq!(prod, world_ids(&sb, |i| i.environment() == Some("prod")));
     let ssm_ids = ssm_instance_ids(&ssm(&sb, "alice"), vec![], Some(50)).await;
     assert_eq!(ssm_ids, ids);
-    let world = sb.state().world();
-    assert_eq!(
-        world
-            .instances
-            .iter()
-            .filter(|i| i.platform_type == PlatformType::Windows)
-            .count(),
-        1
-    );
-    assert!(
-        world
-            .instances
-            .iter()
-            .filter(|i| i.state == InstanceState::Stopped)
-            .count()
-            > 100
-    );
-    drop(world);
+    {
+        let world = sb.state().world();
+        assert_eq!(
+            world
+                .instances
+                .iter()
+                .filter(|i| i.platform_type == PlatformType::Windows)
+                .count(),
+            1
+        );
+        assert!(
+            world
+                .instances
+                .iter()
+                .filter(|i| i.state == InstanceState::Stopped)
+                .count()
+                > 100
+        );
+    }
     sb.shutdown().await;
 }
 
