@@ -8,9 +8,10 @@
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
-//! - [`error`]: the single place where errors become messages, hints and exit codes.
+//! - [`error`]: the single place where errors become messages, hints and exit codes;
+//! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
 //!
-//! Further layers (`app`, `ui`, `tui`, `sandbox`) are added as they are built.
+//! Further layers (`app`, `ui`, `tui`) are added as they are built.
 
 pub mod aws;
 pub mod cli;
@@ -20,4 +21,5 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod protocol;
+pub mod sandbox;
 pub mod secret;

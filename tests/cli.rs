@@ -38,6 +38,7 @@ fn help_snapshots() {
         &["config", "check", "--help"],
         &["config", "path", "--help"],
         &["completions", "--help"],
+        &["sandbox", "--help"],
     ] {
         let out = ssmtui(home.path()).args(args).assert().success();
         let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod sandbox;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -88,6 +89,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
+    /// Run an emulated AWS account on loopback (no AWS account needed)
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Everything a subcommand needs from the environment: global flags, paths and the config.
@@ -164,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Config(args)) => config::run(&ctx, &args),
+        Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
         None => {
             // arg_required_else_help means clap already printed help; reaching here is a bug.
             Err(

@@ -1,0 +1,219 @@
+//! The sandbox: an in-process emulation of the AWS APIs ssmtui calls, on one loopback HTTP
+//! listener, reached by the real AWS SDK clients through the standard endpoint override
+//! (`AWS_ENDPOINT_URL`, or `endpoint_url` on a client config).
+//!
+//! One `POST /` route serves EC2 and STS (query protocol, XML) and SSM and KMS (JSON 1.1); see
+//! [`http`] for how a request finds its service and identity. The world (instances, documents,
+//! keys) is generated from a seed ([`world`]); who may do what is decided by the seeded
+//! identities ([`identity`]); sessions, their single-use tokens and the KMS keys live in the
+//! shared [`SandboxState`], which the data-channel half reads through
+//! [`SandboxState::validate_and_consume_token`] and [`SandboxState::kms_decrypt`].
+//!
+//! The StreamUrl StartSession returns is
+//! `ws://<addr>/v1/data-channel/<SessionId>?role=publish_subscribe` on this same listener. This
+//! half only answers that path with 501 until the data-channel half registers its route in
+//! [`router`].
+//!
+//! Not emulated: SigV4 signature checks, every API not listed in the submodules, real IAM policy
+//! evaluation, and anything outside loopback.
+
+mod ec2;
+mod http;
+pub mod identity;
+mod kms;
+pub mod ssm;
+mod state;
+mod sts;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{any, post};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use identity::{ACCOUNT_ID, IDENTITIES, Identity, SECRET_ACCESS_KEY};
+pub use state::{
+    CONTEXT_SESSION_ID, CONTEXT_TARGET_ID, DataKey, Faults, KmsError, SandboxState, SessionInfo,
+    SessionStatus, TokenError,
+};
+pub use world::{Document, Instance, InstanceState, PingStatus, PlatformType, World};
+
+/// Default number of instances in the world.
+pub const DEFAULT_INSTANCES: usize = 40;
+/// Default world seed.
+pub const DEFAULT_SEED: u64 = 1;
+/// Default region.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// How to start a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// World seed.
+    pub seed: u64,
+    /// Number of instances.
+    pub instances: usize,
+    /// A world file to load instead of generating (not supported yet; must be `None`).
+    pub world_file: Option<PathBuf>,
+    /// The region the sandbox answers for.
+    pub region: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: DEFAULT_SEED,
+            instances: DEFAULT_INSTANCES,
+            world_file: None,
+            region: DEFAULT_REGION.to_owned(),
+        }
+    }
+}
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OS random source failed (the KMS master key needs it).
+    #[error("no randomness available for the sandbox keys")]
+    Random,
+    /// World files are not supported yet.
+    #[error("loading a world from a file is not supported yet")]
+    WorldFileUnsupported,
+}
+
+/// Entry point: `Sandbox::start(config)`.
+#[derive(Debug)]
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Binds the listener, generates the world and starts serving on the current runtime.
+    pub async fn start(config: SandboxConfig) -> Result<RunningSandbox, SandboxError> {
+        if config.world_file.is_some() {
+            return Err(SandboxError::WorldFileUnsupported);
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let world = World::generate(config.seed, config.instances, &config.region);
+        let state = SandboxState::new(world, config.region, addr).ok_or(SandboxError::Random)?;
+        let app = router(state.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "sandbox listener stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "sandbox listening");
+        Ok(RunningSandbox {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// The routes of the sandbox listener. The data-channel half adds
+/// `/v1/data-channel/{session_id}` here; until then that path answers 501.
+pub fn router(state: SandboxState) -> Router {
+    Router::new()
+        .route("/", post(http::handle))
+        .route(
+            "/v1/data-channel/{session_id}",
+            any(|| async {
+                (
+                    StatusCode::NOT_IMPLEMENTED,
+                    "the sandbox data channel is not implemented yet\n",
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+/// A sandbox serving in the background; stops on [`RunningSandbox::shutdown`] or when dropped.
+#[derive(Debug)]
+pub struct RunningSandbox {
+    addr: SocketAddr,
+    state: SandboxState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningSandbox {
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` or a client's `endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (world, sessions, tokens, faults).
+    pub fn state(&self) -> &SandboxState {
+        &self.state
+    }
+
+    /// Environment variables that point an AWS SDK or the AWS CLI at this sandbox as `identity`.
+    pub fn env_exports(&self, identity: &Identity) -> Vec<(String, String)> {
+        let region = self.state.region().to_owned();
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint_url()),
+            ("AWS_ACCESS_KEY_ID", identity.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
+            ("AWS_REGION", region.clone()),
+            // The AWS CLI v1 and older SDKs read only this one.
+            ("AWS_DEFAULT_REGION", region),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
