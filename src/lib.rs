@@ -6,6 +6,7 @@
 //! - [`protocol`]: the sans-IO Session Manager data channel and smux (no tokio, AWS, terminal);
 //! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
+//! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
@@ -13,6 +14,7 @@
 //!
 //! Further layers (`app`, `ui`, `tui`) are added as they are built.
 
+pub mod access;
 pub mod aws;
 pub mod cli;
 pub mod config;
@@ -21,5 +23,6 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod protocol;
+pub mod resolve;
 pub mod sandbox;
 pub mod secret;

@@ -38,6 +38,9 @@ fn help_snapshots() {
         &["config", "check", "--help"],
         &["config", "path", "--help"],
         &["completions", "--help"],
+        &["connect", "--help"],
+        &["list", "--help"],
+        &["debug", "--help"],
         &["sandbox", "--help"],
     ] {
         let out = ssmtui(home.path()).args(args).assert().success();

@@ -5,6 +5,10 @@
 
 pub mod completions;
 pub mod config;
+pub mod connect;
+pub mod debug;
+pub mod list;
+pub mod picker;
 pub mod sandbox;
 
 use std::io::IsTerminal;
@@ -36,6 +40,7 @@ pub struct Cli {
 
 /// Flags shared by every subcommand.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// AWS profile to use (default: [aws] profile in the config, then the AWS default chain)
     #[arg(
@@ -82,15 +87,16 @@ impl GlobalArgs {
     }
 }
 
-/// The subcommands.
+/// The subcommands; each one's help is the doc comment of its `…Args` struct.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the configuration or show where ssmtui keeps its files
+    Connect(connect::ConnectArgs),
+    List(list::ListArgs),
     Config(config::ConfigArgs),
-    /// Print a shell completion script
     Completions(completions::CompletionsArgs),
-    /// Run an emulated AWS account on loopback (no AWS account needed)
     Sandbox(sandbox::SandboxArgs),
+    #[command(hide = true)]
+    Debug(debug::DebugArgs),
 }
 
 /// Everything a subcommand needs from the environment: global flags, paths and the config.
@@ -168,6 +174,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Config(args)) => config::run(&ctx, &args),
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
+        Some(Command::Connect(args)) => connect::run(&ctx, &args),
+        Some(Command::List(args)) => list::run(&ctx, &args),
+        Some(Command::Debug(args)) => debug::run(&args),
         None => {
             // arg_required_else_help means clap already printed help; reaching here is a bug.
             Err(
@@ -182,4 +191,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Whether stdout is a terminal (tables and colours) or a pipe (plain, stable output).
 pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
+}
+
+/// A multi-threaded tokio runtime for one subcommand (the binary's `main` is synchronous).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The AWS API for the configured profile, region and endpoints.
+pub async fn aws_api(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn crate::aws::SsmApi>, crate::aws::AwsError> {
+    Ok(std::sync::Arc::new(
+        crate::aws::sdk::SdkApi::new(&config.aws).await?,
+    ))
+}
+
+/// If `target` names an alias, returns its target and applies its profile/region (unless
+/// given on the command line, which always wins); otherwise returns `target` unchanged.
+pub fn expand_alias(config: &mut Config, target: &str) -> String {
+    match config.aliases.get(target).cloned() {
+        Some(alias) => {
+            if let Some(profile) = alias.profile {
+                config.aws.profile.get_or_insert(profile);
+            }
+            if let Some(region) = alias.region {
+                config.aws.region.get_or_insert(region);
+            }
+            alias.target
+        }
+        None => target.to_owned(),
+    }
+}
+
+/// Starts file logging; a failure only costs the log, never the command.
+pub fn start_logging(ctx: &Context) -> Option<crate::logging::LogGuard> {
+    crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok()
 }

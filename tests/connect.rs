@@ -1,0 +1,296 @@
+//! `ssmtui connect` and `ssmtui list` through the real binary against an in-process sandbox:
+//! target resolution (alias, id, Name, tags, ambiguous, none, offline, stopped), access classes,
+//! credentials errors and exit codes. Shell data flow is covered where the sandbox agent runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use ssmtui::sandbox::world::{InstanceState, PingStatus};
+use ssmtui::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+
+const CLASSES: &str = r#"
+[classes.sudo]
+document = "SSM-sudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
+[classes.no-sudo]
+document = "SSM-nosudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
+scope = { Environment = ["staging", "dev"] }
+
+[aliases]
+web = { target = "Environment=prod Role=web" }
+"#;
+
+struct Env {
+    _rt: tokio::runtime::Runtime,
+    sandbox: RunningSandbox,
+    home: tempfile::TempDir,
+}
+
+fn setup() -> Env {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = rt
+        .block_on(Sandbox::start(SandboxConfig::default()))
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), CLASSES).unwrap();
+    Env {
+        _rt: rt,
+        sandbox,
+        home,
+    }
+}
+
+impl Env {
+    fn cmd(&self, who: &str) -> Command {
+        let mut cmd = Command::cargo_bin("ssmtui").unwrap();
+        let h = self.home.path();
+        cmd.env_clear()
+            .env("HOME", h)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SSMTUI_CONFIG", h.join("config.toml"))
+            .env("SSMTUI_STATE_DIR", h.join("state"))
+            .env("AWS_CONFIG_FILE", h.join("aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", h.join("aws-credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", self.sandbox.endpoint_url())
+            .env("AWS_REGION", self.sandbox.state().region());
+        if !who.is_empty() {
+            cmd.env("AWS_ACCESS_KEY_ID", who)
+                .env("AWS_SECRET_ACCESS_KEY", "x");
+        }
+        cmd.write_stdin("");
+        cmd
+    }
+
+    /// Name and id of the first instance satisfying `pred`.
+    fn find(&self, pred: impl Fn(&ssmtui::sandbox::world::Instance) -> bool) -> (String, String) {
+        let world = self.sandbox.state().world();
+        let i = world.instances.iter().find(|i| pred(i)).unwrap();
+        let name = i
+            .tags
+            .iter()
+            .find(|(k, _)| k == "Name")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        (name, i.id.clone())
+    }
+}
+
+fn tag(i: &ssmtui::sandbox::world::Instance, key: &str) -> String {
+    i.tags
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn stderr(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(out.get_output().stderr.clone()).unwrap()
+}
+
+#[test]
+fn list_prints_a_table_and_json() {
+    let env = setup();
+    let out = env.cmd("alice").arg("list").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("PING") && header.ends_with("TEAM"),
+        "{header}"
+    );
+    let count = env.sandbox.state().world().instances.len();
+    assert_eq!(text.lines().count(), count + 1);
+
+    let (name, id) = env.find(|i| tag(i, "Role") == "web" && tag(i, "Environment") == "prod");
+    let out = env
+        .cmd("alice")
+        .args(["list", "--json", &name])
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["id"], id.as_str());
+    assert_eq!(json[0]["ping"], "Online");
+    // The alias expands to its tag filters.
+    let out = env
+        .cmd("alice")
+        .args(["list", "--json", "web"])
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["tags"]["Role"] == "web" && i["tags"]["Environment"] == "prod")
+    );
+}
+
+#[test]
+fn no_match_suggests_closest_names() {
+    let env = setup();
+    let (name, _) = env.find(|i| tag(i, "Environment") == "prod");
+    let typo = format!("{}x", name);
+    let out = env.cmd("alice").args(["connect", &typo]).assert().code(3);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: no instance matches \"{typo}\"\n")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("hint: closest names: {name}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn ambiguous_without_a_terminal_lists_matches() {
+    let env = setup();
+    let out = env.cmd("alice").args(["connect", "web"]).assert().code(3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("matches") && err.contains("instances"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: name one instance, or pass --first or --any"),
+        "{err}"
+    );
+    assert!(err.matches("Role=web").count() >= 2, "{err}");
+}
+
+#[test]
+fn offline_and_stopped_targets_are_explained() {
+    let env = setup();
+    let (name, id) =
+        env.find(|i| i.state == InstanceState::Running && i.ping == PingStatus::Online);
+    env.sandbox
+        .state()
+        .set_ping_status(&id, PingStatus::ConnectionLost);
+    let out = env.cmd("alice").args(["connect", &id]).assert().code(3);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{name} ({id}) has its SSM agent ConnectionLost since"
+        )),
+        "{err}"
+    );
+
+    env.sandbox.state().set_ping_status(&id, PingStatus::Online);
+    env.sandbox
+        .state()
+        .set_instance_state(&id, InstanceState::Stopped);
+    let out = env.cmd("alice").args(["connect", &name]).assert().code(3);
+    assert!(stderr(&out).contains(&format!("{name} ({id}) is stopped")));
+}
+
+#[test]
+fn access_classes_decide_reach_and_document() {
+    let env = setup();
+    let (prod, _) = env.find(|i| {
+        tag(i, "Environment") == "prod"
+            && i.ping == PingStatus::Online
+            && i.state == InstanceState::Running
+    });
+    let out = env.cmd("bob").args(["connect", &prod]).assert().code(3);
+    assert!(stderr(&out).contains(
+        "is outside the no-sudo class's scope: Environment must be staging or dev (it is prod)"
+    ));
+
+    let out = env.cmd("eve").args(["connect", &prod]).assert().code(4);
+    assert!(stderr(&out).contains("belongs to no access class"));
+
+    let out = env
+        .cmd("alice")
+        .args(["connect", &prod, "--document", "SSM-nosudo"])
+        .assert()
+        .code(4);
+    assert_eq!(
+        stderr(&out),
+        "error: the sudo class starts shells with \"SSM-sudo\" only, not \"SSM-nosudo\"\nhint: leave out --document; the class decides the document\n"
+    );
+}
+
+#[test]
+fn usage_errors_come_before_any_aws_call() {
+    let env = setup();
+    env.cmd("alice")
+        .args(["--readonly", "connect", "anything"])
+        .assert()
+        .code(2)
+        .stderr("error: read-only mode: sessions cannot be started\nhint: leave out --readonly to connect\n");
+    let long = "x".repeat(257);
+    env.cmd("alice")
+        .args(["connect", "anything", "--reason", &long])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("AWS accepts at most 256"));
+    env.cmd("alice")
+        .args(["connect", "Role="])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("needs both a key and a value"));
+    env.cmd("alice")
+        .args(["connect", "x", "--escape", "ab"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn credentials_problems_exit_4_with_a_hint() {
+    let env = setup();
+    // No credentials anywhere.
+    let out = env.cmd("").arg("list").assert().code(4);
+    let err = stderr(&out);
+    assert!(err.starts_with("error: no usable AWS credentials"), "{err}");
+    assert!(
+        err.contains("hint: choose a profile with --profile NAME"),
+        "{err}"
+    );
+    // A profile that does not exist names the profile.
+    let out = env
+        .cmd("")
+        .args(["--profile", "ghost", "list"])
+        .assert()
+        .code(4);
+    let err = stderr(&out);
+    assert!(err.contains("for profile \"ghost\""), "{err}");
+    // Unknown keys are rejected by the service.
+    let out = env.cmd("mallory").arg("list").assert().code(4);
+    assert!(stderr(&out).starts_with("error: AWS rejected the credentials"));
+}
+
+#[test]
+fn debug_decode_and_encode_round_trip_tv2() {
+    let home = tempfile::tempdir().unwrap();
+    let tv2 = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tv2_acknowledge.bin"),
+    )
+    .unwrap();
+    let hex: String = tv2.iter().map(|b| format!("{b:02x} ")).collect();
+    let mut cmd = Command::cargo_bin("ssmtui").unwrap();
+    let out = cmd
+        .env("SSMTUI_STATE_DIR", home.path())
+        .args(["debug", "decode"])
+        .write_stdin(hex)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["message_type"], "acknowledge");
+    let mut cmd = Command::cargo_bin("ssmtui").unwrap();
+    let out = cmd
+        .env("SSMTUI_STATE_DIR", home.path())
+        .args(["debug", "encode", "--raw"])
+        .write_stdin(serde_json::to_vec(&json).unwrap())
+        .assert()
+        .success();
+    assert_eq!(out.get_output().stdout, tv2);
+    let mut cmd = Command::cargo_bin("ssmtui").unwrap();
+    cmd.args(["debug", "decode"])
+        .write_stdin("zz")
+        .assert()
+        .code(2);
+}
