@@ -15,6 +15,7 @@
 //! clear reason instead of retrying.
 
 pub mod driver;
+pub mod forward;
 pub mod shell;
 pub mod transport;
 
@@ -214,6 +215,12 @@ impl SessionHandle {
     /// Sends bytes (keystrokes, port data); waits while the session pushes back.
     pub async fn send(&self, data: Vec<u8>) -> Result<(), EngineError> {
         self.input.send(data).await.map_err(|_| EngineError::Ended)
+    }
+
+    /// A clone of the input sender, for callers that select on `reserve_owned` instead of
+    /// awaiting [`Self::send`] (the forwarder must keep reading events while it waits).
+    pub fn input_sender(&self) -> mpsc::Sender<Vec<u8>> {
+        self.input.clone()
     }
 
     /// Sends a control command.
