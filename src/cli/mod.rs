@@ -5,6 +5,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod tui;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,18 +18,19 @@ use crate::error::{self, ErrorKind};
 
 /// Session Manager for engineers: browse instances, open shells and port forwards over AWS
 /// Systems Manager with a native data channel (no plugin, no token in `ps`).
+///
+/// Without a subcommand, ssmtui opens the interactive UI (press ? in it for the keys).
 #[derive(Debug, Parser)]
 #[command(
     name = "ssmtui",
     version,
-    arg_required_else_help = true,
     max_term_width = 100
 )]
 pub struct Cli {
     /// Flags every subcommand accepts.
     #[command(flatten)]
     pub global: GlobalArgs,
-    /// What to do.
+    /// What to do; without a subcommand the interactive UI opens.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -164,14 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Config(args)) => config::run(&ctx, &args),
-        None => {
-            // arg_required_else_help means clap already printed help; reaching here is a bug.
-            Err(
-                error::UserError::new(ErrorKind::Usage, "no subcommand given")
-                    .hint("run `ssmtui --help` for the list of subcommands")
-                    .into(),
-            )
-        }
+        None => tui::run(&ctx),
     }
 }
 
