@@ -935,8 +935,7 @@ impl App {
         self.opts
             .keymap
             .bindings(self.mode().name())
-            .filter(|b| b.footer)
-            .map(|b| (join_keys(&b.keys), short_desc(&b.action)))
+            .filter_map(|b| Some((join_keys(&b.keys), b.footer.clone()?)))
             .collect()
     }
 }
@@ -946,11 +945,6 @@ fn join_keys(keys: &[Key]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// The footer is one line; it names actions, the help overlay explains them.
-fn short_desc(action: &str) -> String {
-    action.replace('_', " ")
 }
 
 fn common_prefix(items: &[String]) -> String {

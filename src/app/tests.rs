@@ -849,6 +849,7 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
     // The footer is generated from the same table.
     let footer: Vec<String> = app.footer().into_iter().map(|(k, _)| k).collect();
     assert_eq!(footer, ["enter", "/", "d", "s", ":", "?", "q/ctrl+c"]);
+    assert_eq!(app.footer()[0].1, "shell");
 }
 
 #[test]

@@ -21,11 +21,7 @@ use crate::error::{self, ErrorKind};
 ///
 /// Without a subcommand, ssmtui opens the interactive UI (press ? in it for the keys).
 #[derive(Debug, Parser)]
-#[command(
-    name = "ssmtui",
-    version,
-    max_term_width = 100
-)]
+#[command(name = "ssmtui", version, max_term_width = 100)]
 pub struct Cli {
     /// Flags every subcommand accepts.
     #[command(flatten)]

@@ -19,10 +19,10 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::app::{App, AppOptions};
+use crate::aws::SsmApi;
 use crate::aws::fake::FakeApi;
 use crate::aws::profiles::profile_names;
 use crate::aws::sdk::SdkApi;
-use crate::aws::SsmApi;
 use crate::config::Theme;
 use crate::config::keymap::Keymap;
 use crate::error::{ErrorKind, UserError};
@@ -111,7 +111,9 @@ fn fake_world_size() -> anyhow::Result<Option<usize>> {
                 ErrorKind::Usage,
                 format!("{ENV_FAKE_WORLD}=\"{v}\" is not a number of instances"),
             )
-            .hint(format!("set {ENV_FAKE_WORLD}=300 for 300 fake instances, or unset it"))
+            .hint(format!(
+                "set {ENV_FAKE_WORLD}=300 for 300 fake instances, or unset it"
+            ))
             .into()
         }),
         _ => Ok(None),

@@ -168,8 +168,8 @@ pub struct Binding {
     pub action: String,
     /// What the help overlay says.
     pub desc: String,
-    /// Whether the footer lists it.
-    pub footer: bool,
+    /// The footer's short label, when the footer lists it.
+    pub footer: Option<String>,
 }
 
 /// A key table that is wrong; becomes a config error with a hint.
@@ -240,7 +240,7 @@ struct RawBinding {
     action: String,
     desc: String,
     #[serde(default)]
-    footer: bool,
+    footer: Option<String>,
 }
 
 /// The effective key table.

@@ -31,12 +31,15 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines = vec![
         field("id", i.id.clone()),
         field("state", i.state.clone()),
-        field("agent", format!("{} {}", or_dash(&i.ping), or_dash(&i.agent_version))),
+        field(
+            "agent",
+            format!("{} {}", or_dash(&i.ping), or_dash(&i.agent_version)),
+        ),
         field(
             "last ping",
-            i.last_ping
-                .as_deref()
-                .map_or("—".to_owned(), |p| access::short_time(p).unwrap_or_else(|| p.to_owned())),
+            i.last_ping.as_deref().map_or("—".to_owned(), |p| {
+                access::short_time(p).unwrap_or_else(|| p.to_owned())
+            }),
         ),
         field(
             "platform",
@@ -44,7 +47,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ),
         field("type", or_dash(&i.instance_type)),
         field("AMI", or_dash(&i.image_id)),
-        field("VPC / subnet", format!("{} / {}", or_dash(&i.vpc_id), or_dash(&i.subnet_id))),
+        field(
+            "VPC / subnet",
+            format!("{} / {}", or_dash(&i.vpc_id), or_dash(&i.subnet_id)),
+        ),
         field("zone", or_dash(&i.availability_zone)),
         field("private IP", or_dash(&i.private_ip)),
         field("document", document),
@@ -81,7 +87,9 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .title(Line::styled(format!(" {} ", i.label()), theme.title));
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
         popup,
     );
 }

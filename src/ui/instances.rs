@@ -44,7 +44,11 @@ fn priority(col: Column, tags: usize) -> usize {
 pub fn fitting_columns(all: &[Column], tags: usize, avail: u16) -> Vec<Column> {
     let mut cols = all.to_vec();
     loop {
-        let needed: u16 = cols.iter().map(|c| width(*c) + 1).sum::<u16>().saturating_sub(1);
+        let needed: u16 = cols
+            .iter()
+            .map(|c| width(*c) + 1)
+            .sum::<u16>()
+            .saturating_sub(1);
         if needed <= avail || cols.len() <= 1 {
             return cols;
         }
@@ -74,20 +78,22 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     ];
     let hidden = list.hidden_unreachable();
     if hidden > 0 {
-        title.push(Span::styled(format!(" · {hidden} unreachable hidden"), theme.dim));
+        title.push(Span::styled(
+            format!(" · {hidden} unreachable hidden"),
+            theme.dim,
+        ));
     }
     if list.loading {
-        title.push(Span::styled(format!(" {} loading", spinner(app)), theme.dim));
+        title.push(Span::styled(
+            format!(" {} loading", spinner(app)),
+            theme.dim,
+        ));
     }
     title.push(Span::raw(" "));
     let sort_title = Line::from(vec![
         Span::styled(" sort ", theme.label),
         Span::styled(
-            format!(
-                "{} {} ",
-                sort.title(tags),
-                if reverse { "↓" } else { "↑" }
-            ),
+            format!("{} {} ", sort.title(tags), if reverse { "↓" } else { "↑" }),
             theme.value,
         ),
     ])
@@ -150,7 +156,13 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, area);
 }
 
-fn cell<'a>(row: &'a ListRow, col: Column, tags: &[String], marks: &[u32], theme: &Theme) -> Cell<'a> {
+fn cell<'a>(
+    row: &'a ListRow,
+    col: Column,
+    tags: &[String],
+    marks: &[u32],
+    theme: &Theme,
+) -> Cell<'a> {
     let i = &row.instance;
     let text = |s: Option<&'a str>| Cell::from(s.unwrap_or("—"));
     match col {
@@ -220,7 +232,13 @@ mod tests {
         assert_eq!(fitting_columns(&all, 2, 200), all);
         assert_eq!(
             fitting_columns(&all, 2, 78),
-            [Column::Name, Column::Id, Column::State, Column::Ping, Column::Ip]
+            [
+                Column::Name,
+                Column::Id,
+                Column::State,
+                Column::Ping,
+                Column::Ip
+            ]
         );
         assert_eq!(fitting_columns(&all, 2, 40), [Column::Name, Column::Id]);
         assert_eq!(fitting_columns(&all, 2, 5), [Column::Name]);

@@ -68,15 +68,7 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let opts = app.options();
     let mut first = vec![
         Span::styled(" ssmtui ", theme.title),
-        Span::styled(" account ", theme.label),
-        Span::styled(
-            app.identity
-                .as_ref()
-                .map_or("…", |i| i.account.as_str())
-                .to_owned(),
-            theme.value,
-        ),
-        Span::styled("  profile ", theme.label),
+        Span::styled(" profile ", theme.label),
         Span::styled(
             opts.profile.as_deref().unwrap_or("(default)").to_owned(),
             theme.value,
@@ -100,10 +92,15 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         first.push(Span::styled(" READ-ONLY ", theme.badge));
     }
     let second = match (&app.identity, &app.identity_error) {
-        (Some(id), _) => Line::from(vec![
-            Span::styled(" arn ", theme.label),
-            Span::styled(id.arn.clone(), theme.text),
-        ]),
+        (Some(id), _) => {
+            let room = usize::from(area.width).saturating_sub(id.account.len() + 11);
+            Line::from(vec![
+                Span::styled(" account ", theme.label),
+                Span::styled(id.account.clone(), theme.value),
+                Span::raw("  "),
+                Span::styled(elide_middle(&id.arn, room), theme.text),
+            ])
+        }
         (None, Some(e)) => Line::from(vec![
             Span::styled(" identity ", theme.label),
             Span::styled(e.clone(), theme.error),
@@ -165,6 +162,25 @@ fn render_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(format!(" {desc}  "), theme.dim));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// `text` shortened to `max` characters by replacing its middle with `…`: both ends of an ARN
+/// (account and role, user name) say more than its middle.
+pub fn elide_middle(text: &str, max: usize) -> String {
+    let len = text.chars().count();
+    if len <= max {
+        return text.to_owned();
+    }
+    if max < 3 {
+        return text.chars().take(max).collect();
+    }
+    let keep = max - 1;
+    let head = keep / 2;
+    let tail = keep - head;
+    let mut out: String = text.chars().take(head).collect();
+    out.push('…');
+    out.extend(text.chars().skip(len - tail));
+    out
 }
 
 /// A rectangle of at most `width` × `height` centred in `area`.

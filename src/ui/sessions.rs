@@ -21,7 +21,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ),
     ];
     if list.loading {
-        title.push(Span::styled(format!(" {} loading", spinner(app)), theme.dim));
+        title.push(Span::styled(
+            format!(" {} loading", spinner(app)),
+            theme.dim,
+        ));
     }
     title.push(Span::raw(" "));
     let block = Block::default()
@@ -38,48 +41,68 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     }
     let me = app.identity.as_ref().map(|i| i.arn.as_str());
-    let wide = block.inner(area).width >= 120;
-    let mut titles = vec!["SESSION", "TARGET", "STATUS", "START", "OWNER", "REASON"];
+    // Narrow terminals drop the start time, then never show the document column.
+    let inner = block.inner(area).width;
+    let show_start = inner >= 96;
+    let show_doc = inner >= 126;
+    let mut titles = vec!["SESSION", "TARGET", "STATUS"];
     let mut widths = vec![
-        Constraint::Min(22),
+        Constraint::Min(24),
         Constraint::Length(19),
-        Constraint::Length(11),
-        Constraint::Length(17),
-        Constraint::Length(8),
-        Constraint::Min(10),
+        Constraint::Length(10),
     ];
-    if wide {
+    if show_start {
+        titles.push("START");
+        widths.push(Constraint::Length(17));
+    }
+    titles.extend(["OWNER", "REASON"]);
+    widths.extend([Constraint::Length(8), Constraint::Min(10)]);
+    if show_doc {
         titles.push("DOCUMENT");
         widths.push(Constraint::Length(28));
     }
     let start = list.scroll.offset;
     let end = (start + app.list_rows()).min(list.items.len());
-    let rows = list.items.get(start..end).unwrap_or_default().iter().enumerate().map(|(n, s)| {
-        let owner = match (&s.owner, me) {
-            (Some(o), Some(me)) if o == me => "you".to_owned(),
-            (Some(o), _) => o.rsplit('/').next().unwrap_or(o).to_owned(),
-            (None, _) => "—".to_owned(),
-        };
-        let style = if start + n == list.scroll.selected {
-            theme.selected
-        } else if is_active(s) {
-            theme.text
-        } else {
-            theme.dim
-        };
-        let mut cells = vec![
-            Cell::from(s.id.clone()),
-            Cell::from(s.target.clone()),
-            Cell::from(s.status.clone()),
-            Cell::from(s.start.as_deref().map_or("—".to_owned(), short_rfc3339)),
-            Cell::from(owner),
-            Cell::from(s.reason.clone().unwrap_or_else(|| "—".to_owned())),
-        ];
-        if wide {
-            cells.push(Cell::from(s.document.clone().unwrap_or_else(|| "—".to_owned())));
-        }
-        Row::new(cells).style(style)
-    });
+    let rows = list
+        .items
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let owner = match (&s.owner, me) {
+                (Some(o), Some(me)) if o == me => "you".to_owned(),
+                (Some(o), _) => o.rsplit('/').next().unwrap_or(o).to_owned(),
+                (None, _) => "—".to_owned(),
+            };
+            let style = if start + n == list.scroll.selected {
+                theme.selected
+            } else if is_active(s) {
+                theme.text
+            } else {
+                theme.dim
+            };
+            let mut cells = vec![
+                Cell::from(s.id.clone()),
+                Cell::from(s.target.clone()),
+                Cell::from(s.status.clone()),
+            ];
+            if show_start {
+                cells.push(Cell::from(
+                    s.start.as_deref().map_or("—".to_owned(), short_rfc3339),
+                ));
+            }
+            cells.push(Cell::from(owner));
+            cells.push(Cell::from(
+                s.reason.clone().unwrap_or_else(|| "—".to_owned()),
+            ));
+            if show_doc {
+                cells.push(Cell::from(
+                    s.document.clone().unwrap_or_else(|| "—".to_owned()),
+                ));
+            }
+            Row::new(cells).style(style)
+        });
     let table = Table::new(rows, widths)
         .header(Row::new(titles).style(theme.title))
         .block(block);

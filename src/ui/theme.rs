@@ -46,14 +46,22 @@ impl Theme {
                 value: Style::new().fg(Color::Cyan),
                 title: Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
                 border: Style::new().fg(Color::Blue),
-                selected: Style::new().bg(Color::Blue).fg(Color::White).add_modifier(Modifier::BOLD),
+                selected: Style::new()
+                    .bg(Color::Blue)
+                    .fg(Color::White)
+                    .add_modifier(Modifier::BOLD),
                 dim: Style::new().fg(Color::DarkGray),
-                matched: Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+                matched: Style::new()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
                 key: Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
                 ok: Style::new().fg(Color::Green),
                 warn: Style::new().fg(Color::Yellow),
                 error: Style::new().fg(Color::Red),
-                badge: Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD),
+                badge: Style::new()
+                    .fg(Color::Black)
+                    .bg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
             },
             config::Theme::Mono => Self {
                 text: Style::new(),
