@@ -432,14 +432,14 @@ impl InstancesState {
             }
         }
         self.applied = Some(self.filter.text.clone());
-        if let Some(id) = keep {
-            if let Some(pos) = self.visible.iter().position(|&i| {
+        if let Some(id) = keep
+            && let Some(pos) = self.visible.iter().position(|&i| {
                 self.rows
                     .get(i as usize)
                     .is_some_and(|r| r.instance.id == id)
-            }) {
-                self.scroll.selected = pos;
-            }
+            })
+        {
+            self.scroll.selected = pos;
         }
     }
 

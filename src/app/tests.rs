@@ -409,8 +409,10 @@ fn class_resolves_from_the_arn_and_picks_its_document() {
 
 #[test]
 fn unreachable_rows_are_hidden_when_configured() {
-    let mut ui = UiConfig::default();
-    ui.unreachable = Unreachable::Hide;
+    let ui = UiConfig {
+        unreachable: Unreachable::Hide,
+        ..UiConfig::default()
+    };
     let app = loaded_with(
         AppOptions { ui, ..opts() },
         vec![offline("i-1"), inst("i-2", "ok", "dev")],
@@ -463,8 +465,10 @@ fn reason_prompt_flow() {
 
 #[test]
 fn always_ask_allows_an_empty_reason_when_not_required() {
-    let mut ui = UiConfig::default();
-    ui.always_ask_reason = true;
+    let ui = UiConfig {
+        always_ask_reason: true,
+        ..UiConfig::default()
+    };
     let mut app = loaded_with(AppOptions { ui, ..opts() }, vec![inst("i-1", "api", "dev")]);
     assert_eq!(press(&mut app, &["enter"]), []);
     assert_eq!(app.reason.as_ref().unwrap().required, None);
@@ -680,8 +684,10 @@ fn first_load_shows_pages_progressively() {
 
 #[test]
 fn ticks_refresh_on_the_configured_interval() {
-    let mut ui = UiConfig::default();
-    ui.refresh_seconds = 1;
+    let ui = UiConfig {
+        refresh_seconds: 1,
+        ..UiConfig::default()
+    };
     let mut app = loaded_with(AppOptions { ui, ..opts() }, three());
     let per_refresh = (1000 / TICK_MS) as usize;
     let mut loads = 0;

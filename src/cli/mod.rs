@@ -17,9 +17,8 @@ use crate::config::{Config, Loaded, Paths};
 use crate::error::{self, ErrorKind};
 
 /// Session Manager for engineers: browse instances, open shells and port forwards over AWS
-/// Systems Manager with a native data channel (no plugin, no token in `ps`).
-///
-/// Without a subcommand, ssmtui opens the interactive UI (press ? in it for the keys).
+/// Systems Manager with a native data channel (no plugin, no token in `ps`). Without a
+/// subcommand it opens the interactive UI
 #[derive(Debug, Parser)]
 #[command(name = "ssmtui", version, max_term_width = 100)]
 pub struct Cli {
