@@ -8,13 +8,15 @@
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
+//! - [`app`]: the interactive app as pure state (update → effects), [`ui`]: its views, and
+//!   [`tui`]: the terminal and the runtime loop that performs the effects;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
 //! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
 //!
-//! Further layers (`app`, `ui`, `tui`) are added as they are built.
 
 pub mod access;
+pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
@@ -26,3 +28,5 @@ pub mod protocol;
 pub mod resolve;
 pub mod sandbox;
 pub mod secret;
+pub mod tui;
+pub mod ui;

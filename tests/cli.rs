@@ -58,7 +58,13 @@ fn usage_errors_exit_2() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("unrecognized subcommand 'bogus'"));
-    ssmtui(home.path()).assert().code(2);
+    // Without a subcommand the TUI opens, which needs a terminal; tests have none.
+    ssmtui(home.path())
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "error: the interactive UI needs a terminal on stdin and stdout",
+        ));
     ssmtui(home.path())
         .args(["completions", "tcsh"])
         .assert()
@@ -114,7 +120,7 @@ fn check_fails(contents: &str, expected_stderr: &str) {
 fn config_check_unknown_key() {
     check_fails(
         "[ui]\ntheme = \"mono\"\ncolour = \"red\"\n",
-        "error: config file \"FILE\" is invalid at line 3, column 1: unknown field `colour`, expected one of `theme`, `columns`, `unreachable`, `refresh_seconds`\n\
+        "error: config file \"FILE\" is invalid at line 3, column 1: unknown field `colour`, expected one of `theme`, `columns`, `unreachable`, `refresh_seconds`, `reason_required_tags`, `always_ask_reason`, `keymap`\n\
          hint: remove the key or fix its spelling\n\
          hint: every key is documented in config.example.toml (README, \"Configuration\")\n",
     );

@@ -4,7 +4,7 @@
 //! given operation. Sessions get ids `fake-N`, stream URLs the test chose, and tokens
 //! `token-N`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -66,6 +66,138 @@ impl FakeApi {
             return Err(err);
         }
         Ok(state)
+    }
+}
+
+/// The caller of the demo world.
+pub const WORLD_ARN: &str =
+    "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Developer_0a1b2c/alice";
+
+/// `count` deterministic instances: a mix of roles, environments, teams and platforms, with
+/// some agents offline and some instances stopped, so every row style shows up.
+pub fn world_instances(count: usize) -> Vec<Instance> {
+    const ROLES: [&str; 6] = ["web", "api", "worker", "db", "cache", "bastion"];
+    const ENVS: [&str; 3] = ["prod", "staging", "dev"];
+    const TEAMS: [&str; 4] = ["payments", "search", "platform", "data"];
+    (0..count)
+        .map(|n| {
+            let role = ROLES[n % ROLES.len()];
+            let env = ENVS[(n / ROLES.len()) % ENVS.len()];
+            let team = TEAMS[(n / 3) % TEAMS.len()];
+            let windows = n % 17 == 16;
+            let stopped = n % 13 == 12;
+            let offline = !stopped && n % 11 == 10;
+            let mut tags = BTreeMap::from([
+                ("Name".to_owned(), format!("{role}-{env}-{:02}", n / 18 + 1)),
+                ("Environment".to_owned(), env.to_owned()),
+                ("Team".to_owned(), team.to_owned()),
+                ("Role".to_owned(), role.to_owned()),
+            ]);
+            if n % 5 == 0 {
+                tags.insert("CostCenter".to_owned(), format!("cc-{}", 100 + n % 7));
+            }
+            Instance {
+                id: format!("i-{:017x}", 0x0a1b_2c3d_0000_0000_u64 + n as u64 * 0x1_0001),
+                name: tags.get("Name").cloned(),
+                state: if stopped { "stopped" } else { "running" }.to_owned(),
+                ping: if stopped {
+                    None
+                } else if offline {
+                    Some("ConnectionLost".to_owned())
+                } else {
+                    Some("Online".to_owned())
+                },
+                last_ping: Some(format!(
+                    "2024-05-01T{:02}:{:02}:00Z",
+                    9 + n % 8,
+                    (n * 7) % 60
+                )),
+                agent_version: Some(format!("3.3.{}.0", 1000 + n % 300)),
+                platform: Some(if windows {
+                    "Microsoft Windows Server 2022 Datacenter".to_owned()
+                } else if n % 3 == 0 {
+                    "Ubuntu".to_owned()
+                } else {
+                    "Amazon Linux".to_owned()
+                }),
+                platform_type: Some(if windows { "Windows" } else { "Linux" }.to_owned()),
+                private_ip: Some(format!(
+                    "10.{}.{}.{}",
+                    n / 62_500 % 256,
+                    n / 250 % 256,
+                    n % 250 + 4
+                )),
+                tags,
+                image_id: Some(format!("ami-{:017x}", 0x0f00_0000_u64 + (n % 4) as u64)),
+                instance_type: Some(["t3.micro", "m6i.large", "r6g.xlarge"][n % 3].to_owned()),
+                vpc_id: Some("vpc-0123456789abcdef0".to_owned()),
+                subnet_id: Some(format!("subnet-0aa{:014x}", n % 3)),
+                availability_zone: Some(
+                    ["eu-west-1a", "eu-west-1b", "eu-west-1c"][n % 3].to_owned(),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Sessions of the demo world: two of the caller's (one active), one of a colleague.
+pub fn world_sessions() -> Vec<SessionSummary> {
+    let session =
+        |id: &str, target: &str, status: &str, owner: &str, start: &str, reason: Option<&str>| {
+            SessionSummary {
+                id: id.to_owned(),
+                target: target.to_owned(),
+                status: status.to_owned(),
+                start: Some(start.to_owned()),
+                end: (status == "Terminated").then(|| "2024-05-01T11:00:00Z".to_owned()),
+                document: Some("SSM-SessionManagerRunShell".to_owned()),
+                owner: Some(owner.to_owned()),
+                reason: reason.map(str::to_owned),
+            }
+        };
+    let bob = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Developer_0a1b2c/bob";
+    vec![
+        session(
+            "alice-0c1d2e3f4a5b6c7d8",
+            "i-00000000a1b2c3d0",
+            "Connected",
+            WORLD_ARN,
+            "2024-05-01T12:10:00Z",
+            Some("INC-4711 disk full"),
+        ),
+        session(
+            "bob-09f8e7d6c5b4a3928",
+            "i-00000000a1b3c3d1",
+            "Connected",
+            bob,
+            "2024-05-01T12:20:00Z",
+            None,
+        ),
+        session(
+            "alice-01a2b3c4d5e6f7a8b",
+            "i-00000000a1b4c3d2",
+            "Terminated",
+            WORLD_ARN,
+            "2024-05-01T10:00:00Z",
+            Some("deploy check"),
+        ),
+    ]
+}
+
+impl FakeApi {
+    /// A seeded world for the TUI's developer mode and tests: `count` instances, the demo
+    /// caller and its sessions.
+    pub fn world(count: usize) -> Self {
+        let fake = Self::with_instances(world_instances(count));
+        if let Ok(mut s) = fake.state.lock() {
+            s.identity = Some(Identity {
+                account: "123456789012".to_owned(),
+                arn: WORLD_ARN.to_owned(),
+                user_id: "AROAEXAMPLE:alice".to_owned(),
+            });
+            s.sessions = world_sessions();
+        }
+        fake
     }
 }
 

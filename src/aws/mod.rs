@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod model;
+pub mod profiles;
 pub mod sdk;
 
 use std::collections::HashMap;

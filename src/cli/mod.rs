@@ -10,6 +10,7 @@ pub mod debug;
 pub mod list;
 pub mod picker;
 pub mod sandbox;
+pub mod tui;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,19 +22,15 @@ use crate::config::{Config, Loaded, Paths};
 use crate::error::{self, ErrorKind};
 
 /// Session Manager for engineers: browse instances, open shells and port forwards over AWS
-/// Systems Manager with a native data channel (no plugin, no token in `ps`).
+/// Systems Manager with a native data channel (no plugin, no token in `ps`). Without a
+/// subcommand it opens the interactive UI
 #[derive(Debug, Parser)]
-#[command(
-    name = "ssmtui",
-    version,
-    arg_required_else_help = true,
-    max_term_width = 100
-)]
+#[command(name = "ssmtui", version, max_term_width = 100)]
 pub struct Cli {
     /// Flags every subcommand accepts.
     #[command(flatten)]
     pub global: GlobalArgs,
-    /// What to do.
+    /// What to do; without a subcommand the interactive UI opens.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -177,14 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
-        None => {
-            // arg_required_else_help means clap already printed help; reaching here is a bug.
-            Err(
-                error::UserError::new(ErrorKind::Usage, "no subcommand given")
-                    .hint("run `ssmtui --help` for the list of subcommands")
-                    .into(),
-            )
-        }
+        None => tui::run(&ctx),
     }
 }
 

@@ -8,6 +8,7 @@
 //! typo never silently becomes a default. `config.example.toml` at the repository root
 //! documents every key and is tested to parse to [`Config::default`].
 
+pub mod keymap;
 pub mod paths;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,6 +165,12 @@ pub struct UiConfig {
     pub unreachable: Unreachable,
     /// Seconds between automatic refreshes of the instance list; 0 turns it off.
     pub refresh_seconds: u64,
+    /// `key=value` tag rules: a target carrying any of them asks for a reason before a shell.
+    pub reason_required_tags: Vec<String>,
+    /// Ask for a reason before every shell, even when none is required (it may stay empty).
+    pub always_ask_reason: bool,
+    /// Key binding overrides: mode → key → action name (`"none"` unbinds).
+    pub keymap: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for UiConfig {
@@ -173,6 +180,9 @@ impl Default for UiConfig {
             columns: vec!["Environment".to_owned(), "Team".to_owned()],
             unreachable: Unreachable::Dim,
             refresh_seconds: 60,
+            reason_required_tags: vec!["Environment=prod".to_owned()],
+            always_ask_reason: false,
+            keymap: BTreeMap::new(),
         }
     }
 }
@@ -396,6 +406,17 @@ impl Config {
                 }
             }
         }
+        for rule in &self.ui.reason_required_tags {
+            if parse_tag_rule(rule).is_none() {
+                return Err(invalid(
+                    format!("ui.reason_required_tags contains \"{rule}\", which is not key=value"),
+                    "write tag rules as \"Key=Value\", e.g. \"Environment=prod\"",
+                ));
+            }
+        }
+        if let Err(e) = keymap::Keymap::with_overrides(&self.ui.keymap) {
+            return Err(invalid(e.to_string(), &e.hint()));
+        }
         for (name, alias) in &self.aliases {
             if alias.target.trim().is_empty() {
                 return Err(invalid(
@@ -421,6 +442,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Splits a `key=value` tag rule; `None` when there is no `=` or the key is empty.
+pub fn parse_tag_rule(rule: &str) -> Option<(&str, &str)> {
+    let (key, value) = rule.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty()).then_some((key, value.trim()))
 }
 
 /// The SSM API's document-name pattern `[a-zA-Z0-9_\-.:/]{3,128}`.
@@ -479,6 +507,30 @@ mod tests {
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
         let err = parse("[aws]\nendpoint_url = \"localhost:4566\"\n").err();
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn ui_reason_rules_and_keymap_are_validated() {
+        let err = parse("[ui]\nreason_required_tags = [\"prod\"]\n").err();
+        assert!(
+            matches!(&err, Some(ConfigError::Invalid { message, .. }) if message.contains("reason_required_tags")),
+            "{err:?}"
+        );
+        let err = parse("[ui.keymap.instances]\n\"ctrl+bogus\" = \"quit\"\n").err();
+        let Some(ConfigError::Invalid { message, hint, .. }) = err else {
+            panic!("expected an invalid-config error, got {err:?}");
+        };
+        assert!(message.contains("\"ctrl+bogus\""), "{message}");
+        assert!(hint.contains("key name"), "{hint}");
+        let err = parse("[ui.keymap.instances]\n\"x\" = \"explode\"\n").err();
+        assert!(
+            matches!(&err, Some(ConfigError::Invalid { message, .. }) if message.contains("explode")),
+            "{err:?}"
+        );
+        let ok =
+            parse("[ui.keymap.instances]\n\"f5\" = \"refresh\"\n\"shift+tab\" = \"sort_next\"\n")
+                .unwrap();
+        assert_eq!(ok.ui.keymap["instances"]["f5"], "refresh");
     }
 
     #[test]

@@ -1,0 +1,233 @@
+//! What can happen to the app ([`Action`]) and what the app asks the runtime to do ([`Effect`]).
+//!
+//! Key presses arrive already resolved through the keymap of the active mode, as an [`Intent`]
+//! (or a typed character in a text input). Async results carry the `generation` they were
+//! requested for, so a late answer from before a profile/region switch is dropped instead of
+//! mixing two accounts in one list.
+
+use crate::aws::{Identity, Instance, SessionSummary};
+
+/// A user intent: the action names of the keymap, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Select the previous row / scroll up.
+    Up,
+    /// Select the next row / scroll down.
+    Down,
+    /// One page up.
+    PageUp,
+    /// One page down.
+    PageDown,
+    /// First row.
+    Top,
+    /// Last row.
+    Bottom,
+    /// Start typing a filter.
+    Filter,
+    /// Drop the filter.
+    ClearFilter,
+    /// Start typing a `:` command.
+    Command,
+    /// Show the help overlay.
+    Help,
+    /// Show the details of the selected instance.
+    Details,
+    /// Open a shell on the selected instance.
+    OpenShell,
+    /// Reload the current view.
+    Refresh,
+    /// Sort by the next column.
+    SortNext,
+    /// Reverse the sort order.
+    SortReverse,
+    /// Leave ssmtui.
+    Quit,
+    /// Terminate the selected session.
+    Terminate,
+    /// Back to the previous view.
+    Back,
+    /// Accept the input or dialog.
+    Accept,
+    /// Cancel the input or dialog.
+    Cancel,
+    /// Delete the last typed character.
+    DeleteChar,
+    /// Clear the typed input.
+    ClearInput,
+    /// Complete the typed command.
+    Complete,
+    /// Close the overlay.
+    Close,
+}
+
+impl Intent {
+    /// Every intent, for name lookups.
+    pub const ALL: [Self; 24] = [
+        Self::Up,
+        Self::Down,
+        Self::PageUp,
+        Self::PageDown,
+        Self::Top,
+        Self::Bottom,
+        Self::Filter,
+        Self::ClearFilter,
+        Self::Command,
+        Self::Help,
+        Self::Details,
+        Self::OpenShell,
+        Self::Refresh,
+        Self::SortNext,
+        Self::SortReverse,
+        Self::Quit,
+        Self::Terminate,
+        Self::Back,
+        Self::Accept,
+        Self::Cancel,
+        Self::DeleteChar,
+        Self::ClearInput,
+        Self::Complete,
+        Self::Close,
+    ];
+
+    /// The action name used in the keymap.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::PageUp => "page_up",
+            Self::PageDown => "page_down",
+            Self::Top => "top",
+            Self::Bottom => "bottom",
+            Self::Filter => "filter",
+            Self::ClearFilter => "clear_filter",
+            Self::Command => "command",
+            Self::Help => "help",
+            Self::Details => "details",
+            Self::OpenShell => "open_shell",
+            Self::Refresh => "refresh",
+            Self::SortNext => "sort_next",
+            Self::SortReverse => "sort_reverse",
+            Self::Quit => "quit",
+            Self::Terminate => "terminate",
+            Self::Back => "back",
+            Self::Accept => "accept",
+            Self::Cancel => "cancel",
+            Self::DeleteChar => "delete_char",
+            Self::ClearInput => "clear_input",
+            Self::Complete => "complete",
+            Self::Close => "close",
+        }
+    }
+
+    /// The intent of a keymap action name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// Everything that changes the app's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A key resolved through the active keymap.
+    Intent(Intent),
+    /// A character typed into the active text input.
+    Char(char),
+    /// The terminal has this size now.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+    /// Time passed ([`super::TICK_MS`]); drives the spinner and the auto-refresh.
+    Tick,
+    /// STS answered.
+    IdentityLoaded {
+        /// Generation of the request.
+        generation: u64,
+        /// The caller, or why not.
+        result: Result<Identity, String>,
+    },
+    /// A page of instances arrived; `done` marks the last one.
+    InstancesPage {
+        /// Generation of the request.
+        generation: u64,
+        /// The page, or why the listing failed.
+        result: Result<Vec<Instance>, String>,
+        /// Whether this is the last page.
+        done: bool,
+    },
+    /// DescribeSessions answered (active and history together).
+    SessionsLoaded {
+        /// Generation of the request.
+        generation: u64,
+        /// The sessions, or why not.
+        result: Result<Vec<SessionSummary>, String>,
+    },
+    /// TerminateSession answered.
+    SessionTerminated {
+        /// The session.
+        id: String,
+        /// Done, or why not.
+        result: Result<(), String>,
+    },
+    /// The API client for a new profile/region is ready (or could not be built).
+    AwsSwitched {
+        /// Generation the switch started.
+        generation: u64,
+        /// Done, or why not.
+        result: Result<(), String>,
+    },
+    /// The shell the user opened has ended and the TUI owns the terminal again.
+    ShellFinished {
+        /// Which instance, as a label.
+        target: String,
+        /// The remote exit status if known, or why the shell failed.
+        result: Result<Option<i32>, String>,
+    },
+}
+
+/// A side effect for the runtime to perform; results come back as [`Action`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// `sts:GetCallerIdentity`, answered with [`Action::IdentityLoaded`].
+    LoadIdentity {
+        /// Generation to tag the answer with.
+        generation: u64,
+    },
+    /// List instances, answered with [`Action::InstancesPage`]s.
+    LoadInstances {
+        /// Generation to tag the answers with.
+        generation: u64,
+    },
+    /// List the caller's sessions, answered with [`Action::SessionsLoaded`].
+    LoadSessions {
+        /// Generation to tag the answer with.
+        generation: u64,
+    },
+    /// Hand the terminal to a shell on `instance`, answered with [`Action::ShellFinished`].
+    OpenShell {
+        /// The target.
+        instance: Box<Instance>,
+        /// The session document (the caller's class document).
+        document: String,
+        /// Why, when asked.
+        reason: Option<String>,
+    },
+    /// `ssm:TerminateSession`, answered with [`Action::SessionTerminated`].
+    TerminateSession {
+        /// The session.
+        id: String,
+    },
+    /// Rebuild the API client for another profile/region, answered with [`Action::AwsSwitched`].
+    SwitchAws {
+        /// Generation of the switch.
+        generation: u64,
+        /// Profile to use (`None`: the default chain).
+        profile: Option<String>,
+        /// Region to use (`None`: the default chain).
+        region: Option<String>,
+    },
+    /// Leave the TUI.
+    Quit,
+}

@@ -1,0 +1,932 @@
+//! `App::update` without a terminal: keys go through the real keymap, results are fed as actions.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::aws::SessionSummary;
+use crate::aws::fake::{WORLD_ARN, world_instances, world_sessions};
+use crate::config::ClassConfig;
+
+fn opts() -> AppOptions {
+    AppOptions {
+        ui: UiConfig::default(),
+        classes: BTreeMap::new(),
+        keymap: Keymap::defaults().unwrap(),
+        profile: Some("dev".into()),
+        region: Some("eu-west-1".into()),
+        readonly: false,
+        profiles: vec![
+            "default".into(),
+            "dev".into(),
+            "prod-admin".into(),
+            "prod-ro".into(),
+        ],
+    }
+}
+
+fn inst(id: &str, name: &str, env: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        name: Some(name.into()),
+        state: "running".into(),
+        ping: Some("Online".into()),
+        private_ip: Some(format!("10.0.0.{}", id.len())),
+        tags: BTreeMap::from([
+            ("Name".into(), name.into()),
+            ("Environment".into(), env.into()),
+        ]),
+        ..Instance::default()
+    }
+}
+
+fn identity(arn: &str) -> Identity {
+    Identity {
+        account: "123456789012".into(),
+        arn: arn.into(),
+        user_id: "AIDA".into(),
+    }
+}
+
+/// An app that has loaded `instances` and the caller identity.
+fn loaded_with(opts: AppOptions, instances: Vec<Instance>) -> App {
+    let mut app = App::new(opts);
+    let effects = app.start();
+    assert_eq!(
+        effects,
+        [
+            Effect::LoadIdentity { generation: 0 },
+            Effect::LoadInstances { generation: 0 }
+        ]
+    );
+    app.update(Action::Resize {
+        width: 80,
+        height: 24,
+    });
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity(WORLD_ARN)),
+    });
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(instances),
+        done: true,
+    });
+    app
+}
+
+fn loaded(instances: Vec<Instance>) -> App {
+    loaded_with(opts(), instances)
+}
+
+/// Presses keys through the keymap of the focused mode, like the runtime does.
+fn press(app: &mut App, keys: &[&str]) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for k in keys {
+        let key = Key::parse(k).unwrap();
+        if let Some(action) = app.resolve_key(key) {
+            effects.extend(app.update(action));
+        }
+    }
+    effects
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        let key = Key::parse(&c.to_string()).unwrap();
+        let action = app.resolve_key(key).unwrap();
+        app.update(action);
+    }
+}
+
+fn visible_ids(app: &App) -> Vec<String> {
+    (0..app.instances.visible_len())
+        .map(|i| app.instances.visible_row(i).unwrap().instance.id.clone())
+        .collect()
+}
+
+fn selected_id(app: &App) -> Option<String> {
+    app.instances.selected().map(|r| r.instance.id.clone())
+}
+
+fn status(app: &App) -> String {
+    app.status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default()
+}
+
+fn three() -> Vec<Instance> {
+    vec![
+        inst("i-1", "web-prod", "prod"),
+        inst("i-22", "api-staging", "staging"),
+        inst("i-333", "worker-dev", "dev"),
+    ]
+}
+
+#[test]
+fn fuzzy_filter_matches_name_id_ip_and_tags_and_highlights_the_name() {
+    for (filter, expected) in [
+        ("", &["i-22", "i-1", "i-333"][..]),
+        ("wp", &["i-1"]),
+        ("web", &["i-1"]),
+        ("i-33", &["i-333"]),
+        ("10.0.0.4", &["i-22"]),
+        ("staging", &["i-22"]),
+        ("Environment=dev", &["i-333"]),
+        ("Environment=de", &[]),
+        ("environment=dev", &[]),
+        ("Environment=prod web", &["i-1"]),
+        ("Environment=prod api", &[]),
+        ("zzz", &[]),
+    ] {
+        let mut app = loaded(three());
+        press(&mut app, &["/"]);
+        type_text(&mut app, filter);
+        assert_eq!(visible_ids(&app), expected, "filter {filter:?}");
+    }
+    let mut app = loaded(three());
+    press(&mut app, &["/"]);
+    type_text(&mut app, "wp");
+    // "web-prod": w at 0, p at 4.
+    assert_eq!(app.instances.name_highlights(0), [0, 4]);
+}
+
+#[test]
+fn filter_keys_enter_keeps_esc_clears() {
+    let mut app = loaded(three());
+    press(&mut app, &["/"]);
+    assert_eq!(app.mode(), Mode::Filter);
+    type_text(&mut app, "work");
+    press(&mut app, &["enter"]);
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(visible_ids(&app), ["i-333"]);
+    // "/" again edits the kept filter; backspace widens it live.
+    press(&mut app, &["/"]);
+    assert_eq!(app.filter_input, "work");
+    press(
+        &mut app,
+        &["backspace", "backspace", "backspace", "backspace"],
+    );
+    assert_eq!(app.instances.visible_len(), 3);
+    type_text(&mut app, "api");
+    press(&mut app, &["esc"]);
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(app.instances.filter_text(), "");
+    assert_eq!(app.instances.visible_len(), 3);
+    // Esc in the list clears a kept filter too.
+    press(&mut app, &["/"]);
+    type_text(&mut app, "web");
+    press(&mut app, &["enter", "esc"]);
+    assert_eq!(app.instances.visible_len(), 3);
+}
+
+#[test]
+fn typing_narrows_and_widening_rescans() {
+    let mut app = loaded(world_instances(500));
+    press(&mut app, &["/"]);
+    type_text(&mut app, "web-prod");
+    let narrowed = visible_ids(&app);
+    assert!(!narrowed.is_empty());
+    // Same text from scratch gives the same rows (the narrowing shortcut changes nothing).
+    let mut fresh = loaded(world_instances(500));
+    fresh.instances.set_filter("web-prod");
+    assert_eq!(visible_ids(&fresh), narrowed);
+    // "Environment=pro" matches nothing, "…=prod" matches again: exact terms always rescan.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "Environment=pro");
+    assert_eq!(app.instances.visible_len(), 0);
+    type_text(&mut app, "d");
+    assert!(app.instances.visible_len() > 100);
+    // A negated term that grows matches more, not less.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "!w");
+    let fewer = app.instances.visible_len();
+    type_text(&mut app, "eb");
+    assert!(app.instances.visible_len() > fewer);
+}
+
+#[test]
+fn selection_stays_on_the_same_instance_across_filter_changes() {
+    let mut app = loaded(three());
+    // Sorted by name: api-staging, web-prod, worker-dev.
+    press(&mut app, &["j"]);
+    assert_eq!(selected_id(&app).as_deref(), Some("i-1"));
+    press(&mut app, &["/"]);
+    type_text(&mut app, "w");
+    // web-prod and worker-dev remain; the selection is still web-prod (now row 0).
+    assert_eq!(selected_id(&app).as_deref(), Some("i-1"));
+    type_text(&mut app, "ork");
+    // "work" matches worker-dev only: the selection moves to what is there.
+    assert_eq!(selected_id(&app).as_deref(), Some("i-333"));
+    press(&mut app, &["esc"]);
+    assert_eq!(selected_id(&app).as_deref(), Some("i-333"));
+}
+
+#[test]
+fn sorting_cycles_columns_and_reverses() {
+    let mut app = loaded(three());
+    assert_eq!(visible_ids(&app), ["i-22", "i-1", "i-333"]);
+    press(&mut app, &["S"]);
+    assert_eq!(visible_ids(&app), ["i-333", "i-1", "i-22"]);
+    press(&mut app, &["s"]);
+    assert_eq!(app.instances.sort(), (instances::Column::Id, false));
+    assert_eq!(visible_ids(&app), ["i-1", "i-22", "i-333"]);
+    // IP sorts numerically: 10.0.0.3 < 10.0.0.4 < 10.0.0.5.
+    press(&mut app, &["s", "s", "s", "s"]);
+    assert_eq!(app.instances.sort().0, instances::Column::Ip);
+    assert_eq!(visible_ids(&app), ["i-1", "i-22", "i-333"]);
+    // Tag column: Environment dev < prod < staging.
+    press(&mut app, &["s"]);
+    assert_eq!(app.instances.sort().0, instances::Column::Tag(0));
+    assert_eq!(visible_ids(&app), ["i-333", "i-1", "i-22"]);
+    // Past the last column it wraps to Name.
+    press(&mut app, &["s", "s"]);
+    assert_eq!(app.instances.sort().0, instances::Column::Name);
+}
+
+#[test]
+fn navigation_scrolls_the_window() {
+    let mut app = loaded(world_instances(100));
+    let rows = app.list_rows();
+    assert_eq!(rows, 17);
+    press(&mut app, &["G"]);
+    assert_eq!(app.instances.scroll.selected, 99);
+    assert_eq!(app.instances.scroll.offset, 100 - rows);
+    press(&mut app, &["k"]);
+    assert_eq!(
+        app.instances.scroll.offset,
+        100 - rows,
+        "moving up inside the window keeps it"
+    );
+    press(&mut app, &["g", "pagedown"]);
+    assert_eq!(app.instances.scroll.selected, rows);
+    press(&mut app, &["k", "k", "up"]);
+    assert_eq!(app.instances.scroll.selected, rows - 3);
+}
+
+#[test]
+fn mode_switches_follow_the_stack() {
+    let mut app = loaded(three());
+    for (keys, mode) in [
+        (&["?"][..], Mode::Help),
+        (&["esc"], Mode::Instances),
+        (&["d"], Mode::Details),
+        (&["esc"], Mode::Instances),
+        (&[":"], Mode::Command),
+        (&["esc"], Mode::Instances),
+        (&["/"], Mode::Filter),
+        (&["enter"], Mode::Instances),
+    ] {
+        press(&mut app, keys);
+        assert_eq!(app.mode(), mode, "after {keys:?}");
+    }
+    // "q" in a text input is text, not quit.
+    press(&mut app, &["/"]);
+    assert!(press(&mut app, &["q"]).is_empty());
+    assert_eq!(app.filter_input, "q");
+    press(&mut app, &["esc"]);
+    assert_eq!(press(&mut app, &["q"]), [Effect::Quit]);
+}
+
+#[test]
+fn enter_opens_a_shell_with_the_default_document_without_a_class() {
+    let mut app = loaded(three());
+    press(&mut app, &["j"]);
+    let effects = press(&mut app, &["enter"]);
+    // web-prod is Environment=prod: the default rule asks for a reason first.
+    assert!(effects.is_empty());
+    assert_eq!(app.mode(), Mode::Reason);
+    press(&mut app, &["esc"]);
+    press(&mut app, &["k"]);
+    let effects = press(&mut app, &["enter"]);
+    let [
+        Effect::OpenShell {
+            instance,
+            document,
+            reason,
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("expected OpenShell, got {effects:?}");
+    };
+    assert_eq!(instance.id, "i-22");
+    assert_eq!(document, "SSM-SessionManagerRunShell");
+    assert_eq!(reason, &None);
+    assert_eq!(app.shell_document().1, Some("no class configured"));
+}
+
+fn offline(id: &str) -> Instance {
+    Instance {
+        ping: Some("ConnectionLost".into()),
+        last_ping: Some("2024-05-01T12:03:10Z".into()),
+        ..inst(id, "old-box", "dev")
+    }
+}
+
+fn dev_class() -> BTreeMap<String, ClassConfig> {
+    BTreeMap::from([(
+        "no-sudo".into(),
+        ClassConfig {
+            document: "SSM-nosudo".into(),
+            forward_documents: vec![],
+            principals: vec!["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*".into()],
+            scope: BTreeMap::from([("Environment".into(), vec!["staging".into(), "dev".into()])]),
+            require_reason: false,
+        },
+    )])
+}
+
+#[test]
+fn disabled_actions_say_why() {
+    // (instances, options tweak, expected status)
+    let readonly = AppOptions {
+        readonly: true,
+        ..opts()
+    };
+    let classed = AppOptions {
+        classes: dev_class(),
+        ..opts()
+    };
+    let stopped = Instance {
+        state: "stopped".into(),
+        ping: None,
+        ..inst("i-9", "stopped-box", "dev")
+    };
+    for (instance, options, expected) in [
+        (
+            offline("i-5"),
+            opts(),
+            "agent offline since 12:03 UTC (2024-05-01)",
+        ),
+        (stopped, opts(), "instance is stopped"),
+        (
+            inst("i-6", "fine", "dev"),
+            readonly,
+            "read-only mode: sessions cannot be started",
+        ),
+        (
+            inst("i-7", "web-prod", "prod"),
+            classed,
+            "class no-sudo cannot reach Environment=prod (allowed: Environment = staging, dev)",
+        ),
+    ] {
+        let mut app = loaded_with(options, vec![instance]);
+        assert_eq!(press(&mut app, &["enter"]), []);
+        assert_eq!(status(&app), expected);
+        assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Warn));
+        // The next key clears the message.
+        press(&mut app, &["j"]);
+        assert_eq!(app.status, None);
+    }
+}
+
+#[test]
+fn class_resolves_from_the_arn_and_picks_its_document() {
+    let mut app = loaded_with(
+        AppOptions {
+            classes: dev_class(),
+            ..opts()
+        },
+        vec![inst("i-1", "api-dev", "dev")],
+    );
+    assert_eq!(app.class.as_ref().map(|c| c.name.as_str()), Some("no-sudo"));
+    let effects = press(&mut app, &["enter"]);
+    assert!(
+        matches!(effects.as_slice(), [Effect::OpenShell { document, .. }] if document == "SSM-nosudo"),
+        "{effects:?}"
+    );
+    // Another caller matches no class: the default document, no scope.
+    let mut app = App::new(AppOptions {
+        classes: dev_class(),
+        ..opts()
+    });
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity("arn:aws:iam::123456789012:user/ops")),
+    });
+    assert_eq!(app.class, None);
+}
+
+#[test]
+fn unreachable_rows_are_hidden_when_configured() {
+    let ui = UiConfig {
+        unreachable: Unreachable::Hide,
+        ..UiConfig::default()
+    };
+    let app = loaded_with(
+        AppOptions { ui, ..opts() },
+        vec![offline("i-1"), inst("i-2", "ok", "dev")],
+    );
+    assert_eq!(visible_ids(&app), ["i-2"]);
+    assert_eq!(app.instances.hidden_unreachable(), 1);
+    let dim = loaded(vec![offline("i-1"), inst("i-2", "ok", "dev")]);
+    assert_eq!(dim.instances.visible_len(), 2);
+}
+
+#[test]
+fn reason_prompt_flow() {
+    let mut app = loaded(vec![inst("i-1", "web-prod", "prod")]);
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(app.mode(), Mode::Reason);
+    let prompt = app.reason.as_ref().unwrap();
+    assert_eq!(
+        prompt.required.as_deref(),
+        Some("target is tagged Environment=prod")
+    );
+    // Empty (or blank) is refused while required.
+    type_text(&mut app, "  ");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(
+        app.reason.as_ref().unwrap().error.as_deref(),
+        Some("a reason is required: target is tagged Environment=prod")
+    );
+    assert_eq!(app.mode(), Mode::Reason);
+    // "q" and "?" are text here.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "INC-42 q?");
+    let effects = press(&mut app, &["enter"]);
+    assert_eq!(
+        effects,
+        [Effect::OpenShell {
+            instance: Box::new(inst("i-1", "web-prod", "prod")),
+            document: "SSM-SessionManagerRunShell".into(),
+            reason: Some("INC-42 q?".into()),
+        }]
+    );
+    assert_eq!(app.mode(), Mode::Instances);
+    // Esc cancels with a message.
+    press(&mut app, &["enter"]);
+    type_text(&mut app, "x");
+    assert_eq!(press(&mut app, &["esc"]), []);
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(app.reason, None);
+    assert_eq!(status(&app), "shell not opened");
+}
+
+#[test]
+fn always_ask_allows_an_empty_reason_when_not_required() {
+    let ui = UiConfig {
+        always_ask_reason: true,
+        ..UiConfig::default()
+    };
+    let mut app = loaded_with(AppOptions { ui, ..opts() }, vec![inst("i-1", "api", "dev")]);
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(app.reason.as_ref().unwrap().required, None);
+    let effects = press(&mut app, &["enter"]);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::OpenShell { reason: None, .. }]
+    ));
+}
+
+#[test]
+fn class_require_reason_asks_everywhere() {
+    let mut classes = dev_class();
+    if let Some(c) = classes.get_mut("no-sudo") {
+        c.require_reason = true;
+    }
+    let mut app = loaded_with(
+        AppOptions { classes, ..opts() },
+        vec![inst("i-1", "api", "dev")],
+    );
+    press(&mut app, &["enter"]);
+    assert_eq!(
+        app.reason.as_ref().unwrap().required.as_deref(),
+        Some("class no-sudo requires a reason")
+    );
+}
+
+#[test]
+fn details_opens_for_the_selection_and_enter_there_opens_a_shell() {
+    let mut app = loaded(vec![inst("i-1", "api", "dev")]);
+    press(&mut app, &["d"]);
+    assert_eq!(app.mode(), Mode::Details);
+    let effects = press(&mut app, &["enter"]);
+    assert!(matches!(effects.as_slice(), [Effect::OpenShell { .. }]));
+    assert_eq!(app.mode(), Mode::Instances);
+    // Nothing to detail in an empty list.
+    let mut empty = loaded(vec![]);
+    press(&mut empty, &["d"]);
+    assert_eq!(empty.mode(), Mode::Instances);
+    assert_eq!(status(&empty), "no instance selected");
+}
+
+#[test]
+fn command_mode_switches_views_and_quits() {
+    let mut app = loaded(three());
+    press(&mut app, &[":"]);
+    type_text(&mut app, "sessions");
+    let effects = press(&mut app, &["enter"]);
+    assert_eq!(effects, [Effect::LoadSessions { generation: 0 }]);
+    assert_eq!(app.view(), View::Sessions);
+    assert_eq!(app.mode(), Mode::Sessions);
+    press(&mut app, &[":"]);
+    type_text(&mut app, "instances");
+    press(&mut app, &["enter"]);
+    assert_eq!(app.view(), View::Instances);
+    press(&mut app, &[":"]);
+    type_text(&mut app, "bogus");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert!(
+        status(&app).starts_with("unknown command \":bogus\""),
+        "{}",
+        status(&app)
+    );
+    press(&mut app, &[":"]);
+    type_text(&mut app, "q");
+    assert_eq!(press(&mut app, &["enter"]), [Effect::Quit]);
+}
+
+#[test]
+fn command_completion_of_commands_profiles_and_regions() {
+    let mut app = loaded(three());
+    for (typed, tabs, expected_input, expected_candidates) in [
+        ("se", 1, "sessions", &[][..]),
+        ("pro", 1, "profile ", &[]),
+        (
+            "profile pr",
+            1,
+            "profile prod-",
+            &["prod-admin", "prod-ro"][..],
+        ),
+        ("profile prod-a", 1, "profile prod-admin", &[]),
+        (
+            "region eu-w",
+            1,
+            "region eu-west-",
+            &["eu-west-1", "eu-west-2", "eu-west-3"],
+        ),
+        ("region us-gov-w", 1, "region us-gov-west-1", &[]),
+        (
+            "",
+            1,
+            "",
+            &["instances", "sessions", "profile", "region", "quit"],
+        ),
+    ] {
+        press(&mut app, &[":"]);
+        type_text(&mut app, typed);
+        for _ in 0..tabs {
+            press(&mut app, &["tab"]);
+        }
+        assert_eq!(app.command.input, expected_input, "after {typed:?}");
+        assert_eq!(
+            app.command.candidates, expected_candidates,
+            "after {typed:?}"
+        );
+        press(&mut app, &["esc"]);
+    }
+}
+
+#[test]
+fn profile_and_region_switch_rebuild_and_reload_dropping_stale_results() {
+    let mut app = loaded(three());
+    press(&mut app, &[":"]);
+    type_text(&mut app, "profile prod-ro");
+    let effects = press(&mut app, &["enter"]);
+    assert_eq!(
+        effects,
+        [Effect::SwitchAws {
+            generation: 1,
+            profile: Some("prod-ro".into()),
+            region: Some("eu-west-1".into()),
+        }]
+    );
+    // A late page from the old account is dropped.
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(vec![inst("i-old", "old", "dev")]),
+        done: true,
+    });
+    assert_eq!(app.instances.total(), 3);
+    let effects = app.update(Action::AwsSwitched {
+        generation: 1,
+        result: Ok(()),
+    });
+    assert_eq!(
+        effects,
+        [
+            Effect::LoadIdentity { generation: 1 },
+            Effect::LoadInstances { generation: 1 }
+        ]
+    );
+    assert_eq!(app.options().profile.as_deref(), Some("prod-ro"));
+    assert_eq!(app.instances.total(), 0);
+    assert_eq!(app.identity, None);
+
+    press(&mut app, &[":"]);
+    type_text(&mut app, "profile nope");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(status(&app), "no profile \"nope\" in the AWS config file");
+    press(&mut app, &[":"]);
+    type_text(&mut app, "region mars");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    press(&mut app, &[":"]);
+    type_text(&mut app, "region ap-southeast-2");
+    let effects = press(&mut app, &["enter"]);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::SwitchAws { generation: 2, region: Some(r), .. }] if r == "ap-southeast-2"
+    ));
+    // A failed switch keeps the old profile/region.
+    app.update(Action::AwsSwitched {
+        generation: 2,
+        result: Err("no credentials".into()),
+    });
+    assert_eq!(app.options().region.as_deref(), Some("eu-west-1"));
+    assert_eq!(status(&app), "cannot switch: no credentials");
+}
+
+#[test]
+fn refresh_collects_pages_and_keeps_the_selection() {
+    let mut app = loaded(three());
+    press(&mut app, &["G"]);
+    assert_eq!(selected_id(&app).as_deref(), Some("i-333"));
+    let effects = press(&mut app, &["r"]);
+    assert_eq!(effects, [Effect::LoadInstances { generation: 0 }]);
+    assert!(app.instances.loading);
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(vec![inst("i-0", "aaa", "dev")]),
+        done: false,
+    });
+    // The old list stays until the refresh is complete.
+    assert_eq!(app.instances.total(), 3);
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    assert_eq!(app.instances.total(), 4);
+    assert!(!app.instances.loading);
+    assert_eq!(selected_id(&app).as_deref(), Some("i-333"));
+}
+
+#[test]
+fn first_load_shows_pages_progressively() {
+    let mut app = App::new(opts());
+    app.start();
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(vec![inst("i-1", "a", "dev")]),
+        done: false,
+    });
+    assert_eq!(app.instances.visible_len(), 1);
+    assert!(app.instances.loading);
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(vec![inst("i-2", "b", "dev")]),
+        done: true,
+    });
+    assert_eq!(app.instances.visible_len(), 2);
+    assert!(!app.instances.loading);
+}
+
+#[test]
+fn ticks_refresh_on_the_configured_interval() {
+    let ui = UiConfig {
+        refresh_seconds: 1,
+        ..UiConfig::default()
+    };
+    let mut app = loaded_with(AppOptions { ui, ..opts() }, three());
+    let per_refresh = (1000 / TICK_MS) as usize;
+    let mut loads = 0;
+    for _ in 0..per_refresh * 3 {
+        for e in app.update(Action::Tick) {
+            assert_eq!(e, Effect::LoadInstances { generation: 0 });
+            loads += 1;
+            app.update(Action::InstancesPage {
+                generation: 0,
+                result: Ok(three()),
+                done: true,
+            });
+        }
+    }
+    assert_eq!(loads, 3);
+    // Idle ticks do not force renders.
+    app.take_dirty();
+    app.update(Action::Tick);
+    assert!(!app.take_dirty());
+}
+
+fn in_sessions(readonly: bool) -> App {
+    let mut app = loaded_with(AppOptions { readonly, ..opts() }, three());
+    press(&mut app, &[":"]);
+    type_text(&mut app, "sessions");
+    press(&mut app, &["enter"]);
+    app.update(Action::SessionsLoaded {
+        generation: 0,
+        result: Ok(world_sessions()),
+    });
+    app
+}
+
+#[test]
+fn sessions_list_active_first_and_terminate_only_your_own() {
+    let mut app = in_sessions(false);
+    let ids: Vec<&str> = app.sessions.items.iter().map(|s| s.id.as_str()).collect();
+    // Active (newest first), then history.
+    assert_eq!(
+        ids,
+        [
+            "bob-09f8e7d6c5b4a3928",
+            "alice-0c1d2e3f4a5b6c7d8",
+            "alice-01a2b3c4d5e6f7a8b"
+        ]
+    );
+    // Bob's session: refused with the reason.
+    assert_eq!(press(&mut app, &["x"]), []);
+    assert!(
+        status(&app).starts_with("session bob-09f8e7d6c5b4a3928 belongs to arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Developer_0a1b2c/bob"),
+        "{}",
+        status(&app)
+    );
+    assert_eq!(app.mode(), Mode::Sessions);
+    // An ended session of mine.
+    press(&mut app, &["G", "x"]);
+    assert_eq!(
+        status(&app),
+        "session alice-01a2b3c4d5e6f7a8b has already ended (Terminated)"
+    );
+    // My active session: confirm, then "n" keeps it, "y" terminates.
+    press(&mut app, &["k", "x"]);
+    assert_eq!(app.mode(), Mode::Confirm);
+    assert_eq!(press(&mut app, &["n"]), []);
+    assert_eq!(app.mode(), Mode::Sessions);
+    press(&mut app, &["x"]);
+    assert_eq!(
+        press(&mut app, &["y"]),
+        [Effect::TerminateSession {
+            id: "alice-0c1d2e3f4a5b6c7d8".into()
+        }]
+    );
+    let effects = app.update(Action::SessionTerminated {
+        id: "alice-0c1d2e3f4a5b6c7d8".into(),
+        result: Ok(()),
+    });
+    assert_eq!(effects, [Effect::LoadSessions { generation: 0 }]);
+    assert_eq!(status(&app), "session alice-0c1d2e3f4a5b6c7d8 terminated");
+    // Esc goes back to the instances.
+    press(&mut app, &["esc"]);
+    assert_eq!(app.view(), View::Instances);
+}
+
+#[test]
+fn readonly_refuses_terminate_too() {
+    let mut app = in_sessions(true);
+    press(&mut app, &["j", "x"]);
+    assert_eq!(status(&app), "read-only mode: sessions cannot be ended");
+    assert_eq!(app.mode(), Mode::Sessions);
+}
+
+#[test]
+fn sessions_without_identity_cannot_be_judged() {
+    let mut app = App::new(opts());
+    app.update(Action::Intent(Intent::Command));
+    type_text(&mut app, "sessions");
+    press(&mut app, &["enter"]);
+    let mine: Vec<SessionSummary> = world_sessions();
+    app.update(Action::SessionsLoaded {
+        generation: 0,
+        result: Ok(mine),
+    });
+    press(&mut app, &["j", "x"]);
+    assert!(
+        status(&app).contains("identity has not loaded"),
+        "{}",
+        status(&app)
+    );
+}
+
+#[test]
+fn help_is_generated_from_the_keymap_and_follows_overrides() {
+    let app = loaded(three());
+    let help = app.help();
+    let modes: Vec<&str> = help.iter().map(|s| s.mode.as_str()).collect();
+    assert_eq!(
+        modes,
+        [
+            "instances",
+            "sessions",
+            "filter",
+            "command",
+            "reason",
+            "confirm",
+            "help",
+            "details"
+        ]
+    );
+    let refresh = help[0].rows.iter().find(|r| r.1 == "refresh").unwrap();
+    assert_eq!(
+        refresh,
+        &(
+            "r".into(),
+            "refresh".into(),
+            "reload the instance list".into()
+        )
+    );
+
+    let overrides = BTreeMap::from([(
+        "instances".to_owned(),
+        BTreeMap::from([
+            ("f5".to_owned(), "refresh".to_owned()),
+            ("r".to_owned(), "none".to_owned()),
+        ]),
+    )]);
+    let mut app = loaded_with(
+        AppOptions {
+            keymap: Keymap::with_overrides(&overrides).unwrap(),
+            ..opts()
+        },
+        three(),
+    );
+    let refresh = app.help()[0]
+        .rows
+        .iter()
+        .find(|r| r.1 == "refresh")
+        .cloned()
+        .unwrap();
+    assert_eq!(refresh.0, "f5");
+    assert_eq!(press(&mut app, &["r"]), []);
+    assert_eq!(
+        press(&mut app, &["f5"]),
+        [Effect::LoadInstances { generation: 0 }]
+    );
+    // The footer is generated from the same table.
+    let footer: Vec<String> = app.footer().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(footer, ["enter", "/", "d", "s", ":", "?", "q/ctrl+c"]);
+    assert_eq!(app.footer()[0].1, "shell");
+}
+
+#[test]
+fn every_keymap_action_is_an_intent() {
+    let map = Keymap::defaults().unwrap();
+    for b in map.all() {
+        assert!(
+            Intent::from_name(&b.action).is_some(),
+            "{} in {} has no intent",
+            b.action,
+            b.mode
+        );
+    }
+    for mode in [
+        Mode::Instances,
+        Mode::Sessions,
+        Mode::Filter,
+        Mode::Command,
+        Mode::Help,
+        Mode::Details,
+        Mode::Reason,
+        Mode::Confirm,
+    ] {
+        assert!(
+            map.modes().iter().any(|m| m == mode.name()),
+            "{mode:?} has no bindings"
+        );
+    }
+}
+
+#[test]
+fn shell_outcome_lands_in_the_status_line() {
+    let mut app = loaded(three());
+    app.update(Action::ShellFinished {
+        target: "web (i-1)".into(),
+        result: Ok(Some(0)),
+    });
+    assert_eq!(status(&app), "shell on web (i-1) ended");
+    app.update(Action::ShellFinished {
+        target: "web (i-1)".into(),
+        result: Ok(Some(3)),
+    });
+    assert_eq!(status(&app), "shell on web (i-1) ended with exit status 3");
+    app.update(Action::ShellFinished {
+        target: "web (i-1)".into(),
+        result: Err("websocket closed".into()),
+    });
+    assert_eq!(app.status.as_ref().map(|s| s.level), Some(Level::Error));
+}
+
+#[test]
+fn region_names() {
+    for ok in ["eu-west-1", "us-gov-east-1", "ap-southeast-3"] {
+        assert!(is_region_name(ok), "{ok}");
+    }
+    for bad in ["mars", "eu-west", "eu--1", "EU-west-1", "e-west-1"] {
+        assert!(!is_region_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn filtering_ten_thousand_rows_per_keystroke_is_fast_enough() {
+    // Not a benchmark (that is in the README); a guard against accidentally quadratic work.
+    let mut app = loaded(world_instances(10_000));
+    press(&mut app, &["/"]);
+    let started = std::time::Instant::now();
+    type_text(&mut app, "web-prod-1");
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "Environment=dev api");
+    let per_key = started.elapsed() / 30;
+    assert!(app.instances.visible_len() > 0);
+    // Debug builds are ~10x slower than release; this still catches O(n²) or per-row allocation storms.
+    assert!(per_key.as_millis() < 100, "{per_key:?} per keystroke");
+}

@@ -1,0 +1,121 @@
+//! `ssmtui` with no subcommand: the interactive UI.
+//!
+//! Loads the config, starts file logging (the TUI owns the terminal, so nothing is logged to
+//! it), builds the API client and runs [`crate::tui::runtime::run`]. Errors before the UI opens
+//! and after it closes reach the normal error edge in `cli::main`; the terminal is restored
+//! before either.
+//!
+//! Developer aids, documented in the README and never needed by users:
+//! - `SSMTUI_FAKE_WORLD=N` runs against an in-memory fake with N deterministic instances
+//!   instead of AWS (used by the tmux end-to-end test and for trying the UI without an account);
+//! - `SSMTUI_TEST_SHELL_COMMAND=CMD` (only together with the fake world) runs `sh -c CMD` on the
+//!   terminal in place of a remote shell, to exercise the shell takeover.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::app::{App, AppOptions};
+use crate::aws::SsmApi;
+use crate::aws::fake::FakeApi;
+use crate::aws::profiles::profile_names;
+use crate::aws::sdk::SdkApi;
+use crate::config::Theme;
+use crate::config::keymap::Keymap;
+use crate::error::{ErrorKind, UserError};
+use crate::tui::runtime::{self, SameApi, SdkFactory, Services};
+use crate::tui::{CommandLauncher, ENV_TEST_SHELL, ShellLauncher};
+
+/// Environment variable switching the TUI to the in-memory fake world (developer aid).
+pub const ENV_FAKE_WORLD: &str = "SSMTUI_FAKE_WORLD";
+
+/// Opens the interactive UI.
+pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(UserError::new(
+            ErrorKind::Usage,
+            "the interactive UI needs a terminal on stdin and stdout",
+        )
+        .hint("run it in a terminal, or use a subcommand (`ssmtui --help` lists them)")
+        .into());
+    }
+    let loaded = ctx.load_config()?;
+    let config = loaded.config;
+    let fake_world = fake_world_size()?;
+    // Logging is best effort: the UI works without it, and must not print to the terminal.
+    let _log = crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok();
+    let keymap = Keymap::with_overrides(&config.ui.keymap)
+        .map_err(|e| UserError::new(ErrorKind::Usage, e.to_string()).hint(e.hint()))?;
+    let mut ui = config.ui.clone();
+    if !ctx.global.color_allowed() {
+        ui.theme = Theme::Mono;
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async {
+        let (services, profile, region) = match fake_world {
+            Some(count) => {
+                let api: Arc<dyn SsmApi> = Arc::new(FakeApi::world(count));
+                let launcher = std::env::var(ENV_TEST_SHELL)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Arc::new(CommandLauncher::new(c)) as Arc<dyn ShellLauncher>);
+                let services = Services {
+                    api: api.clone(),
+                    factory: Arc::new(SameApi(api)),
+                    launcher,
+                };
+                let profile = config.aws.profile.clone().or(Some("fake-world".to_owned()));
+                let region = config.aws.region.clone().or(Some("eu-west-1".to_owned()));
+                (services, profile, region)
+            }
+            None => {
+                let sdk = SdkApi::new(&config.aws).await?;
+                let profile = sdk.profile().map(str::to_owned);
+                let region = Some(sdk.region().to_owned());
+                let services = Services {
+                    api: Arc::new(sdk),
+                    factory: Arc::new(SdkFactory {
+                        aws: config.aws.clone(),
+                    }),
+                    // The session engine's launcher plugs in here (issue: engine + shell).
+                    launcher: None,
+                };
+                (services, profile, region)
+            }
+        };
+        let app = App::new(AppOptions {
+            ui,
+            classes: config.classes.clone(),
+            keymap,
+            profile,
+            region,
+            readonly: ctx.global.readonly,
+            profiles: profile_names(),
+        });
+        runtime::run(app, services).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fake_world_size() -> anyhow::Result<Option<usize>> {
+    match std::env::var(ENV_FAKE_WORLD) {
+        Ok(v) if !v.is_empty() => v.parse().map(Some).map_err(|_| {
+            UserError::new(
+                ErrorKind::Usage,
+                format!("{ENV_FAKE_WORLD}=\"{v}\" is not a number of instances"),
+            )
+            .hint(format!(
+                "set {ENV_FAKE_WORLD}=300 for 300 fake instances, or unset it"
+            ))
+            .into()
+        }),
+        _ => Ok(None),
+    }
+}

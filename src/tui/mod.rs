@@ -1,0 +1,95 @@
+//! Terminal ownership and the runtime loop around the pure [`crate::app`].
+//!
+//! [`terminal`] owns raw mode and the alternate screen (restored on drop and on panic);
+//! [`events`] turns terminal input into keys and can be stopped so a shell gets the keyboard;
+//! [`runtime`] runs the one loop that applies actions, performs effects and renders. Shells are
+//! opened through [`ShellLauncher`], so the runtime does not depend on the session engine: the
+//! engine's launcher plugs in here, and [`CommandLauncher`] runs a local command for tests.
+
+pub mod events;
+pub mod runtime;
+pub mod terminal;
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+
+use crate::aws::Instance;
+
+/// How a shell ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellOutcome {
+    /// The remote (or local) exit status, when known.
+    pub exit_code: Option<i32>,
+}
+
+/// Runs an interactive shell on the real stdin/stdout. The runtime has already left the
+/// alternate screen and raw mode and stopped reading input when this is called; the launcher
+/// owns the terminal until it returns (setting raw mode itself if it needs it, and restoring
+/// it before returning).
+#[async_trait]
+pub trait ShellLauncher: Send + Sync {
+    /// Runs a shell on `target` with the session `document` and the user's `reason`, until it
+    /// ends.
+    async fn run_shell(
+        &self,
+        target: &Instance,
+        document: &str,
+        reason: Option<String>,
+    ) -> anyhow::Result<ShellOutcome>;
+}
+
+/// Environment variable naming a local command that [`CommandLauncher`] runs instead of a
+/// remote shell. Developer aid: honoured only together with `SSMTUI_FAKE_WORLD`, so it can
+/// never stand in for a real session (and it never talks to AWS).
+pub const ENV_TEST_SHELL: &str = "SSMTUI_TEST_SHELL_COMMAND";
+
+/// Runs `sh -c COMMAND` on the terminal in place of a remote shell, with `SSMTUI_TARGET`,
+/// `SSMTUI_DOCUMENT` and `SSMTUI_REASON` in its environment. For tests and manual testing of
+/// the takeover; it does not contact AWS.
+#[derive(Debug, Clone)]
+pub struct CommandLauncher {
+    command: String,
+}
+
+impl CommandLauncher {
+    /// A launcher for this shell command line.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ShellLauncher for CommandLauncher {
+    async fn run_shell(
+        &self,
+        target: &Instance,
+        document: &str,
+        reason: Option<String>,
+    ) -> anyhow::Result<ShellOutcome> {
+        // The child shares our process group, so a Ctrl-C typed in it (cooked mode) is
+        // delivered to ssmtui too; catching SIGINT here keeps the TUI alive underneath.
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&self.command)
+            .env("SSMTUI_TARGET", &target.id)
+            .env("SSMTUI_DOCUMENT", document)
+            .env("SSMTUI_REASON", reason.unwrap_or_default())
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    return Ok(ShellOutcome { exit_code: status?.code() });
+                }
+                _ = interrupts.recv() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The one loop of the TUI: `select!` over terminal input, results of effects, and a tick; apply
+//! each as an [`Action`], drain whatever else is queued, then render once if anything changed —
+//! at most every [`FRAME`], so a burst of results cannot drive the frame rate.
+//!
+//! Effects that call AWS run as spawned tasks and post their results back through a bounded
+//! channel; the loop never awaits AWS itself. Opening a shell is the exception: it is the
+//! terminal takeover of style.md §2.5 — take the one-permit terminal-owner semaphore, stop the
+//! input task, leave the alternate screen and raw mode, run the [`ShellLauncher`] on the real
+//! stdin/stdout, then re-enter, force a full redraw and a resize, and report the outcome. Tasks
+//! started before the shell keep running; their results queue and are applied after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::events::{EventInput, TermEvent};
+use super::terminal::TerminalGuard;
+use super::{ShellLauncher, ShellOutcome};
+use crate::app::{Action, App, Effect, TICK_MS};
+use crate::aws::{AwsError, Instance, SessionState, SsmApi};
+use crate::config::AwsConfig;
+use crate::config::keymap::Key;
+
+/// Minimum time between two frames (~60 fps).
+pub const FRAME: Duration = Duration::from_millis(16);
+
+/// Capacity of the result channel; a full channel slows the producing tasks, not the UI.
+const QUEUE: usize = 256;
+
+/// Builds the API client for another profile/region (`:profile`, `:region`).
+#[async_trait]
+pub trait ApiFactory: Send + Sync {
+    /// A client for this profile and region (`None`: the default chain).
+    async fn build(
+        &self,
+        profile: Option<String>,
+        region: Option<String>,
+    ) -> Result<Arc<dyn SsmApi>, AwsError>;
+}
+
+/// Builds [`crate::aws::sdk::SdkApi`] clients from the `[aws]` config.
+#[derive(Debug, Clone)]
+pub struct SdkFactory {
+    /// The `[aws]` settings other than profile and region.
+    pub aws: AwsConfig,
+}
+
+#[async_trait]
+impl ApiFactory for SdkFactory {
+    async fn build(
+        &self,
+        profile: Option<String>,
+        region: Option<String>,
+    ) -> Result<Arc<dyn SsmApi>, AwsError> {
+        let mut aws = self.aws.clone();
+        aws.profile = profile;
+        aws.region = region;
+        Ok(Arc::new(crate::aws::sdk::SdkApi::new(&aws).await?))
+    }
+}
+
+/// Always the same client (the fake world has one account everywhere).
+pub struct SameApi(pub Arc<dyn SsmApi>);
+
+#[async_trait]
+impl ApiFactory for SameApi {
+    async fn build(
+        &self,
+        _profile: Option<String>,
+        _region: Option<String>,
+    ) -> Result<Arc<dyn SsmApi>, AwsError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// What the runtime talks to.
+pub struct Services {
+    /// The API client for the starting profile/region.
+    pub api: Arc<dyn SsmApi>,
+    /// Builds clients for `:profile` / `:region`.
+    pub factory: Arc<dyn ApiFactory>,
+    /// Opens shells; `None` while this build has no session engine.
+    pub launcher: Option<Arc<dyn ShellLauncher>>,
+}
+
+enum Msg {
+    Action(Action),
+    Switched {
+        generation: u64,
+        result: Result<Arc<dyn SsmApi>, String>,
+    },
+}
+
+/// The error text of an AWS failure with its first hint, for the status line.
+fn describe(e: &AwsError) -> String {
+    match e.hints().first() {
+        Some(hint) => format!("{e} ({hint})"),
+        None => e.to_string(),
+    }
+}
+
+struct Runner {
+    app: App,
+    guard: TerminalGuard,
+    input: Option<EventInput>,
+    term_tx: mpsc::Sender<TermEvent>,
+    tx: mpsc::Sender<Msg>,
+    api: Arc<dyn SsmApi>,
+    factory: Arc<dyn ApiFactory>,
+    launcher: Option<Arc<dyn ShellLauncher>>,
+    terminal_owner: Arc<Semaphore>,
+    quit: bool,
+}
+
+/// Runs the TUI until the user quits. The terminal is restored before this returns, also on
+/// error, so the caller can print errors normally.
+pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
+    let guard = TerminalGuard::enter()?;
+    let (term_tx, mut term_rx) = mpsc::channel(QUEUE);
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let mut runner = Runner {
+        app,
+        guard,
+        input: None,
+        term_tx,
+        tx,
+        api: services.api,
+        factory: services.factory,
+        launcher: services.launcher,
+        terminal_owner: Arc::new(Semaphore::new(1)),
+        quit: false,
+    };
+    runner.input = Some(EventInput::start(runner.term_tx.clone()));
+    let size = runner.guard.terminal().size()?;
+    runner.dispatch(Action::Resize {
+        width: size.width,
+        height: size.height,
+    });
+    let first = runner.app.start();
+    runner.perform(first).await?;
+
+    let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_frame: Option<Instant> = None;
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            let due = last_frame.map_or(Instant::now(), |t| t + FRAME);
+            if Instant::now() >= due {
+                let app = &runner.app;
+                if let Err(e) = runner
+                    .guard
+                    .terminal()
+                    .draw(|frame| crate::ui::render(app, frame))
+                {
+                    break Err(e.into());
+                }
+                last_frame = Some(Instant::now());
+                dirty = false;
+            }
+        }
+        let render_at = last_frame.map_or(Instant::now(), |t| t + FRAME);
+        let outcome = tokio::select! {
+            Some(ev) = term_rx.recv() => runner.on_term(ev).await,
+            Some(msg) = rx.recv() => runner.on_msg(msg).await,
+            _ = tick.tick() => {
+                let effects = runner.app.update(Action::Tick);
+                runner.perform(effects).await
+            }
+            () = tokio::time::sleep_until(render_at), if dirty => Ok(()),
+        };
+        if let Err(e) = outcome {
+            break Err(e);
+        }
+        // Apply everything already queued before drawing once.
+        let mut drained = Ok(());
+        while drained.is_ok() && !runner.quit {
+            if let Ok(ev) = term_rx.try_recv() {
+                drained = runner.on_term(ev).await;
+            } else if let Ok(msg) = rx.try_recv() {
+                drained = runner.on_msg(msg).await;
+            } else {
+                break;
+            }
+        }
+        if let Err(e) = drained {
+            break Err(e);
+        }
+        if runner.quit {
+            break Ok(());
+        }
+        dirty |= runner.app.take_dirty();
+    };
+    if let Some(input) = runner.input.take() {
+        input.stop().await;
+    }
+    // Dropping the guard restores the terminal before the caller prints anything.
+    drop(runner);
+    result
+}
+
+impl Runner {
+    fn dispatch(&mut self, action: Action) -> Vec<Effect> {
+        self.app.update(action)
+    }
+
+    async fn on_term(&mut self, ev: TermEvent) -> anyhow::Result<()> {
+        match ev {
+            TermEvent::Key(key) => {
+                if let Some(action) = self.app.resolve_key(Key::from_event(&key)) {
+                    let effects = self.dispatch(action);
+                    self.perform(effects).await?;
+                }
+            }
+            TermEvent::Resize(width, height) => {
+                self.dispatch(Action::Resize { width, height });
+                // A resize invalidates what is on screen; repaint everything.
+                self.guard.terminal().autoresize()?;
+            }
+            TermEvent::Error(e) => anyhow::bail!("cannot read the terminal: {e}"),
+        }
+        Ok(())
+    }
+
+    async fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
+        let action = match msg {
+            Msg::Action(action) => action,
+            Msg::Switched { generation, result } => Action::AwsSwitched {
+                generation,
+                result: result.map(|api| {
+                    self.api = api;
+                }),
+            },
+        };
+        let effects = self.dispatch(action);
+        self.perform(effects).await
+    }
+
+    fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = Msg> + Send + 'static,
+    {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let msg = work.await;
+            // The loop may have ended meanwhile; then nobody needs the result.
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    async fn perform(&mut self, effects: Vec<Effect>) -> anyhow::Result<()> {
+        for effect in effects {
+            match effect {
+                Effect::Quit => self.quit = true,
+                Effect::LoadIdentity { generation } => {
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        let result = api.caller_identity().await.map_err(|e| describe(&e));
+                        Msg::Action(Action::IdentityLoaded { generation, result })
+                    });
+                }
+                Effect::LoadInstances { generation } => {
+                    let api = self.api.clone();
+                    // The trait returns the whole list; it arrives as one final page. A paging
+                    // API would post one InstancesPage per page here.
+                    self.spawn(async move {
+                        let result = api.list_instances(&[]).await.map_err(|e| describe(&e));
+                        Msg::Action(Action::InstancesPage {
+                            generation,
+                            result,
+                            done: true,
+                        })
+                    });
+                }
+                Effect::LoadSessions { generation } => {
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        let active = api.describe_sessions(SessionState::Active, true).await;
+                        let history = api.describe_sessions(SessionState::History, true).await;
+                        let result = match (active, history) {
+                            (Ok(mut a), Ok(h)) => {
+                                a.extend(h);
+                                Ok(a)
+                            }
+                            (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
+                        };
+                        Msg::Action(Action::SessionsLoaded { generation, result })
+                    });
+                }
+                Effect::TerminateSession { id } => {
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        let result = api.terminate_session(&id).await.map_err(|e| describe(&e));
+                        Msg::Action(Action::SessionTerminated { id, result })
+                    });
+                }
+                Effect::SwitchAws {
+                    generation,
+                    profile,
+                    region,
+                } => {
+                    let factory = self.factory.clone();
+                    self.spawn(async move {
+                        let result = factory
+                            .build(profile, region)
+                            .await
+                            .map_err(|e| describe(&e));
+                        Msg::Switched { generation, result }
+                    });
+                }
+                Effect::OpenShell {
+                    instance,
+                    document,
+                    reason,
+                } => {
+                    let outcome = self.take_over(&instance, &document, reason).await?;
+                    let effects = self.dispatch(Action::ShellFinished {
+                        target: instance.label(),
+                        result: outcome.map(|o| o.exit_code),
+                    });
+                    // ShellFinished yields no effects today; applying them keeps that honest.
+                    Box::pin(self.perform(effects)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the terminal to a shell and takes it back. The outer `Err` is a terminal failure
+    /// (fatal); the inner one is the shell's own failure (shown in the status line).
+    async fn take_over(
+        &mut self,
+        instance: &Instance,
+        document: &str,
+        reason: Option<String>,
+    ) -> anyhow::Result<Result<ShellOutcome, String>> {
+        let Some(launcher) = self.launcher.clone() else {
+            return Ok(Err(
+                "this build cannot open shells yet (the session engine is not included)".to_owned(),
+            ));
+        };
+        let Ok(_permit) = self.terminal_owner.clone().try_acquire_owned() else {
+            return Ok(Err("another shell owns the terminal".to_owned()));
+        };
+        if let Some(input) = self.input.take() {
+            input.stop().await;
+        }
+        self.guard.suspend()?;
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout();
+            let _ = writeln!(
+                out,
+                "ssmtui: shell on {}; exit the shell to return to the list",
+                instance.label()
+            );
+            let _ = out.flush();
+        }
+        tracing::info!(target = %instance.id, document, "shell takeover");
+        let outcome = launcher
+            .run_shell(instance, document, reason)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        self.guard.resume()?;
+        self.input = Some(EventInput::start(self.term_tx.clone()));
+        let size = self.guard.terminal().size()?;
+        self.dispatch(Action::Resize {
+            width: size.width,
+            height: size.height,
+        });
+        tracing::info!(target = %instance.id, ?outcome, "shell ended, terminal taken back");
+        Ok(outcome)
+    }
+}
