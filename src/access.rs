@@ -113,6 +113,31 @@ pub fn shell_document(
     }
 }
 
+/// The port-forwarding document for `wanted` (chosen by the forward spec): allowed when the
+/// class lists it in `forward_documents`, or when no classes are configured.
+pub fn forward_document(class: Option<Class<'_>>, wanted: &str) -> Result<String, UserError> {
+    match class {
+        None => Ok(wanted.to_owned()),
+        Some(c) if c.config.forward_documents.iter().any(|d| d == wanted) => Ok(wanted.to_owned()),
+        Some(c) if c.config.forward_documents.is_empty() => Err(UserError::new(
+            ErrorKind::Auth,
+            format!("the {} class may not forward ports", c.name),
+        )
+        .hint(format!(
+            "port forwarding needs \"{wanted}\" in [classes.{}] forward_documents",
+            c.name
+        ))),
+        Some(c) => Err(UserError::new(
+            ErrorKind::Auth,
+            format!("the {} class may not use \"{wanted}\"", c.name),
+        )
+        .hint(format!(
+            "the class allows: {}",
+            c.config.forward_documents.join(", ")
+        ))),
+    }
+}
+
 /// Why the class may not reach `instance`, or `None` when it may.
 pub fn out_of_scope(class: Option<Class<'_>>, instance: &Instance) -> Option<String> {
     let class = class?;
@@ -192,6 +217,28 @@ mod tests {
         );
         assert!(shell_document(None, None).is_err());
         assert_eq!(shell_document(None, Some("Doc")).unwrap(), "Doc");
+    }
+
+    #[test]
+    fn forward_documents_come_from_the_class() {
+        let cfg = config();
+        let alice = class_for(&cfg, "arn:x/alice").unwrap();
+        assert!(
+            forward_document(alice, "AWS-StartPortForwardingSession")
+                .unwrap_err()
+                .to_string()
+                .contains("may not forward ports")
+        );
+        let mut cfg2 = cfg.clone();
+        cfg2.classes.get_mut("sudo").unwrap().forward_documents =
+            vec!["AWS-StartPortForwardingSession".into()];
+        let alice = class_for(&cfg2, "arn:x/alice").unwrap();
+        assert_eq!(
+            forward_document(alice, "AWS-StartPortForwardingSession").unwrap(),
+            "AWS-StartPortForwardingSession"
+        );
+        assert!(forward_document(alice, "AWS-StartPortForwardingSessionToRemoteHost").is_err());
+        assert_eq!(forward_document(None, "X-Doc").unwrap(), "X-Doc");
     }
 
     #[test]

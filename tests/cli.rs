@@ -40,6 +40,8 @@ fn help_snapshots() {
         &["completions", "--help"],
         &["connect", "--help"],
         &["list", "--help"],
+        &["forward", "--help"],
+        &["proxy", "--help"],
         &["debug", "--help"],
         &["sandbox", "--help"],
     ] {

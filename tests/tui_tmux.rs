@@ -57,7 +57,8 @@ impl Tmux {
 
     /// Polls the pane until `pred` holds; fails with the last screen after `timeout`.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Generous: CI machines are shared and a debug build under load starts slowly.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let screen = self.screen();
             if pred(&screen) {

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::Context;
+use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
-use crate::aws::{Instance, SsmApi, StartSessionRequest};
 use crate::engine::shell::{self, ShellOptions};
-use crate::engine::{self, CloseReason, SessionOptions};
 use crate::error::{ErrorKind, UserError};
-use crate::resolve::{self, Resolved, TargetSpec};
+use crate::resolve::TargetSpec;
 
 /// Open a shell on an instance.
 ///
@@ -49,14 +48,7 @@ pub const MAX_REASON: usize = 256;
 
 /// Runs `connect`.
 pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
-    if ctx.global.readonly {
-        return Err(UserError::new(
-            ErrorKind::Usage,
-            "read-only mode: sessions cannot be started",
-        )
-        .hint("leave out --readonly to connect")
-        .into());
-    }
+    refuse_readonly(ctx.global.readonly, "connect")?;
     let escape = parse_escape(&args.escape)?;
     let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
@@ -66,90 +58,32 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = super::runtime()?;
     let code = runtime.block_on(async {
-        let api = super::aws_api(&config).await?;
-        let (identity, instances) = tokio::try_join!(
-            api.caller_identity(),
-            list_for(api.as_ref(), &spec)
-        )?;
-        let class = access::class_for(&config, &identity.arn)?;
-        let document = access::shell_document(class, args.document.as_deref())?;
-        let blocked = |i: &Instance| access::out_of_scope(class, i);
-        let instance = match resolve::resolve(&spec, &args.target, &instances, &blocked)? {
-            Resolved::One(i) => *i,
-            Resolved::Many(many) => choose(&args.target, many, args.first, args.any).await?,
+        let choice = Choice {
+            first: args.first,
+            any: args.any,
         };
-        let interactive = std::io::stdin().is_terminal();
-        let started = api
-            .start_session(&StartSessionRequest {
-                target: instance.id.clone(),
-                document: document.clone(),
-                parameters: Default::default(),
-                reason,
-            })
-            .await?;
-        if interactive {
-            eprint!(
-                "connected to {} with {document}{}; session {} (~? for escapes)\r\n",
-                instance.label(),
-                class.map(|c| format!(" (class {})", c.name)).unwrap_or_default(),
-                started.session_id,
-            );
-        }
-        tracing::info!(session_id = %started.session_id, target = %instance.id, %document, "shell session started");
-        let (handle, mut events) =
-            engine::spawn_session(Arc::clone(&api), started, SessionOptions::new(&instance.id))
-                .await?;
+        let target = resolve_target(&config, &args.target, &spec, choice).await?;
+        let document = access::shell_document(target.class(), args.document.as_deref())?;
+        let instance = &target.instance;
         let options = ShellOptions {
             escape,
-            interactive,
+            interactive: std::io::stdin().is_terminal(),
             posix_target: instance.platform_type.as_deref() != Some("Windows"),
         };
-        let outcome = shell::run(&handle, &mut events, &options).await?;
-        match outcome.reason {
-            CloseReason::Failed(message) => Err(anyhow::Error::new(
-                UserError::new(ErrorKind::Network, format!("the session failed: {message}"))
-                    .hint("run `ssmtui sessions` to see whether it is still active"),
-            )),
-            _ => Ok(outcome.exit_code.map_or(0, |c| (c & 0xff) as u8)),
+        if let Some((class, _)) = &target.class {
+            tracing::info!(%class, "access class");
         }
+        let outcome = shell::open(
+            Arc::clone(&target.api),
+            instance,
+            &document,
+            reason,
+            &options,
+        )
+        .await?;
+        Ok::<u8, anyhow::Error>(outcome.exit_code.map_or(0, |c| (c & 0xff) as u8))
     })?;
     Ok(ExitCode::from(code))
-}
-
-async fn list_for(
-    api: &dyn SsmApi,
-    spec: &TargetSpec,
-) -> Result<Vec<Instance>, crate::aws::AwsError> {
-    let narrowed = api.list_instances(&spec.server_filters()).await?;
-    if narrowed.iter().any(|i| spec.matches(i)) {
-        return Ok(narrowed);
-    }
-    // Nothing matched: fetch everything so the error can suggest the closest names.
-    api.list_instances(&[]).await
-}
-
-async fn choose(
-    input: &str,
-    mut many: Vec<Instance>,
-    first: bool,
-    any: bool,
-) -> anyhow::Result<Instance> {
-    many.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    if first {
-        return Ok(many.swap_remove(0));
-    }
-    if any {
-        let mut buf = [0u8; 8];
-        getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let n = usize::try_from(u64::from_le_bytes(buf) % many.len() as u64).unwrap_or(0);
-        return Ok(many.swap_remove(n));
-    }
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(resolve::ambiguous(input, &many).into());
-    }
-    let prompt = format!("\"{input}\" matches {} instances", many.len());
-    let picked = tokio::task::spawn_blocking(move || super::picker::pick(&prompt, &many)).await??;
-    picked.ok_or_else(|| UserError::new(ErrorKind::Interrupted, "no instance chosen").into())
 }
 
 fn parse_escape(text: &str) -> Result<Option<u8>, UserError> {

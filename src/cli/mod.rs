@@ -7,9 +7,12 @@ pub mod completions;
 pub mod config;
 pub mod connect;
 pub mod debug;
+pub mod forward;
 pub mod list;
 pub mod picker;
+pub mod proxy;
 pub mod sandbox;
+pub mod target;
 pub mod tui;
 
 use std::io::IsTerminal;
@@ -89,6 +92,8 @@ impl GlobalArgs {
 pub enum Command {
     Connect(connect::ConnectArgs),
     List(list::ListArgs),
+    Forward(forward::ForwardArgs),
+    Proxy(proxy::ProxyArgs),
     Config(config::ConfigArgs),
     Completions(completions::CompletionsArgs),
     Sandbox(sandbox::SandboxArgs),
@@ -173,6 +178,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
+        Some(Command::Forward(args)) => forward::run(&ctx, &args),
+        Some(Command::Proxy(args)) => proxy::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         None => tui::run(&ctx),
     }

@@ -84,8 +84,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SdkFactory {
                         aws: config.aws.clone(),
                     }),
-                    // The session engine's launcher plugs in here (issue: engine + shell).
-                    launcher: None,
+                    launcher: Some(Arc::new(crate::tui::EngineLauncher)),
                 };
                 (services, profile, region)
             }

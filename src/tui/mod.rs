@@ -14,7 +14,8 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 
-use crate::aws::Instance;
+use crate::aws::{Instance, SsmApi};
+use std::sync::Arc;
 
 /// How a shell ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,7 @@ pub trait ShellLauncher: Send + Sync {
     /// ends.
     async fn run_shell(
         &self,
+        api: Arc<dyn SsmApi>,
         target: &Instance,
         document: &str,
         reason: Option<String>,
@@ -65,6 +67,7 @@ impl CommandLauncher {
 impl ShellLauncher for CommandLauncher {
     async fn run_shell(
         &self,
+        _api: Arc<dyn SsmApi>,
         target: &Instance,
         document: &str,
         reason: Option<String>,
@@ -91,5 +94,31 @@ impl ShellLauncher for CommandLauncher {
                 _ = interrupts.recv() => {}
             }
         }
+    }
+}
+
+/// Opens real Session Manager shells through the engine: StartSession with the class's
+/// document, then the same passthrough `ssmtui connect` uses (escapes, resize, raw mode).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineLauncher;
+
+#[async_trait]
+impl ShellLauncher for EngineLauncher {
+    async fn run_shell(
+        &self,
+        api: Arc<dyn SsmApi>,
+        target: &Instance,
+        document: &str,
+        reason: Option<String>,
+    ) -> anyhow::Result<ShellOutcome> {
+        let options = crate::engine::shell::ShellOptions {
+            escape: Some(b'~'),
+            interactive: true,
+            posix_target: target.platform_type.as_deref() != Some("Windows"),
+        };
+        let outcome = crate::engine::shell::open(api, target, document, reason, &options).await?;
+        Ok(ShellOutcome {
+            exit_code: outcome.exit_code,
+        })
     }
 }

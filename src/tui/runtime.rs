@@ -361,7 +361,7 @@ impl Runner {
         }
         tracing::info!(target = %instance.id, document, "shell takeover");
         let outcome = launcher
-            .run_shell(instance, document, reason)
+            .run_shell(self.api.clone(), instance, document, reason)
             .await
             .map_err(|e| format!("{e:#}"));
         self.guard.resume()?;

@@ -1,0 +1,195 @@
+//! `ssmtui forward TARGET SPEC…`: headless port forwards until Ctrl-C.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::Context;
+use super::target::{Choice, refuse_readonly, resolve_target};
+use crate::access;
+use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, ForwardSpec};
+use crate::error::{ErrorKind, UserError};
+use crate::resolve::TargetSpec;
+
+/// Forward local ports to an instance, or to hosts reachable from it, until Ctrl-C.
+///
+/// SPEC is like ssh -L: [BIND:]LOCAL:[HOST:]REMOTE. `8080:80` forwards local port 8080 to port
+/// 80 on the instance; `5432:db.internal:5432` reaches db.internal through the instance; `0:80`
+/// picks a free local port (printed). Listeners bind to 127.0.0.1 unless BIND says otherwise.
+/// Many connections share one session per forward. Ctrl-C stops the forwards, terminates their
+/// sessions and exits 0.
+#[derive(Debug, clap::Args)]
+pub struct ForwardArgs {
+    /// Instance id, Name tag value, key=value tag filters, or an alias
+    pub target: String,
+    /// One or more forward specs: [BIND:]LOCAL:[HOST:]REMOTE
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<String>,
+    /// Why you connect; recorded by AWS with each session
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// With several matching instances, take the first by name
+    #[arg(long, conflicts_with = "any")]
+    pub first: bool,
+    /// With several matching instances, take a random one
+    #[arg(long)]
+    pub any: bool,
+    /// Keep idle sessions alive (defeats the account's idle timeout, a security control)
+    #[arg(long)]
+    pub keepalive: bool,
+}
+
+/// Runs `forward`.
+pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
+    refuse_readonly(ctx.global.readonly, "forward ports")?;
+    let specs = args
+        .specs
+        .iter()
+        .map(|s| ForwardSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    for spec in specs.iter().filter(|s| s.exposes_beyond_loopback()) {
+        eprintln!(
+            "warning: {}:{} accepts connections from other machines; anyone who can reach it reaches the instance",
+            spec.bind, spec.local_port
+        );
+    }
+    let reason = super::connect::validate_reason(args.reason.as_deref())?;
+    let mut config = ctx.load_config()?.config;
+    let target_text = super::expand_alias(&mut config, &args.target);
+    let target_spec = TargetSpec::parse(&target_text)?;
+    let _log = super::start_logging(ctx);
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        // Bind first: a port in use is reported before any AWS call.
+        let mut listeners = Vec::new();
+        for spec in &specs {
+            listeners.push(forward::bind(spec).await?);
+        }
+        let choice = Choice {
+            first: args.first,
+            any: args.any,
+        };
+        let target = resolve_target(&config, &args.target, &target_spec, choice).await?;
+        let mut forwards: Vec<(ForwardSpec, ForwardHandle)> = Vec::new();
+        for (spec, listener) in specs.into_iter().zip(listeners) {
+            let document = access::forward_document(target.class(), spec.document())?;
+            let request = ForwardRequest {
+                target: target.instance.id.clone(),
+                spec: spec.clone(),
+                document,
+                reason: reason.clone(),
+                keepalive: args.keepalive,
+            };
+            let handle = forward::start(
+                std::sync::Arc::clone(&target.api),
+                request,
+                Acceptor::Tcp(listener),
+            )
+            .await?;
+            if let Some(addr) = handle.local_addr() {
+                println!(
+                    "forwarding {addr} -> {}:{}",
+                    target.instance.label(),
+                    spec.remote_label()
+                );
+            }
+            forwards.push((spec, handle));
+        }
+        let live = std::io::stderr().is_terminal();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = tick.tick() => {
+                    if forwards.iter().all(|(_, h)| h.is_finished()) {
+                        let why = forwards
+                            .first()
+                            .and_then(|(_, h)| h.stats().snapshot().last_error)
+                            .unwrap_or_else(|| "every forward stopped".to_owned());
+                        return Err(anyhow::Error::new(UserError::new(
+                            ErrorKind::Network,
+                            format!("the forwards failed: {why}"),
+                        )));
+                    }
+                    if live {
+                        eprint!("\r\x1b[K{}", status_line(&forwards));
+                    }
+                }
+            }
+        }
+        if live {
+            eprintln!();
+        }
+        for (_, handle) in forwards {
+            handle.stop().await;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line summarising every forward: state, connections, bytes each way.
+pub fn status_line(forwards: &[(ForwardSpec, ForwardHandle)]) -> String {
+    forwards
+        .iter()
+        .map(|(spec, h)| {
+            let s = h.stats().snapshot();
+            format!(
+                "{}: {} · {} open · ↑ {} ↓ {}{}",
+                spec.local_port_label(h),
+                s.state,
+                s.connections_open,
+                human_bytes(s.bytes_out),
+                human_bytes(s.bytes_in),
+                if s.reconnects > 0 {
+                    format!(" · {} reconnects", s.reconnects)
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("  |  ")
+}
+
+/// Bytes in B/KiB/MiB/GiB with one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("TiB"))
+}
+
+trait LocalPortLabel {
+    fn local_port_label(&self, handle: &ForwardHandle) -> String;
+}
+
+impl LocalPortLabel for ForwardSpec {
+    fn local_port_label(&self, handle: &ForwardHandle) -> String {
+        handle
+            .local_addr()
+            .map_or_else(|| self.local_port.to_string(), |a| a.port().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}

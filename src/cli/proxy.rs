@@ -1,0 +1,85 @@
+//! `ssmtui proxy TARGET [PORT]`: stdin/stdout to a port on the instance, for ssh's
+//! ProxyCommand.
+
+use std::process::ExitCode;
+
+use super::Context;
+use super::target::{Choice, refuse_readonly, resolve_target};
+use crate::access;
+use crate::engine::forward::{self, Acceptor, ForwardRequest, ForwardSpec, LocalConn};
+use crate::error::{ErrorKind, UserError};
+use crate::resolve::TargetSpec;
+
+/// Connect stdin/stdout to a port on an instance (default 22), for ssh.
+///
+/// Use it as ssh's ProxyCommand, e.g. `ProxyCommand ssmtui proxy %h %p` under a `Host` entry in
+/// ~/.ssh/config (the README shows a full snippet). The session uses your access class's port-forwarding document; the byte stream is carried
+/// through Session Manager, so no inbound port or bastion is needed.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Instance id, Name tag value, key=value tag filters, or an alias
+    pub target: String,
+    /// Port on the instance
+    #[arg(default_value_t = 22)]
+    pub port: u16,
+    /// Why you connect; recorded by AWS with the session
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// With several matching instances, take the first by name
+    #[arg(long, conflicts_with = "any")]
+    pub first: bool,
+    /// With several matching instances, take a random one
+    #[arg(long)]
+    pub any: bool,
+}
+
+/// Runs `proxy`.
+pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
+    refuse_readonly(ctx.global.readonly, "open a proxy")?;
+    if args.port == 0 {
+        return Err(UserError::new(ErrorKind::Usage, "the port cannot be 0")
+            .hint("give the port on the instance, e.g. 22")
+            .into());
+    }
+    let reason = super::connect::validate_reason(args.reason.as_deref())?;
+    let mut config = ctx.load_config()?.config;
+    let target_text = super::expand_alias(&mut config, &args.target);
+    let target_spec = TargetSpec::parse(&target_text)?;
+    let _log = super::start_logging(ctx);
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let choice = Choice {
+            first: args.first,
+            any: args.any,
+        };
+        let target = resolve_target(&config, &args.target, &target_spec, choice).await?;
+        let spec = ForwardSpec {
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            local_port: 0,
+            host: None,
+            remote_port: args.port,
+        };
+        let document = access::forward_document(target.class(), spec.document())?;
+        let request = ForwardRequest {
+            target: target.instance.id.clone(),
+            spec,
+            document,
+            reason,
+            keepalive: false,
+        };
+        let conn = LocalConn::new(tokio::io::stdin(), tokio::io::stdout());
+        let mut handle = forward::start(target.api, request, Acceptor::Once(Some(conn))).await?;
+        handle.wait().await;
+        let stats = handle.stats().snapshot();
+        if let crate::engine::forward::ForwardState::Failed(why) = stats.state {
+            return Err(anyhow::Error::new(UserError::new(
+                ErrorKind::Network,
+                format!("the proxy session failed: {why}"),
+            )));
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // stdin may still be held by tokio's blocking reader; exit without waiting for it.
+    runtime.shutdown_background();
+    Ok(ExitCode::SUCCESS)
+}
