@@ -51,29 +51,8 @@ pub fn resolve_class(arn: &str, classes: &BTreeMap<String, ClassConfig>) -> Opti
         })
 }
 
-/// `*` matches any run of characters (including `/` and `:`, as ARN patterns expect);
-/// everything else matches itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return text.is_empty();
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*` at all: the prefix must be the whole text.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
-}
+/// ARN pattern matching is the one the CLI uses, so both agree on class membership.
+pub use crate::access::glob_match;
 
 /// Whether the caller (in `class`, if any) can open a session on `instance` now.
 pub fn reachability(instance: &Instance, class: Option<&ClassInfo>) -> Access {
