@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 pub use model::{
-    DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, StartSessionRequest,
-    TagFilter,
+    DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, StartSessionRequest, TagFilter,
 };
 
 /// Everything ssmtui asks of AWS.
@@ -38,6 +38,14 @@ pub trait SsmApi: Send + Sync {
     ) -> Result<Vec<SessionSummary>, AwsError>;
     /// `ssm:GetDocument`: the document's JSON content.
     async fn get_document(&self, name: &str) -> Result<String, AwsError>;
+    /// `ssm:DescribeDocument`: type, owner and tags of a document.
+    async fn describe_document(&self, name: &str) -> Result<DocumentSummary, AwsError>;
+    /// `ssm:ListDocuments` of `Session` documents carrying the tag `filter.key`; with values,
+    /// only those whose tag has one of them (an empty `values` means any value).
+    async fn list_documents(&self, filter: &TagFilter) -> Result<Vec<DocumentSummary>, AwsError>;
+    /// One cheap read-only call to `service`, proving its endpoint answers for these
+    /// credentials and region.
+    async fn check_endpoint(&self, service: Service) -> Result<(), AwsError>;
     /// `sts:GetCallerIdentity`.
     async fn caller_identity(&self) -> Result<Identity, AwsError>;
     /// `kms:GenerateDataKey` with 64 bytes and the given encryption context.
