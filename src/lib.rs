@@ -7,6 +7,7 @@
 //! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
+//! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
@@ -15,6 +16,7 @@
 //! Further layers (`app`, `ui`, `tui`) are added as they are built.
 
 pub mod access;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
