@@ -200,7 +200,10 @@ pub enum Unreachable {
 }
 
 /// `[classes.NAME]`: an access class and the documents bound to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Default` is only a starting point for struct literals in code and tests: an empty
+/// `document` is not a valid class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassConfig {
     /// The session document every shell session of this class uses.
@@ -217,6 +220,12 @@ pub struct ClassConfig {
     /// Whether every session of this class needs a reason.
     #[serde(default)]
     pub require_reason: bool,
+    /// `Key=Value` instance tags for which this class needs a reason (`*` globs in the value).
+    #[serde(default)]
+    pub reason_required_tags: Vec<String>,
+    /// The reason used when none is given (it also satisfies a requirement).
+    #[serde(default)]
+    pub default_reason: Option<String>,
 }
 
 /// `[aliases] NAME = { … }`: a short name for a target.
@@ -384,18 +393,7 @@ impl Config {
                 "the default is 30",
             ));
         }
-        for (name, class) in &self.classes {
-            for doc in std::iter::once(&class.document).chain(&class.forward_documents) {
-                if !is_document_name(doc) {
-                    return Err(invalid(
-                        format!(
-                            "classes.{name} names the document \"{doc}\", which is not a valid document name"
-                        ),
-                        "document names are 3 to 128 characters of letters, digits and _-.:/",
-                    ));
-                }
-            }
-        }
+        self.validate_classes(path)?;
         for (name, alias) in &self.aliases {
             if alias.target.trim().is_empty() {
                 return Err(invalid(
@@ -420,6 +418,98 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The class checks: document names, principals patterns, reason rules.
+    fn validate_classes(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String, hint: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+            hint: hint.to_owned(),
+        };
+        // pattern -> the first class that uses it
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, class) in &self.classes {
+            for doc in std::iter::once(&class.document).chain(&class.forward_documents) {
+                if !is_document_name(doc) {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name} names the document \"{doc}\", which is not a valid document name"
+                        ),
+                        "document names are 3 to 128 characters of letters, digits and _-.:/",
+                    ));
+                }
+            }
+            if let Some(kind) = non_shell_document(&class.document) {
+                return Err(invalid(
+                    format!(
+                        "classes.{name}.document = \"{}\" is {kind}, not a shell session document",
+                        class.document
+                    ),
+                    "set document to the class's Standard_Stream session document (e.g. \"SSM-sudo\"); port-forwarding documents belong in forward_documents",
+                ));
+            }
+            if class.forward_documents.contains(&class.document) {
+                return Err(invalid(
+                    format!(
+                        "classes.{name} lists its shell document \"{}\" in forward_documents",
+                        class.document
+                    ),
+                    "forward_documents are port-forwarding documents such as \"AWS-StartPortForwardingSession\"",
+                ));
+            }
+            for pattern in &class.principals {
+                if let Some(problem) = crate::access::glob_problem(pattern) {
+                    return Err(invalid(
+                        format!("classes.{name}.principals has the pattern \"{pattern}\", which {problem}"),
+                        "write ARN glob patterns such as \"arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*\" (* matches anything)",
+                    ));
+                }
+                if let Some(other) = owners.insert(pattern, name) {
+                    return Err(invalid(
+                        format!(
+                            "the principals pattern \"{pattern}\" appears in both classes.{other} and classes.{name}"
+                        ),
+                        "a principal must belong to exactly one class; remove the pattern from one of them",
+                    ));
+                }
+            }
+            for rule in &class.reason_required_tags {
+                if crate::access::parse_tag_rule(rule).is_none() {
+                    return Err(invalid(
+                        format!("classes.{name}.reason_required_tags has \"{rule}\", which is not Key=Value"),
+                        "write tag rules as \"Environment=prod\" (* in the value matches anything)",
+                    ));
+                }
+            }
+            if let Some(reason) = &class.default_reason {
+                let n = reason.trim().chars().count();
+                if n == 0 || n > 256 {
+                    return Err(invalid(
+                        format!("classes.{name}.default_reason must be 1 to 256 characters, not {n}"),
+                        "AWS accepts StartSession reasons of 1 to 256 characters",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a well-known document is if it cannot run a shell (`None` for anything else, which is
+/// checked against AWS at run time and by `ssmtui doctor`).
+pub fn non_shell_document(name: &str) -> Option<&'static str> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if base.starts_with("AWS-StartPortForwardingSession") {
+        Some("a port-forwarding document")
+    } else if base == "AWS-StartSSHSession" {
+        Some("the SSH proxy document")
+    } else if base == "AWS-StartNonInteractiveCommand" || base == "AWS-StartInteractiveCommand" {
+        Some("a command document")
+    } else {
+        None
     }
 }
 
