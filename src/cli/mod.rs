@@ -10,6 +10,7 @@ pub mod debug;
 pub mod list;
 pub mod picker;
 pub mod sandbox;
+pub mod sessions;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,6 +93,7 @@ impl GlobalArgs {
 pub enum Command {
     Connect(connect::ConnectArgs),
     List(list::ListArgs),
+    Sessions(sessions::SessionsArgs),
     Config(config::ConfigArgs),
     Completions(completions::CompletionsArgs),
     Sandbox(sandbox::SandboxArgs),
@@ -176,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
+        Some(Command::Sessions(args)) => sessions::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         None => {
             // arg_required_else_help means clap already printed help; reaching here is a bug.
