@@ -302,6 +302,76 @@ pub struct Loaded {
     pub config: Config,
     /// Where it came from.
     pub source: Source,
+    /// The `config.d/*.toml` drop-ins merged over it, in the order they were applied.
+    pub drop_ins: Vec<PathBuf>,
+}
+
+/// The directory of drop-ins for a config file: `config.d` next to it.
+pub fn drop_in_dir(config_file: &Path) -> PathBuf {
+    config_file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("config.d")
+}
+
+/// The `*.toml` files in [`drop_in_dir`], sorted by file name (byte order), so `10-team.toml`
+/// comes before `20-me.toml`. A missing directory has none.
+pub fn drop_in_files(config_file: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = drop_in_dir(config_file);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Parses one file of a merged configuration: TOML syntax and the schema, except that keys may
+/// be missing (another file may supply them). Errors name this file and the line.
+fn parse_fragment(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    let at = |e: &toml::de::Error| {
+        let (line, column) = e.span().map_or((1, 1), |span| line_column(text, &span));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| at(&e))?;
+    if let Err(e) = toml::from_str::<Config>(text)
+        && !e.message().starts_with("missing field")
+    {
+        return Err(at(&e));
+    }
+    Ok(table)
+}
+
+/// Merges `over` into `base`: tables merge key by key (recursively), the top-level
+/// `[[forwards]]` arrays are appended, and every other value in `over` replaces the one in
+/// `base` (so a later file wins per key, and lists such as `principals` are replaced whole).
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    merge_at(base, over, true);
+}
+
+fn merge_at(base: &mut toml::Table, over: toml::Table, top: bool) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_at(b, o, false),
+            (Some(toml::Value::Array(b)), toml::Value::Array(o)) if top && key == "forwards" => {
+                b.extend(o);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 impl Config {
@@ -340,28 +410,66 @@ impl Config {
     }
 
     /// Loads the configuration: `explicit` (from `--config` or `SSMTUI_CONFIG`) must exist;
-    /// otherwise the default file is read if present.
+    /// otherwise the default file is read if present. Then the drop-ins `config.d/*.toml` next
+    /// to that file (present or not) are merged over it, in file-name order ([`merge`]).
     pub fn load(explicit: Option<&Path>, paths: &Paths) -> Result<Loaded, ConfigError> {
-        if let Some(path) = explicit {
-            let path = paths::expand_home(path);
-            let config = Self::from_file(&path)?;
+        let (path, must_exist) = match explicit {
+            Some(p) => (paths::expand_home(p), true),
+            None => (paths.default_config_file(), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path });
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let source = match text {
+            Some(_) => Source::File(path.clone()),
+            None => Source::Defaults {
+                looked_for: path.clone(),
+            },
+        };
+        let drop_ins = drop_in_files(&path)?;
+        if drop_ins.is_empty() {
+            let config = match &text {
+                Some(t) => Self::parse(t, &path)?,
+                None => Self::default(),
+            };
             return Ok(Loaded {
                 config,
-                source: Source::File(path),
+                source,
+                drop_ins,
             });
         }
-        let default = paths.default_config_file();
-        match Self::from_file(&default) {
-            Ok(config) => Ok(Loaded {
-                config,
-                source: Source::File(default),
-            }),
-            Err(ConfigError::Missing { path }) => Ok(Loaded {
-                config: Self::default(),
-                source: Source::Defaults { looked_for: path },
-            }),
-            Err(e) => Err(e),
+        let mut merged = match &text {
+            Some(t) => parse_fragment(t, &path)?,
+            None => toml::Table::new(),
+        };
+        for file in &drop_ins {
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            merge(&mut merged, parse_fragment(&text, file)?);
         }
+        let config: Self = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Invalid {
+                path: path.clone(),
+                message: format!(
+                    "merged with its config.d drop-ins it does not fit the schema: {}",
+                    e.message().trim()
+                ),
+                hint: "a key may be split across files, but the merged [classes.NAME] tables must be complete".to_owned(),
+            }
+        })?;
+        config.validate(&path)?;
+        Ok(Loaded {
+            config,
+            source,
+            drop_ins,
+        })
     }
 
     /// Checks values the schema alone cannot.
@@ -569,6 +677,52 @@ mod tests {
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
         let err = parse("[aws]\nendpoint_url = \"localhost:4566\"\n").err();
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn merge_tables_by_key_appends_forwards_replaces_lists() {
+        let mut base: toml::Table = toml::from_str(
+            "[ui]\ntheme = \"mono\"\ncolumns = [\"A\"]\n[[forwards]]\nname = \"a\"\ntarget = \"t\"\nspec = \"1:2\"\n",
+        )
+        .unwrap();
+        let over: toml::Table = toml::from_str(
+            "[ui]\ncolumns = [\"B\"]\nrefresh_seconds = 5\n[[forwards]]\nname = \"b\"\ntarget = \"t\"\nspec = \"3:4\"\n",
+        )
+        .unwrap();
+        merge(&mut base, over);
+        let config: Config = toml::Value::Table(base).try_into().unwrap();
+        assert_eq!(config.ui.theme, Theme::Mono);
+        assert_eq!(config.ui.columns, ["B"]);
+        assert_eq!(config.ui.refresh_seconds, 5);
+        let names: Vec<&str> = config.forwards.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn drop_ins_apply_over_a_missing_default_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().to_path_buf(),
+            state_dir: dir.path().join("state"),
+        };
+        std::fs::create_dir(dir.path().join("config.d")).unwrap();
+        std::fs::write(
+            dir.path().join("config.d/team.toml"),
+            "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"*/a\"]\n",
+        )
+        .unwrap();
+        let loaded = Config::load(None, &paths).unwrap();
+        assert!(matches!(loaded.source, Source::Defaults { .. }));
+        assert_eq!(loaded.drop_ins.len(), 1);
+        assert_eq!(loaded.config.classes["sudo"].document, "SSM-sudo");
+        // An incomplete class after merging is an error naming the problem.
+        std::fs::write(
+            dir.path().join("config.d/zz.toml"),
+            "[classes.other]\nprincipals = [\"*/b\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(None, &paths).unwrap_err().to_string();
+        assert!(err.contains("missing field `document`"), "{err}");
     }
 
     #[test]
