@@ -9,6 +9,7 @@
 //! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
 //! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
+//! - [`doctor`]: the checks behind `ssmtui doctor` (over the API trait, unit-testable);
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
 //! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod logging;

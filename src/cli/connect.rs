@@ -5,9 +5,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::Context;
-use crate::access;
-use crate::aws::{Instance, SsmApi, StartSessionRequest};
+use super::{Context, prompt};
+use crate::access::memory::Memory;
+use crate::access::{self, ChosenClass, ClassOrigin};
+use crate::audit::{AuditLog, EndStatus, SessionEnd, SessionKind, SessionStart};
+use crate::aws::{AwsError, Instance, SsmApi, StartSessionRequest};
 use crate::engine::shell::{self, ShellOptions};
 use crate::engine::{self, CloseReason, SessionOptions};
 use crate::error::{ErrorKind, UserError};
@@ -66,45 +68,118 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = super::runtime()?;
     let code = runtime.block_on(async {
-        let api = super::aws_api(&config).await?;
+        let (api, location) = super::aws_api_located(&config).await?;
         let (identity, instances) = tokio::try_join!(
             api.caller_identity(),
             list_for(api.as_ref(), &spec)
         )?;
-        let class = access::class_for(&config, &identity.arn)?;
-        let document = access::shell_document(class, args.document.as_deref())?;
-        let blocked = |i: &Instance| access::out_of_scope(class, i);
+        let memory = Memory::new(&ctx.paths.state_dir);
+        let class = prompt::caller_class(
+            &config,
+            &memory,
+            api.as_ref(),
+            &identity.arn,
+            args.document.as_deref(),
+        )
+        .await?;
+        let class_ref = class.as_ref().map(ChosenClass::as_class);
+        let document = access::shell_document(class_ref, args.document.as_deref())?;
+        check_document(api.as_ref(), &document, class.as_ref()).await?;
+        let blocked = |i: &Instance| access::out_of_scope(class_ref, i);
         let instance = match resolve::resolve(&spec, &args.target, &instances, &blocked)? {
             Resolved::One(i) => *i,
             Resolved::Many(many) => choose(&args.target, many, args.first, args.any).await?,
         };
+        let reason = prompt::session_reason(reason, class.as_ref(), &instance, &memory).await?;
         let interactive = std::io::stdin().is_terminal();
         let started = api
             .start_session(&StartSessionRequest {
                 target: instance.id.clone(),
                 document: document.clone(),
                 parameters: Default::default(),
-                reason,
+                reason: reason.clone(),
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                access::explain_start_denied(
+                    e,
+                    access::Attempt {
+                        identity: &identity,
+                        class: class_ref,
+                        document: &document,
+                        instance: &instance,
+                    },
+                )
+            })?;
+        // Fail closed: a session that cannot be audited is ended at once.
+        let audit_log = AuditLog::from_config(&config.audit, &ctx.paths);
+        let audit = match audit_log.start(SessionStart {
+            session_id: started.session_id.clone(),
+            kind: Some(SessionKind::Shell),
+            identity_arn: identity.arn.clone(),
+            account: identity.account.clone(),
+            profile: location.profile.clone(),
+            region: Some(location.region.clone()),
+            class: class.as_ref().map(|c| c.name.clone()),
+            document: document.clone(),
+            target_id: instance.id.clone(),
+            target_name: instance.name.clone(),
+            reason: reason.clone(),
+        }) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = api.terminate_session(&started.session_id).await;
+                return Err(anyhow::Error::new(e).context("the session was ended because it cannot be audited"));
+            }
+        };
+        if let Some(r) = &reason
+            && let Err(e) = memory.add_reason(r)
+        {
+            tracing::warn!(error = %e, "cannot remember the reason");
+        }
         if interactive {
             eprint!(
                 "connected to {} with {document}{}; session {} (~? for escapes)\r\n",
                 instance.label(),
-                class.map(|c| format!(" (class {})", c.name)).unwrap_or_default(),
+                class.as_ref().map(|c| format!(" (class {})", c.name)).unwrap_or_default(),
                 started.session_id,
             );
         }
         tracing::info!(session_id = %started.session_id, target = %instance.id, %document, "shell session started");
-        let (handle, mut events) =
-            engine::spawn_session(Arc::clone(&api), started, SessionOptions::new(&instance.id))
-                .await?;
+        let session_id = started.session_id.clone();
         let options = ShellOptions {
             escape,
             interactive,
             posix_target: instance.platform_type.as_deref() != Some("Windows"),
         };
-        let outcome = shell::run(&handle, &mut events, &options).await?;
+        let outcome = async {
+            let (handle, mut events) =
+                engine::spawn_session(Arc::clone(&api), started, SessionOptions::new(&instance.id))
+                    .await?;
+            shell::run(&handle, &mut events, &options).await
+        }
+        .await;
+        let end = match &outcome {
+            Ok(o) => match &o.reason {
+                CloseReason::Failed(message) => SessionEnd::failed(message.clone()),
+                CloseReason::Terminated => SessionEnd::new(EndStatus::Terminated),
+                CloseReason::ChannelClosed { .. } | CloseReason::Detached => SessionEnd::new(EndStatus::Exited),
+            },
+            Err(e) => SessionEnd::failed(e.to_string()),
+        };
+        let end = SessionEnd {
+            exit_code: outcome.as_ref().ok().and_then(|o| o.exit_code).map(i64::from),
+            ..end
+        };
+        if outcome.is_err() {
+            // The data channel never worked: do not leave the session dangling as Active.
+            let _ = api.terminate_session(&session_id).await;
+        }
+        if let Err(e) = audit.end(end) {
+            tracing::warn!(error = %e, "cannot write the end of the session to the audit log");
+            eprint!("warning: {e}\r\n");
+        }
+        let outcome = outcome?;
         match outcome.reason {
             CloseReason::Failed(message) => Err(anyhow::Error::new(
                 UserError::new(ErrorKind::Network, format!("the session failed: {message}"))
@@ -114,6 +189,37 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     Ok(ExitCode::from(code))
+}
+
+/// Checks that the session document exists before starting a session with it, so a class
+/// pointing at a missing document is reported as the configuration problem it is. Only a
+/// definite "does not exist" stops us: without ssm:GetDocument the session may still work.
+async fn check_document(
+    api: &dyn SsmApi,
+    document: &str,
+    class: Option<&ChosenClass>,
+) -> anyhow::Result<()> {
+    match api.get_document(document).await {
+        Err(AwsError::NotFound { message, .. }) => {
+            let owner = match class {
+                Some(c) if c.origin == ClassOrigin::Config => format!("the {} class's session document", c.name),
+                Some(c) => format!("the document tagged for class {}", c.name),
+                None => "the session document".to_owned(),
+            };
+            Err(UserError::new(
+                ErrorKind::Usage,
+                format!("{owner} \"{document}\" does not exist in this account and region"),
+            )
+            .hint(format!("AWS said: {message}"))
+            .hint("check the document name in [classes] and the region (--region); `ssmtui doctor` checks every class document")
+            .into())
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, %document, "cannot read the session document; trying the session anyway");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 async fn list_for(

@@ -7,8 +7,10 @@ pub mod completions;
 pub mod config;
 pub mod connect;
 pub mod debug;
+pub mod doctor;
 pub mod list;
 pub mod picker;
+pub mod prompt;
 pub mod sandbox;
 pub mod sessions;
 
@@ -94,6 +96,7 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     List(list::ListArgs),
     Sessions(sessions::SessionsArgs),
+    Doctor(doctor::DoctorArgs),
     Config(config::ConfigArgs),
     Completions(completions::CompletionsArgs),
     Sandbox(sandbox::SandboxArgs),
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
         Some(Command::Sessions(args)) => sessions::run(&ctx, &args),
+        Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         None => {
             // arg_required_else_help means clap already printed help; reaching here is a bug.
@@ -210,6 +214,28 @@ pub async fn aws_api(
     Ok(std::sync::Arc::new(
         crate::aws::sdk::SdkApi::new(&config.aws).await?,
     ))
+}
+
+/// The AWS API plus where it points: the resolved region and the profile in use (for audit
+/// records and doctor, which must say which account view they describe).
+pub async fn aws_api_located(
+    config: &Config,
+) -> Result<(std::sync::Arc<dyn crate::aws::SsmApi>, ApiLocation), crate::aws::AwsError> {
+    let api = crate::aws::sdk::SdkApi::new(&config.aws).await?;
+    let location = ApiLocation {
+        region: api.region().to_owned(),
+        profile: api.profile().map(str::to_owned),
+    };
+    Ok((std::sync::Arc::new(api), location))
+}
+
+/// Where an [`aws_api_located`] API points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLocation {
+    /// The resolved region.
+    pub region: String,
+    /// The profile, if one was named (flag, config or `AWS_PROFILE`).
+    pub profile: Option<String>,
 }
 
 /// If `target` names an alias, returns its target and applies its profile/region (unless
