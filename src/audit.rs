@@ -217,10 +217,10 @@ pub fn now_rfc3339() -> String {
 impl AuditLog {
     /// The log `[audit]` describes: its `path`, else `audit.jsonl` in the state directory.
     pub fn from_config(config: &AuditConfig, dirs: &Paths) -> Self {
-        let path = config.path.as_deref().map_or_else(
-            || dirs.default_audit_file(),
-            paths::expand_home,
-        );
+        let path = config
+            .path
+            .as_deref()
+            .map_or_else(|| dirs.default_audit_file(), paths::expand_home);
         Self::new(path, config.max_bytes, config.keep)
     }
 
@@ -439,8 +439,9 @@ mod tests {
         SessionStart {
             session_id: id.to_owned(),
             kind: Some(SessionKind::Shell),
-            identity_arn: "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_PlatformAdmin_x/alice"
-                .to_owned(),
+            identity_arn:
+                "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_PlatformAdmin_x/alice"
+                    .to_owned(),
             account: "123456789012".to_owned(),
             profile: Some("prod".to_owned()),
             region: Some("eu-west-1".to_owned()),

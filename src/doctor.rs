@@ -151,7 +151,9 @@ impl Report {
             .iter()
             .map(|c| c.name.chars().count())
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            // A very long document name should not push every detail off the screen.
+            .min(34);
         let mut out = String::new();
         for c in &self.checks {
             let status = match c.status {
@@ -378,7 +380,12 @@ async fn documents_to_check(
             "classes",
             format!(
                 "configured: {}",
-                config.classes.keys().cloned().collect::<Vec<_>>().join(", ")
+                config
+                    .classes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
         for (name, class) in &config.classes {
@@ -421,8 +428,9 @@ async fn check_document(
         }
         Err(e) => {
             checks.push(
-                Check::fail(name, format!("{label}: cannot read it: {e}"))
-                    .hint("doctor needs ssm:GetDocument and ssm:DescribeDocument on the class documents"),
+                Check::fail(name, format!("{label}: cannot read it: {e}")).hint(
+                    "doctor needs ssm:GetDocument and ssm:DescribeDocument on the class documents",
+                ),
             );
             return None;
         }
@@ -460,7 +468,9 @@ async fn check_document(
             ),
         )
         .hint(match role {
-            Role::Forward(_) => "forward_documents must be port-forwarding (sessionType Port) documents",
+            Role::Forward(_) => {
+                "forward_documents must be port-forwarding (sessionType Port) documents"
+            }
             _ => "a class's shell document must have sessionType Standard_Stream",
         }),
     });
@@ -549,7 +559,10 @@ pub fn settings_checks(name: &str, inputs: &Value) -> Vec<Check> {
         )
         .hint("set kmsKeyId to a KMS key the class's users may GenerateDataKey on")
     } else {
-        Check::pass(format!("{name}: kms"), format!("session data encrypted with {key}"))
+        Check::pass(
+            format!("{name}: kms"),
+            format!("session data encrypted with {key}"),
+        )
     });
 
     let idle = str_input(inputs, "idleSessionTimeout");
@@ -561,7 +574,9 @@ pub fn settings_checks(name: &str, inputs: &Value) -> Vec<Check> {
             format!("{name}: idle timeout"),
             format!("{n} minutes, more than {MAX_IDLE_MINUTES}"),
         )
-        .hint(format!("set idleSessionTimeout to at most {MAX_IDLE_MINUTES}")),
+        .hint(format!(
+            "set idleSessionTimeout to at most {MAX_IDLE_MINUTES}"
+        )),
         Err(_) if idle.is_empty() => Check::warn(
             format!("{name}: idle timeout"),
             "not set (the AWS default is 20 minutes)",
@@ -576,10 +591,9 @@ pub fn settings_checks(name: &str, inputs: &Value) -> Vec<Check> {
 
     let max = str_input(inputs, "maxSessionDuration");
     out.push(match max.parse::<u64>() {
-        Ok(n) if (1..=1440).contains(&n) => Check::pass(
-            format!("{name}: max duration"),
-            format!("{n} minutes"),
-        ),
+        Ok(n) if (1..=1440).contains(&n) => {
+            Check::pass(format!("{name}: max duration"), format!("{n} minutes"))
+        }
         _ if max.is_empty() => Check::fail(
             format!("{name}: max duration"),
             "maxSessionDuration is not set: sessions can run forever while active",
@@ -598,7 +612,9 @@ pub fn settings_checks(name: &str, inputs: &Value) -> Vec<Check> {
 /// caller may make session data keys; a denial may only mean the key policy demands a live
 /// session's context, which doctor cannot give without starting one.
 async fn check_data_key(api: &dyn SsmApi, key: &str) -> Check {
-    let name = format!("kms {key}");
+    // The key id or alias, not the whole ARN, keeps the report's name column narrow.
+    let short = key.rsplit_once(":key/").map_or(key, |(_, id)| id);
+    let name = format!("kms {short}");
     let context: HashMap<String, String> = [
         ("aws:ssm:SessionId", "ssmtui-doctor"),
         ("aws:ssm:TargetId", "ssmtui-doctor"),
@@ -609,11 +625,11 @@ async fn check_data_key(api: &dyn SsmApi, key: &str) -> Check {
     match api.generate_data_key(key, &context).await {
         Ok(_) => Check::pass(
             name,
-            "GenerateDataKey works: the key exists and you may make session data keys",
+            format!("GenerateDataKey on {key} works: the key exists and you may make session data keys"),
         ),
         Err(e @ AwsError::AccessDenied { .. }) => Check::warn(
             name,
-            format!("GenerateDataKey with a placeholder session context was denied ({e})"),
+            format!("GenerateDataKey on {key} with a placeholder session context was denied ({e})"),
         )
         .hint("this proves only that KMS answers: the key policy may allow data keys just for a live session's context (aws:ssm:SessionId), or you lack kms:GenerateDataKey; `ssmtui connect` will tell"),
         Err(e @ AwsError::NotFound { .. }) => Check::fail(name, format!("the key does not exist: {e}"))
@@ -639,7 +655,10 @@ pub fn writable(name: &str, path: &Path, dir: bool) -> Check {
     let result = match directory {
         Some(d) => probe(d).and_then(|()| {
             if !dir && path.exists() {
-                std::fs::OpenOptions::new().append(true).open(path).map(|_| ())
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map(|_| ())
             } else {
                 Ok(())
             }
@@ -648,13 +667,13 @@ pub fn writable(name: &str, path: &Path, dir: bool) -> Check {
     };
     match result {
         Ok(()) => Check::pass(name, format!("{} is writable", path.display())),
-        Err(e) => Check::fail(name, format!("{} is not writable: {e}", path.display())).hint(
-            if dir {
+        Err(e) => {
+            Check::fail(name, format!("{} is not writable: {e}", path.display())).hint(if dir {
                 "set SSMTUI_STATE_DIR to a writable directory"
             } else {
                 "fix the permissions, or point [audit] path at a writable file"
-            },
-        ),
+            })
+        }
     }
 }
 
@@ -744,7 +763,11 @@ mod tests {
             "{}",
             report.text()
         );
-        assert!(report.text().contains("pass  kms alias/k"), "{}", report.text());
+        assert!(
+            report.text().contains("pass  kms alias/k"),
+            "{}",
+            report.text()
+        );
     }
 
     #[tokio::test]
@@ -752,14 +775,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config();
         let weak = GOOD
-            .replace("\"s3EncryptionEnabled\":true", "\"s3EncryptionEnabled\":false")
+            .replace(
+                "\"s3EncryptionEnabled\":true",
+                "\"s3EncryptionEnabled\":false",
+            )
             .replace("\"runAsEnabled\":true", "\"runAsEnabled\":false")
-            .replace("\"idleSessionTimeout\":\"20\"", "\"idleSessionTimeout\":\"60\"");
+            .replace(
+                "\"idleSessionTimeout\":\"20\"",
+                "\"idleSessionTimeout\":\"60\"",
+            );
         let api = fake(&weak);
         let report = run(Some(&api), &inputs(&cfg, dir.path())).await;
         assert_eq!(
             report.failed(),
-            ["SSM-sudo: run-as", "SSM-sudo: logging", "SSM-sudo: idle timeout"],
+            [
+                "SSM-sudo: run-as",
+                "SSM-sudo: logging",
+                "SSM-sudo: idle timeout"
+            ],
             "{}",
             report.text()
         );
@@ -811,6 +844,9 @@ mod tests {
         // A directory below a regular file cannot be created.
         let check = writable("log directory", &file.join("logs"), true);
         assert_eq!(check.status, Status::Fail);
-        assert_eq!(writable("audit log", &dir.path().join("a.jsonl"), false).status, Status::Pass);
+        assert_eq!(
+            writable("audit log", &dir.path().join("a.jsonl"), false).status,
+            Status::Pass
+        );
     }
 }

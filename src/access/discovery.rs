@@ -74,7 +74,11 @@ pub async fn discover(
             })
         })
         .collect();
-    candidates.sort_by(|a, b| a.class.cmp(&b.class).then_with(|| a.document.cmp(&b.document)));
+    candidates.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then_with(|| a.document.cmp(&b.document))
+    });
     if candidates.is_empty() {
         return Err(DiscoveryError::Nothing);
     }

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState,
-    SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::secret::Secret;
 

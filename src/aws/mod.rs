@@ -30,7 +30,8 @@ pub trait SsmApi: Send + Sync {
     async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, AwsError>;
     /// `ssm:TerminateSession`.
     async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError>;
-    /// `ssm:DescribeSessions`; `owner_self` limits the list to the caller's own sessions.
+    /// `ssm:DescribeSessions`; `owner_self` limits the list to the caller's own sessions (an
+    /// `Owner` filter with the caller's ARN from STS).
     async fn describe_sessions(
         &self,
         state: SessionState,

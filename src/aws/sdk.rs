@@ -17,8 +17,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use super::{
-    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState,
-    SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::config::AwsConfig;
 use crate::secret::Secret;
@@ -340,9 +340,12 @@ impl SsmApi for SdkApi {
             SessionState::History => aws_sdk_ssm::types::SessionState::History,
         });
         if owner_self {
+            // The Owner filter takes the owner's ARN ("Self" is not a documented value), and
+            // sessions are owned by the caller ARN as STS reports it (the assumed-role ARN).
+            let me = self.caller_identity().await?;
             let filter = SessionFilter::builder()
                 .key(SessionFilterKey::Owner)
-                .value("Self")
+                .value(me.arn)
                 .build()
                 .map_err(|_| AwsError::Incomplete {
                     operation: "DescribeSessions",
@@ -440,15 +443,17 @@ impl SsmApi for SdkApi {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.classify("ListDocuments", e))?;
-            out.extend(page.document_identifiers().iter().map(|d| DocumentSummary {
-                name: d.name().unwrap_or_default().to_owned(),
-                document_type: d.document_type().map(|t| t.as_str().to_owned()),
-                owner: d.owner().map(str::to_owned),
-                tags: d
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect(),
+            out.extend(page.document_identifiers().iter().map(|d| {
+                DocumentSummary {
+                    name: d.name().unwrap_or_default().to_owned(),
+                    document_type: d.document_type().map(|t| t.as_str().to_owned()),
+                    owner: d.owner().map(str::to_owned),
+                    tags: d
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
+                }
             }));
         }
         Ok(out)

@@ -202,7 +202,9 @@ async fn check_document(
     match api.get_document(document).await {
         Err(AwsError::NotFound { message, .. }) => {
             let owner = match class {
-                Some(c) if c.origin == ClassOrigin::Config => format!("the {} class's session document", c.name),
+                Some(c) if c.origin == ClassOrigin::Config => {
+                    format!("the {} class's session document", c.name)
+                }
                 Some(c) => format!("the document tagged for class {}", c.name),
                 None => "the session document".to_owned(),
             };

@@ -65,10 +65,11 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         effective.aws.profile.clone_from(&ctx.global.profile);
         effective.aws.region.clone_from(&ctx.global.region);
     }
-    let audit_file = effective.audit.path.as_deref().map_or_else(
-        || ctx.paths.default_audit_file(),
-        paths::expand_home,
-    );
+    let audit_file = effective
+        .audit
+        .path
+        .as_deref()
+        .map_or_else(|| ctx.paths.default_audit_file(), paths::expand_home);
     let _log = super::start_logging(ctx);
     let runtime = super::runtime()?;
     let report = runtime.block_on(async {
@@ -111,9 +112,13 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 async fn ssmmessages_check(config: &Config, region: &str) -> HostCheck {
     let overridden = config.aws.endpoint_url.is_some()
         || config.aws.endpoints.ssm.is_some()
-        || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SSMMESSAGES"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+        || [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_SSM",
+            "AWS_ENDPOINT_URL_SSMMESSAGES",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
     if overridden {
         return HostCheck::Overridden;
     }

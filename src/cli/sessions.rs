@@ -102,11 +102,7 @@ pub fn run(ctx: &Context, args: &SessionsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn terminate(
-    api: &dyn crate::aws::SsmApi,
-    id: &str,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn terminate(api: &dyn crate::aws::SsmApi, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     match api.terminate_session(id).await {
         Ok(()) => {
             if json {

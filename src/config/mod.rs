@@ -571,7 +571,9 @@ impl Config {
             for pattern in &class.principals {
                 if let Some(problem) = crate::access::glob_problem(pattern) {
                     return Err(invalid(
-                        format!("classes.{name}.principals has the pattern \"{pattern}\", which {problem}"),
+                        format!(
+                            "classes.{name}.principals has the pattern \"{pattern}\", which {problem}"
+                        ),
                         "write ARN glob patterns such as \"arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*\" (* matches anything)",
                     ));
                 }
@@ -587,7 +589,9 @@ impl Config {
             for rule in &class.reason_required_tags {
                 if crate::access::parse_tag_rule(rule).is_none() {
                     return Err(invalid(
-                        format!("classes.{name}.reason_required_tags has \"{rule}\", which is not Key=Value"),
+                        format!(
+                            "classes.{name}.reason_required_tags has \"{rule}\", which is not Key=Value"
+                        ),
                         "write tag rules as \"Environment=prod\" (* in the value matches anything)",
                     ));
                 }
@@ -596,7 +600,9 @@ impl Config {
                 let n = reason.trim().chars().count();
                 if n == 0 || n > 256 {
                     return Err(invalid(
-                        format!("classes.{name}.default_reason must be 1 to 256 characters, not {n}"),
+                        format!(
+                            "classes.{name}.default_reason must be 1 to 256 characters, not {n}"
+                        ),
                         "AWS accepts StartSession reasons of 1 to 256 characters",
                     ));
                 }
