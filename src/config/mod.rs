@@ -774,6 +774,10 @@ mod example_file {
         let config = Config::parse(&enabled, Path::new("enabled.toml")).unwrap();
         assert_eq!(config.classes["sudo"].document, "SSM-sudo");
         assert_eq!(
+            config.classes["sudo"].reason_required_tags,
+            ["Environment=prod"]
+        );
+        assert_eq!(
             config.classes["no-sudo"].scope["Environment"],
             ["staging", "dev"]
         );
