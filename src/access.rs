@@ -405,4 +405,106 @@ mod tests {
         assert_eq!(out_of_scope(bob, &i), None);
         assert_eq!(out_of_scope(None, &i), None);
     }
+
+    #[test]
+    fn reasons_follow_class_rules_and_defaults() {
+        let text = r#"
+            [classes.sudo]
+            document = "SSM-sudo"
+            principals = ["*/alice"]
+            reason_required_tags = ["Environment=prod*"]
+        "#;
+        let mut cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let mut i = Instance {
+            id: "i-1".into(),
+            name: Some("web".into()),
+            ..Instance::default()
+        };
+        i.tags.insert("Environment".into(), "production".into());
+        let class = class_for(&cfg, "arn:x/alice").unwrap();
+        assert_eq!(
+            reason_required(class, &i).unwrap(),
+            "web (i-1) is tagged Environment=production, and the sudo class requires a reason there"
+        );
+        assert!(matches!(
+            decide_reason(None, class, &i),
+            ReasonDecision::Ask { .. }
+        ));
+        assert_eq!(
+            decide_reason(Some("x".into()), class, &i),
+            ReasonDecision::Use(Some("x".into()))
+        );
+        i.tags.insert("Environment".into(), "dev".into());
+        assert_eq!(decide_reason(None, class, &i), ReasonDecision::Use(None));
+        assert_eq!(reason_required(None, &i), None);
+        if let Some(c) = cfg.classes.get_mut("sudo") {
+            c.require_reason = true;
+            c.default_reason = Some(" on call ".into());
+        }
+        let class = class_for(&cfg, "arn:x/alice").unwrap();
+        assert!(
+            reason_required(class, &i)
+                .unwrap()
+                .contains("every session")
+        );
+        assert_eq!(
+            decide_reason(None, class, &i),
+            ReasonDecision::Use(Some("on call".into()))
+        );
+    }
+
+    #[test]
+    fn denials_name_the_missing_permission() {
+        let identity = Identity {
+            account: "1".into(),
+            arn: "arn:aws:sts::1:assumed-role/R/bob".into(),
+            user_id: String::new(),
+        };
+        let instance = Instance {
+            id: "i-1".into(),
+            ..Instance::default()
+        };
+        let attempt = Attempt {
+            identity: &identity,
+            class: None,
+            document: "SSM-sudo",
+            instance: &instance,
+        };
+        let denied = |resource: &str| AwsError::AccessDenied {
+            operation: "StartSession",
+            message: format!(
+                "User: x is not authorized to perform: ssm:StartSession on resource: {resource} because no identity-based policy allows it"
+            ),
+        };
+        let mut out = Vec::new();
+        let err = explain_start_denied(denied("arn:aws:ec2:r:1:instance/i-1"), attempt);
+        assert_eq!(crate::error::report(&err, &mut out), 4);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("likely missing permission: ssm:StartSession on arn:aws:ec2:r:1:instance/i-1 (an ssm:resourceTag condition"),
+            "{text}"
+        );
+        // Anything but a denial passes through unchanged.
+        let other = explain_start_denied(
+            AwsError::TargetNotConnected {
+                message: "x".into(),
+            },
+            attempt,
+        );
+        assert!(other.downcast_ref::<AwsError>().is_some());
+    }
+
+    #[test]
+    fn glob_and_rule_syntax() {
+        assert_eq!(glob_problem(""), Some("is empty"));
+        assert!(glob_problem("arn:aws:sts::* x").is_some());
+        assert!(glob_problem("alice").is_some());
+        assert_eq!(glob_problem("*/alice"), None);
+        assert_eq!(
+            parse_tag_rule(" Environment = prod "),
+            Some(("Environment", "prod"))
+        );
+        assert_eq!(parse_tag_rule("Environment="), None);
+        assert_eq!(parse_tag_rule("prod"), None);
+    }
 }
