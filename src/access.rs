@@ -5,9 +5,18 @@
 //! STS GetCallerIdentity) to one session document and a tag scope. IAM enforces the same on
 //! the server (`ssm:SessionDocumentAccessCheck`, `ssm:resourceTag`); doing it in the client too
 //! means the user only ever sees the path that will work, and refusals are explained before
-//! any call. Everything here is pure so it can be tested without AWS.
+//! any call. Everything here is pure so it can be tested without AWS, except [`discovery`],
+//! which asks SSM for tagged documents when no class is configured.
+//!
+//! Reasons: a class may require one for every session (`require_reason`) or for targets with
+//! certain tags (`reason_required_tags = ["Environment=prod"]`); [`reason_required`] says
+//! whether and why, [`decide_reason`] combines that with `--reason` and the class's
+//! `default_reason`. Prompting is the caller's job (the CLI asks on stderr, the TUI in a dialog).
 
-use crate::aws::Instance;
+pub mod discovery;
+pub mod memory;
+
+use crate::aws::{AwsError, Identity, Instance};
 use crate::config::{ClassConfig, Config};
 use crate::error::{ErrorKind, UserError};
 
@@ -48,6 +57,21 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p.get(pi..)
         .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
+
+/// What is wrong with an ARN glob pattern, or `None` if it is usable.
+pub fn glob_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        Some("is empty")
+    } else if pattern.chars().any(char::is_whitespace) {
+        Some("contains whitespace, which no ARN does")
+    } else if !(pattern.starts_with("arn:") || pattern.starts_with('*')) {
+        Some("does not start with \"arn:\" or \"*\", so it can never match an ARN")
+    } else {
+        None
+    }
+}
+
+pub use crate::config::parse_tag_rule;
 
 /// The caller's class. `Ok(None)` when no classes are configured at all.
 pub fn class_for<'a>(config: &'a Config, arn: &str) -> Result<Option<Class<'a>>, UserError> {
@@ -155,6 +179,173 @@ pub fn out_of_scope(class: Option<Class<'_>>, instance: &Instance) -> Option<Str
     None
 }
 
+/// An access class owned rather than borrowed from the config: the result of configuration
+/// or of discovery ([`discovery`]), so callers hold one type either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenClass {
+    /// The class name.
+    pub name: String,
+    /// Its settings (for a discovered class: only the document).
+    pub config: ClassConfig,
+    /// Where it came from.
+    pub origin: ClassOrigin,
+}
+
+/// How the caller's class was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassOrigin {
+    /// `[classes.NAME]` whose principals match the caller.
+    Config,
+    /// A document tagged `ssmtui:class=NAME`, chosen by the user (now or earlier).
+    Discovered,
+}
+
+impl ChosenClass {
+    /// Copies a configured class.
+    pub fn from_config(class: Class<'_>) -> Self {
+        Self {
+            name: class.name.to_owned(),
+            config: class.config.clone(),
+            origin: ClassOrigin::Config,
+        }
+    }
+
+    /// The borrowed view the other functions here take.
+    pub fn as_class(&self) -> Class<'_> {
+        Class {
+            name: &self.name,
+            config: &self.config,
+        }
+    }
+}
+
+/// Why a session on `instance` needs a reason under `class`, or `None` when it does not.
+pub fn reason_required(class: Option<Class<'_>>, instance: &Instance) -> Option<String> {
+    let class = class?;
+    if class.config.require_reason {
+        return Some(format!(
+            "the {} class requires a reason for every session",
+            class.name
+        ));
+    }
+    class
+        .config
+        .reason_required_tags
+        .iter()
+        .filter_map(|rule| parse_tag_rule(rule))
+        .find(|(key, pattern)| {
+            instance
+                .tags
+                .get(*key)
+                .is_some_and(|v| glob_match(pattern, v))
+        })
+        .map(|(key, _)| {
+            format!(
+                "{} is tagged {key}={}, and the {} class requires a reason there",
+                instance.label(),
+                instance.tags.get(key).map_or("", String::as_str),
+                class.name
+            )
+        })
+}
+
+/// What to do about the StartSession reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasonDecision {
+    /// Use this reason (or none).
+    Use(Option<String>),
+    /// A reason is required and none was given: ask the user, or fail without a terminal.
+    Ask {
+        /// Why one is required, for the prompt and the error.
+        why: String,
+    },
+}
+
+/// Combines `--reason` (already validated), the class's `default_reason` and the rules.
+pub fn decide_reason(
+    given: Option<String>,
+    class: Option<Class<'_>>,
+    instance: &Instance,
+) -> ReasonDecision {
+    if given.is_some() {
+        return ReasonDecision::Use(given);
+    }
+    if let Some(default) = class.and_then(|c| c.config.default_reason.as_deref()) {
+        return ReasonDecision::Use(Some(default.trim().to_owned()));
+    }
+    match reason_required(class, instance) {
+        Some(why) => ReasonDecision::Ask { why },
+        None => ReasonDecision::Use(None),
+    }
+}
+
+/// The error for a required reason that cannot be asked for (no terminal).
+pub fn reason_missing(why: &str) -> UserError {
+    UserError::new(ErrorKind::Usage, format!("a reason is required: {why}"))
+        .hint("pass --reason \"TEXT\" (1 to 256 characters), e.g. --reason \"INC-1234 disk full\"")
+        .hint("on a terminal ssmtui asks for it")
+}
+
+/// What was being attempted when AWS said no, for [`explain_start_denied`].
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The caller.
+    pub identity: &'a Identity,
+    /// The caller's class, if any.
+    pub class: Option<Class<'a>>,
+    /// The document used.
+    pub document: &'a str,
+    /// The target.
+    pub instance: &'a Instance,
+}
+
+/// Turns an AccessDenied from StartSession into an explanation: who, which class, which
+/// document, which target, and the permission that is probably missing. Other errors pass
+/// through unchanged.
+pub fn explain_start_denied(err: AwsError, attempt: Attempt<'_>) -> anyhow::Error {
+    let AwsError::AccessDenied { message, .. } = &err else {
+        return err.into();
+    };
+    // AWS names the resource: "... not authorized to perform: ssm:StartSession on resource: ARN ..."
+    let resource = message
+        .split("on resource: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|r| r.trim_end_matches([',', '.']).to_owned());
+    let class = attempt
+        .class
+        .map_or_else(|| "no class".to_owned(), |c| format!("class {}", c.name));
+    let mut e = UserError::new(
+        ErrorKind::Auth,
+        format!(
+            "AWS denied a session on {} with the document \"{}\"",
+            attempt.instance.label(),
+            attempt.document
+        ),
+    )
+    .hint(format!("AWS said: {message}"))
+    .hint(format!(
+        "you are {} ({class}); document {}; target {}",
+        attempt.identity.arn,
+        attempt.document,
+        attempt.instance.label()
+    ));
+    e = match resource.as_deref() {
+        Some(r) if r.contains(":document/") => e.hint(format!(
+            "likely missing permission: ssm:StartSession on {r} (your role may not use this document)"
+        )),
+        Some(r) if r.contains(":instance/") || r.contains(":managed-instance/") => e.hint(format!(
+            "likely missing permission: ssm:StartSession on {r} (an ssm:resourceTag condition may exclude this instance)"
+        )),
+        Some(r) => e.hint(format!("likely missing permission: ssm:StartSession on {r}")),
+        None => e.hint(
+            "likely missing permission: ssm:StartSession on the document and the instance ARNs",
+        ),
+    };
+    e.hint("ask whoever maintains your IAM Identity Center permission set or the ssmtui classes")
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +379,8 @@ mod tests {
             scope = { Environment = ["dev", "staging"] }
             [classes.other]
             document = "SSM-other"
-            principals = ["*/both"]
+            # Overlaps with no-sudo without being identical, which only the run time can catch.
+            principals = ["*/bot*"]
         "#;
         Config::parse(text, std::path::Path::new("t.toml")).unwrap()
     }
@@ -255,5 +447,107 @@ mod tests {
         i.tags.insert("Environment".into(), "dev".into());
         assert_eq!(out_of_scope(bob, &i), None);
         assert_eq!(out_of_scope(None, &i), None);
+    }
+
+    #[test]
+    fn reasons_follow_class_rules_and_defaults() {
+        let text = r#"
+            [classes.sudo]
+            document = "SSM-sudo"
+            principals = ["*/alice"]
+            reason_required_tags = ["Environment=prod*"]
+        "#;
+        let mut cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let mut i = Instance {
+            id: "i-1".into(),
+            name: Some("web".into()),
+            ..Instance::default()
+        };
+        i.tags.insert("Environment".into(), "production".into());
+        let class = class_for(&cfg, "arn:x/alice").unwrap();
+        assert_eq!(
+            reason_required(class, &i).unwrap(),
+            "web (i-1) is tagged Environment=production, and the sudo class requires a reason there"
+        );
+        assert!(matches!(
+            decide_reason(None, class, &i),
+            ReasonDecision::Ask { .. }
+        ));
+        assert_eq!(
+            decide_reason(Some("x".into()), class, &i),
+            ReasonDecision::Use(Some("x".into()))
+        );
+        i.tags.insert("Environment".into(), "dev".into());
+        assert_eq!(decide_reason(None, class, &i), ReasonDecision::Use(None));
+        assert_eq!(reason_required(None, &i), None);
+        if let Some(c) = cfg.classes.get_mut("sudo") {
+            c.require_reason = true;
+            c.default_reason = Some(" on call ".into());
+        }
+        let class = class_for(&cfg, "arn:x/alice").unwrap();
+        assert!(
+            reason_required(class, &i)
+                .unwrap()
+                .contains("every session")
+        );
+        assert_eq!(
+            decide_reason(None, class, &i),
+            ReasonDecision::Use(Some("on call".into()))
+        );
+    }
+
+    #[test]
+    fn denials_name_the_missing_permission() {
+        let identity = Identity {
+            account: "1".into(),
+            arn: "arn:aws:sts::1:assumed-role/R/bob".into(),
+            user_id: String::new(),
+        };
+        let instance = Instance {
+            id: "i-1".into(),
+            ..Instance::default()
+        };
+        let attempt = Attempt {
+            identity: &identity,
+            class: None,
+            document: "SSM-sudo",
+            instance: &instance,
+        };
+        let denied = |resource: &str| AwsError::AccessDenied {
+            operation: "StartSession",
+            message: format!(
+                "User: x is not authorized to perform: ssm:StartSession on resource: {resource} because no identity-based policy allows it"
+            ),
+        };
+        let mut out = Vec::new();
+        let err = explain_start_denied(denied("arn:aws:ec2:r:1:instance/i-1"), attempt);
+        assert_eq!(crate::error::report(&err, &mut out), 4);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("likely missing permission: ssm:StartSession on arn:aws:ec2:r:1:instance/i-1 (an ssm:resourceTag condition"),
+            "{text}"
+        );
+        // Anything but a denial passes through unchanged.
+        let other = explain_start_denied(
+            AwsError::TargetNotConnected {
+                message: "x".into(),
+            },
+            attempt,
+        );
+        assert!(other.downcast_ref::<AwsError>().is_some());
+    }
+
+    #[test]
+    fn glob_and_rule_syntax() {
+        assert_eq!(glob_problem(""), Some("is empty"));
+        assert!(glob_problem("arn:aws:sts::* x").is_some());
+        assert!(glob_problem("alice").is_some());
+        assert_eq!(glob_problem("*/alice"), None);
+        assert_eq!(
+            parse_tag_rule(" Environment = prod "),
+            Some(("Environment", "prod"))
+        );
+        assert_eq!(parse_tag_rule("Environment="), None);
+        assert_eq!(parse_tag_rule("prod"), None);
     }
 }

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io::Write;
 
+use crate::audit::AuditError;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::engine::EngineError;
@@ -113,6 +114,15 @@ pub fn classify(err: &anyhow::Error) -> Classified {
             return Classified {
                 kind: Some(e.kind()),
                 hints: e.hints(),
+            };
+        }
+        if cause.downcast_ref::<AuditError>().is_some() {
+            return Classified {
+                kind: Some(ErrorKind::Internal),
+                hints: vec![
+                    "check the permissions of the audit log and its directory, or point [audit] path elsewhere (`ssmtui config path` shows it)"
+                        .to_owned(),
+                ],
             };
         }
         if let Some(e) = cause.downcast_ref::<ConfigError>() {

@@ -7,9 +7,11 @@
 //! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
+//! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
 //! - [`app`]: the interactive app as pure state (update → effects), [`ui`]: its views, and
 //!   [`tui`]: the terminal and the runtime loop that performs the effects;
+//! - [`doctor`]: the checks behind `ssmtui doctor` (over the API trait, unit-testable);
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
 //! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
@@ -17,11 +19,14 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod launch;
 pub mod logging;
 pub mod output;
 pub mod protocol;

@@ -44,6 +44,8 @@ fn help_snapshots() {
         &["proxy", "--help"],
         &["debug", "--help"],
         &["sandbox", "--help"],
+        &["sessions", "--help"],
+        &["doctor", "--help"],
     ] {
         let out = ssmtui(home.path()).args(args).assert().success();
         let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -185,6 +187,7 @@ fn config_path_lists_every_location() {
         text,
         format!(
             "config file: {h}/config/config.toml (does not exist)\n\
+             drop-ins:    {h}/config/config.d/*.toml (none)\n\
              config dir:  {h}/config\n\
              state dir:   {h}/state\n\
              log dir:     {h}/state/logs\n\
@@ -244,4 +247,93 @@ fn closed_stdout_is_not_an_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn drop_ins_merge_in_file_name_order_and_are_listed() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config");
+    let dir = config.join("config.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(config.join("config.toml"), "[ui]\ntheme = \"mono\"\n").unwrap();
+    // The team ships a class; a personal file later adds a forward and a reason default.
+    std::fs::write(
+        dir.join("10-team.toml"),
+        "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"*/alice\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("20-me.toml"),
+        "[classes.sudo]\ndefault_reason = \"on call\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("README"), "not toml, ignored").unwrap();
+    let d = dir.display();
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "ok: \"{}\" is valid\nok: merged drop-in \"{d}/10-team.toml\"\nok: merged drop-in \"{d}/20-me.toml\"\n",
+            config.join("config.toml").display()
+        ));
+    let text = stdout_of(ssmtui(home.path()).args(["config", "path"]));
+    assert!(
+        text.contains(&format!(
+            "drop-in:     {d}/10-team.toml\ndrop-in:     {d}/20-me.toml\n"
+        )),
+        "{text}"
+    );
+    // An error in a drop-in names that file and its line.
+    std::fs::write(dir.join("30-bad.toml"), "[ui]\n\ncolour = 1\n").unwrap();
+    ssmtui(home.path())
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "config file \"{d}/30-bad.toml\" is invalid at line 3"
+        )));
+}
+
+#[test]
+fn class_config_errors_have_hints() {
+    let home = tempfile::tempdir().unwrap();
+    for (text, message, hint) in [
+        (
+            "[classes.sudo]\ndocument = \"AWS-StartPortForwardingSession\"\nprincipals = [\"*/a\"]\n",
+            "classes.sudo.document = \"AWS-StartPortForwardingSession\" is a port-forwarding document, not a shell session document",
+            "hint: set document to the class's Standard_Stream session document",
+        ),
+        (
+            "[classes.a]\ndocument = \"SSM-a\"\nprincipals = [\"arn:aws:sts::*:assumed-role/X/*\"]\n[classes.b]\ndocument = \"SSM-b\"\nprincipals = [\"arn:aws:sts::*:assumed-role/X/*\"]\n",
+            "the principals pattern \"arn:aws:sts::*:assumed-role/X/*\" appears in both classes.a and classes.b",
+            "hint: a principal must belong to exactly one class",
+        ),
+        (
+            "[classes.a]\ndocument = \"SSM-a\"\nprincipals = [\"\"]\n",
+            "classes.a.principals has the pattern \"\", which is empty",
+            "hint: write ARN glob patterns",
+        ),
+        (
+            "[classes.a]\ndocument = \"SSM-a\"\nprincipals = [\"arn:aws:sts::* alice\"]\n",
+            "which contains whitespace, which no ARN does",
+            "hint: write ARN glob patterns",
+        ),
+        (
+            "[classes.a]\ndocument = \"SSM-a\"\nprincipals = [\"*/a\"]\nreason_required_tags = [\"prod\"]\n",
+            "classes.a.reason_required_tags has \"prod\", which is not Key=Value",
+            "hint: write tag rules as \"Environment=prod\"",
+        ),
+    ] {
+        let file = home.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = ssmtui(home.path())
+            .args(["config", "check"])
+            .arg(&file)
+            .assert()
+            .code(2);
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(message), "{err}");
+        assert!(err.contains(hint), "{err}");
+    }
 }

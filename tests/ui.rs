@@ -35,6 +35,7 @@ fn app(width: u16, height: u16, readonly: bool) -> App {
                 vec!["staging".to_owned(), "dev".to_owned(), "prod".to_owned()],
             )]),
             require_reason: false,
+            ..ClassConfig::default()
         },
     )]);
     let mut app = App::new(AppOptions {

@@ -332,6 +332,7 @@ fn dev_class() -> BTreeMap<String, ClassConfig> {
             principals: vec!["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*".into()],
             scope: BTreeMap::from([("Environment".into(), vec!["staging".into(), "dev".into()])]),
             require_reason: false,
+            ..ClassConfig::default()
         },
     )])
 }

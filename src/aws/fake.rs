@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AwsError, DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, SsmApi,
-    StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::secret::Secret;
 
@@ -22,6 +22,8 @@ pub struct FakeState {
     pub instances: Vec<Instance>,
     /// Document name to content.
     pub documents: HashMap<String, String>,
+    /// Document name to tags (documents without an entry have none).
+    pub document_tags: HashMap<String, std::collections::BTreeMap<String, String>>,
     /// Sessions started so far, with their status.
     pub sessions: Vec<SessionSummary>,
     /// Operation name to the error it should fail with (consumed on use).
@@ -302,6 +304,41 @@ impl SsmApi for FakeApi {
             })
     }
 
+    async fn describe_document(&self, name: &str) -> Result<DocumentSummary, AwsError> {
+        let state = self.enter(format!("DescribeDocument {name}"), "DescribeDocument")?;
+        if !state.documents.contains_key(name) {
+            return Err(AwsError::NotFound {
+                operation: "DescribeDocument",
+                message: format!("document {name} does not exist"),
+            });
+        }
+        Ok(fake_summary(&state, name))
+    }
+
+    async fn list_documents(&self, filter: &TagFilter) -> Result<Vec<DocumentSummary>, AwsError> {
+        let state = self.enter(format!("ListDocuments {}", filter.key), "ListDocuments")?;
+        let mut names: Vec<&String> = state.documents.keys().collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|n| fake_summary(&state, n))
+            .filter(|d| {
+                d.tags.get(&filter.key).is_some_and(|v| {
+                    filter.values.is_empty() || filter.values.iter().any(|w| w == v)
+                })
+            })
+            .collect())
+    }
+
+    async fn check_endpoint(&self, service: Service) -> Result<(), AwsError> {
+        let op = match service {
+            Service::Ec2 => "DescribeRegions",
+            Service::Ssm => "ListDocuments",
+        };
+        let _state = self.enter(format!("CheckEndpoint {}", service.name()), op)?;
+        Ok(())
+    }
+
     async fn caller_identity(&self) -> Result<Identity, AwsError> {
         let state = self.enter("GetCallerIdentity".to_owned(), "GetCallerIdentity")?;
         state.identity.clone().ok_or(AwsError::Credentials {
@@ -320,6 +357,16 @@ impl SsmApi for FakeApi {
             plaintext: zeroize::Zeroizing::new((0u8..64).collect()),
             ciphertext: key_id.as_bytes().to_vec(),
         })
+    }
+}
+
+/// Every fake document is a `Session` document owned by the account.
+fn fake_summary(state: &FakeState, name: &str) -> DocumentSummary {
+    DocumentSummary {
+        name: name.to_owned(),
+        document_type: Some("Session".to_owned()),
+        owner: Some("123456789012".to_owned()),
+        tags: state.document_tags.get(name).cloned().unwrap_or_default(),
     }
 }
 

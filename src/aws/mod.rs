@@ -16,13 +16,19 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 pub use model::{
-    DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, StartSessionRequest,
-    TagFilter,
+    DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, StartSessionRequest, TagFilter,
 };
 
 /// Everything ssmtui asks of AWS.
 #[async_trait]
 pub trait SsmApi: Send + Sync {
+    /// The profile (if named) and region this client talks to, for audit records. Fakes may
+    /// know neither.
+    fn location(&self) -> (Option<String>, Option<String>) {
+        (None, None)
+    }
+
     /// EC2 instances (filtered by tags on the server) joined with their SSM registration.
     async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError>;
     /// `ssm:StartSession`.
@@ -31,7 +37,8 @@ pub trait SsmApi: Send + Sync {
     async fn resume_session(&self, session_id: &str) -> Result<SessionTarget, AwsError>;
     /// `ssm:TerminateSession`.
     async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError>;
-    /// `ssm:DescribeSessions`; `owner_self` limits the list to the caller's own sessions.
+    /// `ssm:DescribeSessions`; `owner_self` limits the list to the caller's own sessions (an
+    /// `Owner` filter with the caller's ARN from STS).
     async fn describe_sessions(
         &self,
         state: SessionState,
@@ -39,6 +46,14 @@ pub trait SsmApi: Send + Sync {
     ) -> Result<Vec<SessionSummary>, AwsError>;
     /// `ssm:GetDocument`: the document's JSON content.
     async fn get_document(&self, name: &str) -> Result<String, AwsError>;
+    /// `ssm:DescribeDocument`: type, owner and tags of a document.
+    async fn describe_document(&self, name: &str) -> Result<DocumentSummary, AwsError>;
+    /// `ssm:ListDocuments` of `Session` documents carrying the tag `filter.key`; with values,
+    /// only those whose tag has one of them (an empty `values` means any value).
+    async fn list_documents(&self, filter: &TagFilter) -> Result<Vec<DocumentSummary>, AwsError>;
+    /// One cheap read-only call to `service`, proving its endpoint answers for these
+    /// credentials and region.
+    async fn check_endpoint(&self, service: Service) -> Result<(), AwsError>;
     /// `sts:GetCallerIdentity`.
     async fn caller_identity(&self) -> Result<Identity, AwsError>;
     /// `kms:GenerateDataKey` with 64 bytes and the given encryption context.

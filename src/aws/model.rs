@@ -146,3 +146,35 @@ impl std::fmt::Debug for DataKey {
             .finish()
     }
 }
+
+/// A document as ListDocuments and DescribeDocument describe it (no content).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DocumentSummary {
+    /// Document name.
+    pub name: String,
+    /// `Session`, `Command`, … (`DocumentType`).
+    pub document_type: Option<String>,
+    /// `Amazon` or the owning account id.
+    pub owner: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A service whose endpoint `SsmApi::check_endpoint` can probe with one cheap call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// EC2 (DescribeRegions for the configured region).
+    Ec2,
+    /// SSM (ListDocuments with one result).
+    Ssm,
+}
+
+impl Service {
+    /// Lower-case service name as in endpoint host names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ec2 => "ec2",
+            Self::Ssm => "ssm",
+        }
+    }
+}

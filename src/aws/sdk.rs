@@ -17,8 +17,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use super::{
-    AwsError, DataKey, Identity, Instance, SessionState, SessionSummary, SessionTarget, SsmApi,
-    StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
+    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::config::AwsConfig;
 use crate::secret::Secret;
@@ -210,6 +210,10 @@ fn ssm_time(t: Option<&aws_sdk_ssm::primitives::DateTime>) -> Option<String> {
 
 #[async_trait]
 impl SsmApi for SdkApi {
+    fn location(&self) -> (Option<String>, Option<String>) {
+        (self.profile.clone(), Some(self.region.clone()))
+    }
+
     async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError> {
         let ec2 = async {
             let mut req = self.ec2.describe_instances().max_results(1000).filters(
@@ -340,9 +344,12 @@ impl SsmApi for SdkApi {
             SessionState::History => aws_sdk_ssm::types::SessionState::History,
         });
         if owner_self {
+            // The Owner filter takes the owner's ARN ("Self" is not a documented value), and
+            // sessions are owned by the caller ARN as STS reports it (the assumed-role ARN).
+            let me = self.caller_identity().await?;
             let filter = SessionFilter::builder()
                 .key(SessionFilterKey::Owner)
-                .value("Self")
+                .value(me.arn)
                 .build()
                 .map_err(|_| AwsError::Incomplete {
                     operation: "DescribeSessions",
@@ -387,6 +394,95 @@ impl SsmApi for SdkApi {
                 operation: "GetDocument",
                 what: "Content",
             })
+    }
+
+    async fn describe_document(&self, name: &str) -> Result<DocumentSummary, AwsError> {
+        let out = self
+            .ssm
+            .describe_document()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| self.classify("DescribeDocument", e))?;
+        let d = out.document().ok_or(AwsError::Incomplete {
+            operation: "DescribeDocument",
+            what: "Document",
+        })?;
+        Ok(DocumentSummary {
+            name: d.name().unwrap_or(name).to_owned(),
+            document_type: d.document_type().map(|t| t.as_str().to_owned()),
+            owner: d.owner().map(str::to_owned),
+            tags: d
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect(),
+        })
+    }
+
+    async fn list_documents(&self, filter: &TagFilter) -> Result<Vec<DocumentSummary>, AwsError> {
+        use aws_sdk_ssm::types::DocumentKeyValuesFilter;
+        let tag = if filter.values.is_empty() {
+            DocumentKeyValuesFilter::builder()
+                .key("TagKeys")
+                .values(&filter.key)
+                .build()
+        } else {
+            DocumentKeyValuesFilter::builder()
+                .key(format!("tag:{}", filter.key))
+                .set_values(Some(filter.values.clone()))
+                .build()
+        };
+        let session = DocumentKeyValuesFilter::builder()
+            .key("DocumentType")
+            .values("Session")
+            .build();
+        let mut pages = self
+            .ssm
+            .list_documents()
+            .filters(session)
+            .filters(tag)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify("ListDocuments", e))?;
+            out.extend(page.document_identifiers().iter().map(|d| {
+                DocumentSummary {
+                    name: d.name().unwrap_or_default().to_owned(),
+                    document_type: d.document_type().map(|t| t.as_str().to_owned()),
+                    owner: d.owner().map(str::to_owned),
+                    tags: d
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn check_endpoint(&self, service: Service) -> Result<(), AwsError> {
+        match service {
+            Service::Ec2 => {
+                self.ec2
+                    .describe_regions()
+                    .region_names(&self.region)
+                    .send()
+                    .await
+                    .map_err(|e| self.classify("DescribeRegions", e))?;
+            }
+            Service::Ssm => {
+                self.ssm
+                    .list_documents()
+                    .max_results(1)
+                    .send()
+                    .await
+                    .map_err(|e| self.classify("ListDocuments", e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn caller_identity(&self) -> Result<Identity, AwsError> {

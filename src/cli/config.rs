@@ -23,7 +23,7 @@ pub enum ConfigAction {
         /// File to check instead of the active config file
         file: Option<PathBuf>,
     },
-    /// Print the config file, log and state paths
+    /// Print the config file, its config.d drop-ins, and the log, state and audit paths
     Path,
 }
 
@@ -36,13 +36,16 @@ pub fn run(ctx: &super::Context, args: &ConfigArgs) -> anyhow::Result<ExitCode> 
         }
         ConfigAction::Check { file: None } => {
             let loaded = ctx.load_config()?;
-            let line = match loaded.source {
+            let mut line = match loaded.source {
                 Source::File(path) => format!("ok: \"{}\" is valid\n", path.display()),
                 Source::Defaults { looked_for } => format!(
                     "ok: no config file at \"{}\"; using built-in defaults\n",
                     looked_for.display()
                 ),
             };
+            for drop_in in &loaded.drop_ins {
+                let _ = writeln!(line, "ok: merged drop-in \"{}\"", drop_in.display());
+            }
             print_out(&line)?;
         }
         ConfigAction::Path => {
@@ -57,6 +60,18 @@ pub fn run(ctx: &super::Context, args: &ConfigArgs) -> anyhow::Result<ExitCode> 
                 " (does not exist)"
             };
             let _ = writeln!(out, "config file: {}{exists}", config_file.display());
+            // Drop-ins apply in this order, each over the ones before.
+            let dir = crate::config::drop_in_dir(&config_file);
+            match crate::config::drop_in_files(&config_file) {
+                Ok(files) if !files.is_empty() => {
+                    for f in files {
+                        let _ = writeln!(out, "drop-in:     {}", f.display());
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "drop-ins:    {}/*.toml (none)", dir.display());
+                }
+            }
             let _ = writeln!(out, "config dir:  {}", ctx.paths.config_dir.display());
             let _ = writeln!(out, "state dir:   {}", ctx.paths.state_dir.display());
             let _ = writeln!(out, "log dir:     {}", ctx.paths.log_dir().display());

@@ -6,10 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::Context;
-use super::target::{Choice, refuse_readonly, resolve_target};
-use crate::access;
-use crate::engine::shell::{self, ShellOptions};
+use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
+use crate::access::{self, ChosenClass, ClassOrigin};
+use crate::audit::AuditLog;
+use crate::aws::{AwsError, SsmApi};
+use crate::engine::shell::ShellOptions;
 use crate::error::{ErrorKind, UserError};
+use crate::launch;
 use crate::resolve::TargetSpec;
 
 /// Open a shell on an instance.
@@ -62,19 +65,29 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(&config, &args.target, &spec, choice).await?;
+        let target = resolve_target(
+            ctx,
+            &config,
+            &args.target,
+            &spec,
+            choice,
+            args.document.as_deref(),
+        )
+        .await?;
         let document = access::shell_document(target.class(), args.document.as_deref())?;
+        check_document(target.api.as_ref(), &document, target.who.class.as_ref()).await?;
+        let reason = reason_for(&target, reason).await?;
         let instance = &target.instance;
         let options = ShellOptions {
             escape,
             interactive: std::io::stdin().is_terminal(),
             posix_target: instance.platform_type.as_deref() != Some("Windows"),
         };
-        if let Some((class, _)) = &target.class {
-            tracing::info!(%class, "access class");
-        }
-        let outcome = shell::open(
+        let audit = AuditLog::from_config(&config.audit, &ctx.paths);
+        let outcome = launch::run_shell(
             Arc::clone(&target.api),
+            &audit,
+            &target.who,
             instance,
             &document,
             reason,
@@ -84,6 +97,39 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         Ok::<u8, anyhow::Error>(outcome.exit_code.map_or(0, |c| (c & 0xff) as u8))
     })?;
     Ok(ExitCode::from(code))
+}
+
+/// Checks that the session document exists before starting a session with it, so a class
+/// pointing at a missing document is reported as the configuration problem it is. Only a
+/// definite "does not exist" stops us: without ssm:GetDocument the session may still work.
+async fn check_document(
+    api: &dyn SsmApi,
+    document: &str,
+    class: Option<&ChosenClass>,
+) -> anyhow::Result<()> {
+    match api.get_document(document).await {
+        Err(AwsError::NotFound { message, .. }) => {
+            let owner = match class {
+                Some(c) if c.origin == ClassOrigin::Config => {
+                    format!("the {} class's session document", c.name)
+                }
+                Some(c) => format!("the document tagged for class {}", c.name),
+                None => "the session document".to_owned(),
+            };
+            Err(UserError::new(
+                ErrorKind::Usage,
+                format!("{owner} \"{document}\" does not exist in this account and region"),
+            )
+            .hint(format!("AWS said: {message}"))
+            .hint("check the document name in [classes] and the region (--region); `ssmtui doctor` checks every class document")
+            .into())
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, %document, "cannot read the session document; trying the session anyway");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 fn parse_escape(text: &str) -> Result<Option<u8>, UserError> {

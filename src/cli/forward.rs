@@ -69,7 +69,8 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(&config, &args.target, &target_spec, choice).await?;
+        let target = resolve_target(ctx, &config, &args.target, &target_spec, choice, None).await?;
+        let reason = super::target::reason_for(&target, reason).await?;
         let mut forwards: Vec<(ForwardSpec, ForwardHandle)> = Vec::new();
         for (spec, listener) in specs.into_iter().zip(listeners) {
             let document = access::forward_document(target.class(), spec.document())?;

@@ -7,11 +7,14 @@ pub mod completions;
 pub mod config;
 pub mod connect;
 pub mod debug;
+pub mod doctor;
 pub mod forward;
 pub mod list;
 pub mod picker;
+pub mod prompt;
 pub mod proxy;
 pub mod sandbox;
+pub mod sessions;
 pub mod target;
 pub mod tui;
 
@@ -94,6 +97,8 @@ pub enum Command {
     List(list::ListArgs),
     Forward(forward::ForwardArgs),
     Proxy(proxy::ProxyArgs),
+    Sessions(sessions::SessionsArgs),
+    Doctor(doctor::DoctorArgs),
     Config(config::ConfigArgs),
     Completions(completions::CompletionsArgs),
     Sandbox(sandbox::SandboxArgs),
@@ -180,6 +185,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::List(args)) => list::run(&ctx, &args),
         Some(Command::Forward(args)) => forward::run(&ctx, &args),
         Some(Command::Proxy(args)) => proxy::run(&ctx, &args),
+        Some(Command::Sessions(args)) => sessions::run(&ctx, &args),
+        Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         None => tui::run(&ctx),
     }
@@ -204,6 +211,28 @@ pub async fn aws_api(
     Ok(std::sync::Arc::new(
         crate::aws::sdk::SdkApi::new(&config.aws).await?,
     ))
+}
+
+/// The AWS API plus where it points: the resolved region and the profile in use (for audit
+/// records and doctor, which must say which account view they describe).
+pub async fn aws_api_located(
+    config: &Config,
+) -> Result<(std::sync::Arc<dyn crate::aws::SsmApi>, ApiLocation), crate::aws::AwsError> {
+    let api = crate::aws::sdk::SdkApi::new(&config.aws).await?;
+    let location = ApiLocation {
+        region: api.region().to_owned(),
+        profile: api.profile().map(str::to_owned),
+    };
+    Ok((std::sync::Arc::new(api), location))
+}
+
+/// Where an [`aws_api_located`] API points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLocation {
+    /// The resolved region.
+    pub region: String,
+    /// The profile, if one was named (flag, config or `AWS_PROFILE`).
+    pub profile: Option<String>,
 }
 
 /// If `target` names an alias, returns its target and applies its profile/region (unless

@@ -52,7 +52,8 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(&config, &args.target, &target_spec, choice).await?;
+        let target = resolve_target(ctx, &config, &args.target, &target_spec, choice, None).await?;
+        let reason = super::target::reason_for(&target, reason).await?;
         let spec = ForwardSpec {
             bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             local_port: 0,

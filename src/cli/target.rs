@@ -1,33 +1,35 @@
-//! Resolving a TARGET argument for `connect`, `forward` and `proxy`: identity, access class,
-//! the instance list, and a single connectable instance (or a clear exit-3 error).
+//! Resolving a TARGET argument for `connect`, `forward` and `proxy`: identity, access class
+//! (configured or discovered), the instance list, and one connectable instance (or a clear
+//! exit-3 error).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use crate::access;
-use crate::aws::{AwsError, Identity, Instance, SsmApi};
-use crate::config::{ClassConfig, Config};
+use super::prompt;
+use crate::access::memory::Memory;
+use crate::access::{self, ChosenClass};
+use crate::aws::{AwsError, Instance, SsmApi};
+use crate::config::Config;
 use crate::error::{ErrorKind, UserError};
+use crate::launch::Who;
 use crate::resolve::{self, Resolved, TargetSpec};
 
 /// A resolved target and who is asking.
 pub struct Target {
     /// The API client.
     pub api: Arc<dyn SsmApi>,
-    /// The caller.
-    pub identity: Identity,
-    /// The caller's class name and settings, if classes are configured.
-    pub class: Option<(String, ClassConfig)>,
+    /// The caller, class and location, for StartSession and the audit log.
+    pub who: Who,
     /// The chosen instance.
     pub instance: Instance,
+    /// Remembered choices (class per profile, recent reasons).
+    pub memory: Memory,
 }
 
 impl Target {
     /// The class as `access` functions take it.
     pub fn class(&self) -> Option<access::Class<'_>> {
-        self.class
-            .as_ref()
-            .map(|(name, config)| access::Class { name, config })
+        self.who.class.as_ref().map(ChosenClass::as_class)
     }
 }
 
@@ -41,27 +43,37 @@ pub struct Choice {
 }
 
 /// Resolves `input` (already alias-expanded into `spec`) to one connectable instance.
+/// `document` is an explicit `--document`, which matters only when no class is configured.
 pub async fn resolve_target(
+    ctx: &super::Context,
     config: &Config,
     input: &str,
     spec: &TargetSpec,
     choice: Choice,
+    document: Option<&str>,
 ) -> anyhow::Result<Target> {
-    let api = super::aws_api(config).await?;
+    let (api, location) = super::aws_api_located(config).await?;
     let (identity, instances) =
         tokio::try_join!(api.caller_identity(), list_for(api.as_ref(), spec))?;
-    let class = access::class_for(config, &identity.arn)?;
-    let blocked = |i: &Instance| access::out_of_scope(class, i);
+    let memory = Memory::new(&ctx.paths.state_dir);
+    let class =
+        prompt::caller_class(config, &memory, api.as_ref(), &identity.arn, document).await?;
+    let class_ref = class.as_ref().map(ChosenClass::as_class);
+    let blocked = |i: &Instance| access::out_of_scope(class_ref, i);
     let instance = match resolve::resolve(spec, input, &instances, &blocked)? {
         Resolved::One(i) => *i,
         Resolved::Many(many) => choose(input, many, choice).await?,
     };
-    let class = class.map(|c| (c.name.to_owned(), c.config.clone()));
     Ok(Target {
         api,
-        identity,
-        class,
+        who: Who {
+            identity,
+            class,
+            profile: location.profile,
+            region: Some(location.region),
+        },
         instance,
+        memory,
     })
 }
 
@@ -103,4 +115,22 @@ pub fn refuse_readonly(readonly: bool, what: &str) -> Result<(), UserError> {
         .hint(format!("leave out --readonly to {what}")));
     }
     Ok(())
+}
+
+/// The StartSession reason for this target: given, class default, or asked for (exit 2
+/// without a terminal when required). A reason used is remembered in the recent list.
+pub async fn reason_for(target: &Target, given: Option<String>) -> anyhow::Result<Option<String>> {
+    let reason = prompt::session_reason(
+        given,
+        target.who.class.as_ref(),
+        &target.instance,
+        &target.memory,
+    )
+    .await?;
+    if let Some(r) = &reason
+        && let Err(e) = target.memory.add_reason(r)
+    {
+        tracing::warn!(error = %e, "cannot remember the reason");
+    }
+    Ok(reason)
 }

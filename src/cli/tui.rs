@@ -84,7 +84,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SdkFactory {
                         aws: config.aws.clone(),
                     }),
-                    launcher: Some(Arc::new(crate::tui::EngineLauncher)),
+                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(
+                        config.clone(),
+                        crate::audit::AuditLog::from_config(&config.audit, &ctx.paths),
+                    ))),
                 };
                 (services, profile, region)
             }

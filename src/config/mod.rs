@@ -210,7 +210,10 @@ pub enum Unreachable {
 }
 
 /// `[classes.NAME]`: an access class and the documents bound to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Default` is only a starting point for struct literals in code and tests: an empty
+/// `document` is not a valid class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassConfig {
     /// The session document every shell session of this class uses.
@@ -227,6 +230,12 @@ pub struct ClassConfig {
     /// Whether every session of this class needs a reason.
     #[serde(default)]
     pub require_reason: bool,
+    /// `Key=Value` instance tags for which this class needs a reason (`*` globs in the value).
+    #[serde(default)]
+    pub reason_required_tags: Vec<String>,
+    /// The reason used when none is given (it also satisfies a requirement).
+    #[serde(default)]
+    pub default_reason: Option<String>,
 }
 
 /// `[aliases] NAME = { … }`: a short name for a target.
@@ -303,6 +312,76 @@ pub struct Loaded {
     pub config: Config,
     /// Where it came from.
     pub source: Source,
+    /// The `config.d/*.toml` drop-ins merged over it, in the order they were applied.
+    pub drop_ins: Vec<PathBuf>,
+}
+
+/// The directory of drop-ins for a config file: `config.d` next to it.
+pub fn drop_in_dir(config_file: &Path) -> PathBuf {
+    config_file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("config.d")
+}
+
+/// The `*.toml` files in [`drop_in_dir`], sorted by file name (byte order), so `10-team.toml`
+/// comes before `20-me.toml`. A missing directory has none.
+pub fn drop_in_files(config_file: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = drop_in_dir(config_file);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Parses one file of a merged configuration: TOML syntax and the schema, except that keys may
+/// be missing (another file may supply them). Errors name this file and the line.
+fn parse_fragment(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    let at = |e: &toml::de::Error| {
+        let (line, column) = e.span().map_or((1, 1), |span| line_column(text, &span));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| at(&e))?;
+    if let Err(e) = toml::from_str::<Config>(text)
+        && !e.message().starts_with("missing field")
+    {
+        return Err(at(&e));
+    }
+    Ok(table)
+}
+
+/// Merges `over` into `base`: tables merge key by key (recursively), the top-level
+/// `[[forwards]]` arrays are appended, and every other value in `over` replaces the one in
+/// `base` (so a later file wins per key, and lists such as `principals` are replaced whole).
+pub fn merge(base: &mut toml::Table, over: toml::Table) {
+    merge_at(base, over, true);
+}
+
+fn merge_at(base: &mut toml::Table, over: toml::Table, top: bool) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_at(b, o, false),
+            (Some(toml::Value::Array(b)), toml::Value::Array(o)) if top && key == "forwards" => {
+                b.extend(o);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 impl Config {
@@ -341,28 +420,66 @@ impl Config {
     }
 
     /// Loads the configuration: `explicit` (from `--config` or `SSMTUI_CONFIG`) must exist;
-    /// otherwise the default file is read if present.
+    /// otherwise the default file is read if present. Then the drop-ins `config.d/*.toml` next
+    /// to that file (present or not) are merged over it, in file-name order ([`merge`]).
     pub fn load(explicit: Option<&Path>, paths: &Paths) -> Result<Loaded, ConfigError> {
-        if let Some(path) = explicit {
-            let path = paths::expand_home(path);
-            let config = Self::from_file(&path)?;
+        let (path, must_exist) = match explicit {
+            Some(p) => (paths::expand_home(p), true),
+            None => (paths.default_config_file(), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path });
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let source = match text {
+            Some(_) => Source::File(path.clone()),
+            None => Source::Defaults {
+                looked_for: path.clone(),
+            },
+        };
+        let drop_ins = drop_in_files(&path)?;
+        if drop_ins.is_empty() {
+            let config = match &text {
+                Some(t) => Self::parse(t, &path)?,
+                None => Self::default(),
+            };
             return Ok(Loaded {
                 config,
-                source: Source::File(path),
+                source,
+                drop_ins,
             });
         }
-        let default = paths.default_config_file();
-        match Self::from_file(&default) {
-            Ok(config) => Ok(Loaded {
-                config,
-                source: Source::File(default),
-            }),
-            Err(ConfigError::Missing { path }) => Ok(Loaded {
-                config: Self::default(),
-                source: Source::Defaults { looked_for: path },
-            }),
-            Err(e) => Err(e),
+        let mut merged = match &text {
+            Some(t) => parse_fragment(t, &path)?,
+            None => toml::Table::new(),
+        };
+        for file in &drop_ins {
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            merge(&mut merged, parse_fragment(&text, file)?);
         }
+        let config: Self = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Invalid {
+                path: path.clone(),
+                message: format!(
+                    "merged with its config.d drop-ins it does not fit the schema: {}",
+                    e.message().trim()
+                ),
+                hint: "a key may be split across files, but the merged [classes.NAME] tables must be complete".to_owned(),
+            }
+        })?;
+        config.validate(&path)?;
+        Ok(Loaded {
+            config,
+            source,
+            drop_ins,
+        })
     }
 
     /// Checks values the schema alone cannot.
@@ -394,18 +511,7 @@ impl Config {
                 "the default is 30",
             ));
         }
-        for (name, class) in &self.classes {
-            for doc in std::iter::once(&class.document).chain(&class.forward_documents) {
-                if !is_document_name(doc) {
-                    return Err(invalid(
-                        format!(
-                            "classes.{name} names the document \"{doc}\", which is not a valid document name"
-                        ),
-                        "document names are 3 to 128 characters of letters, digits and _-.:/",
-                    ));
-                }
-            }
-        }
+        self.validate_classes(path)?;
         for rule in &self.ui.reason_required_tags {
             if parse_tag_rule(rule).is_none() {
                 return Err(invalid(
@@ -444,11 +550,110 @@ impl Config {
     }
 }
 
-/// Splits a `key=value` tag rule; `None` when there is no `=` or the key is empty.
+/// Splits a `Key=Value` tag rule (used by `[ui] reason_required_tags` and
+/// `[classes.X] reason_required_tags`); `None` when there is no `=` or either side is empty.
 pub fn parse_tag_rule(rule: &str) -> Option<(&str, &str)> {
     let (key, value) = rule.split_once('=')?;
-    let key = key.trim();
-    (!key.is_empty()).then_some((key, value.trim()))
+    let (key, value) = (key.trim(), value.trim());
+    (!key.is_empty() && !value.is_empty()).then_some((key, value))
+}
+
+impl Config {
+    /// The class checks: document names, principals patterns, reason rules.
+    fn validate_classes(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String, hint: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+            hint: hint.to_owned(),
+        };
+        // pattern -> the first class that uses it
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, class) in &self.classes {
+            for doc in std::iter::once(&class.document).chain(&class.forward_documents) {
+                if !is_document_name(doc) {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name} names the document \"{doc}\", which is not a valid document name"
+                        ),
+                        "document names are 3 to 128 characters of letters, digits and _-.:/",
+                    ));
+                }
+            }
+            if let Some(kind) = non_shell_document(&class.document) {
+                return Err(invalid(
+                    format!(
+                        "classes.{name}.document = \"{}\" is {kind}, not a shell session document",
+                        class.document
+                    ),
+                    "set document to the class's Standard_Stream session document (e.g. \"SSM-sudo\"); port-forwarding documents belong in forward_documents",
+                ));
+            }
+            if class.forward_documents.contains(&class.document) {
+                return Err(invalid(
+                    format!(
+                        "classes.{name} lists its shell document \"{}\" in forward_documents",
+                        class.document
+                    ),
+                    "forward_documents are port-forwarding documents such as \"AWS-StartPortForwardingSession\"",
+                ));
+            }
+            for pattern in &class.principals {
+                if let Some(problem) = crate::access::glob_problem(pattern) {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name}.principals has the pattern \"{pattern}\", which {problem}"
+                        ),
+                        "write ARN glob patterns such as \"arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*\" (* matches anything)",
+                    ));
+                }
+                if let Some(other) = owners.insert(pattern, name) {
+                    return Err(invalid(
+                        format!(
+                            "the principals pattern \"{pattern}\" appears in both classes.{other} and classes.{name}"
+                        ),
+                        "a principal must belong to exactly one class; remove the pattern from one of them",
+                    ));
+                }
+            }
+            for rule in &class.reason_required_tags {
+                if crate::access::parse_tag_rule(rule).is_none() {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name}.reason_required_tags has \"{rule}\", which is not Key=Value"
+                        ),
+                        "write tag rules as \"Environment=prod\" (* in the value matches anything)",
+                    ));
+                }
+            }
+            if let Some(reason) = &class.default_reason {
+                let n = reason.trim().chars().count();
+                if n == 0 || n > 256 {
+                    return Err(invalid(
+                        format!(
+                            "classes.{name}.default_reason must be 1 to 256 characters, not {n}"
+                        ),
+                        "AWS accepts StartSession reasons of 1 to 256 characters",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a well-known document is if it cannot run a shell (`None` for anything else, which is
+/// checked against AWS at run time and by `ssmtui doctor`).
+pub fn non_shell_document(name: &str) -> Option<&'static str> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if base.starts_with("AWS-StartPortForwardingSession") {
+        Some("a port-forwarding document")
+    } else if base == "AWS-StartSSHSession" {
+        Some("the SSH proxy document")
+    } else if base == "AWS-StartNonInteractiveCommand" || base == "AWS-StartInteractiveCommand" {
+        Some("a command document")
+    } else {
+        None
+    }
 }
 
 /// The SSM API's document-name pattern `[a-zA-Z0-9_\-.:/]{3,128}`.
@@ -534,6 +739,52 @@ mod tests {
     }
 
     #[test]
+    fn merge_tables_by_key_appends_forwards_replaces_lists() {
+        let mut base: toml::Table = toml::from_str(
+            "[ui]\ntheme = \"mono\"\ncolumns = [\"A\"]\n[[forwards]]\nname = \"a\"\ntarget = \"t\"\nspec = \"1:2\"\n",
+        )
+        .unwrap();
+        let over: toml::Table = toml::from_str(
+            "[ui]\ncolumns = [\"B\"]\nrefresh_seconds = 5\n[[forwards]]\nname = \"b\"\ntarget = \"t\"\nspec = \"3:4\"\n",
+        )
+        .unwrap();
+        merge(&mut base, over);
+        let config: Config = toml::Value::Table(base).try_into().unwrap();
+        assert_eq!(config.ui.theme, Theme::Mono);
+        assert_eq!(config.ui.columns, ["B"]);
+        assert_eq!(config.ui.refresh_seconds, 5);
+        let names: Vec<&str> = config.forwards.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn drop_ins_apply_over_a_missing_default_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().to_path_buf(),
+            state_dir: dir.path().join("state"),
+        };
+        std::fs::create_dir(dir.path().join("config.d")).unwrap();
+        std::fs::write(
+            dir.path().join("config.d/team.toml"),
+            "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"*/a\"]\n",
+        )
+        .unwrap();
+        let loaded = Config::load(None, &paths).unwrap();
+        assert!(matches!(loaded.source, Source::Defaults { .. }));
+        assert_eq!(loaded.drop_ins.len(), 1);
+        assert_eq!(loaded.config.classes["sudo"].document, "SSM-sudo");
+        // An incomplete class after merging is an error naming the problem.
+        std::fs::write(
+            dir.path().join("config.d/zz.toml"),
+            "[classes.other]\nprincipals = [\"*/b\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(None, &paths).unwrap_err().to_string();
+        assert!(err.contains("missing field `document`"), "{err}");
+    }
+
+    #[test]
     fn line_column_counts_from_one() {
         assert_eq!(line_column("ab\ncd", &(4..5)), (2, 2));
         assert_eq!(line_column("ab", &(0..1)), (1, 1));
@@ -575,6 +826,10 @@ mod example_file {
             .collect();
         let config = Config::parse(&enabled, Path::new("enabled.toml")).unwrap();
         assert_eq!(config.classes["sudo"].document, "SSM-sudo");
+        assert_eq!(
+            config.classes["sudo"].reason_required_tags,
+            ["Environment=prod"]
+        );
         assert_eq!(
             config.classes["no-sudo"].scope["Environment"],
             ["staging", "dev"]

@@ -27,9 +27,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::{CloseReason, EngineEvent, SessionCommand, SessionHandle, SessionOptions};
-use crate::aws::{Instance, SsmApi, StartSessionRequest};
-use crate::error::{ErrorKind, UserError};
+use super::{CloseReason, EngineEvent, SessionCommand, SessionHandle};
 
 /// How the passthrough behaves.
 #[derive(Debug, Clone)]
@@ -159,44 +157,6 @@ pub async fn run(
         }
     };
     stop.store(true, Ordering::Relaxed);
-    Ok(outcome)
-}
-
-/// Starts a shell session on `target` with `document` and runs the passthrough until it ends.
-/// A session that fails (rather than closes) is an error; the outcome carries the remote
-/// exit status when one is known.
-pub async fn open(
-    api: Arc<dyn SsmApi>,
-    target: &Instance,
-    document: &str,
-    reason: Option<String>,
-    options: &ShellOptions,
-) -> anyhow::Result<ShellOutcome> {
-    let started = api
-        .start_session(&StartSessionRequest {
-            target: target.id.clone(),
-            document: document.to_owned(),
-            parameters: Default::default(),
-            reason,
-        })
-        .await?;
-    if options.interactive {
-        eprint!(
-            "connected to {} with {document}; session {} (~? for escapes)\r\n",
-            target.label(),
-            started.session_id,
-        );
-    }
-    tracing::info!(session_id = %started.session_id, target = %target.id, %document, "shell session started");
-    let (handle, mut events) =
-        super::spawn_session(Arc::clone(&api), started, SessionOptions::new(&target.id)).await?;
-    let outcome = run(&handle, &mut events, options).await?;
-    if let CloseReason::Failed(message) = &outcome.reason {
-        return Err(anyhow::Error::new(
-            UserError::new(ErrorKind::Network, format!("the session failed: {message}"))
-                .hint("run `ssmtui sessions` to see whether it is still active"),
-        ));
-    }
     Ok(outcome)
 }
 

@@ -98,9 +98,20 @@ impl ShellLauncher for CommandLauncher {
 }
 
 /// Opens real Session Manager shells through the engine: StartSession with the class's
-/// document, then the same passthrough `ssmtui connect` uses (escapes, resize, raw mode).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineLauncher;
+/// document, the audit start/end lines, and the same passthrough `ssmtui connect` uses
+/// (escapes, resize, raw mode).
+#[derive(Debug, Clone)]
+pub struct EngineLauncher {
+    config: crate::config::Config,
+    audit: crate::audit::AuditLog,
+}
+
+impl EngineLauncher {
+    /// A launcher for this configuration, auditing to `audit`.
+    pub fn new(config: crate::config::Config, audit: crate::audit::AuditLog) -> Self {
+        Self { config, audit }
+    }
+}
 
 #[async_trait]
 impl ShellLauncher for EngineLauncher {
@@ -111,12 +122,24 @@ impl ShellLauncher for EngineLauncher {
         document: &str,
         reason: Option<String>,
     ) -> anyhow::Result<ShellOutcome> {
+        let identity = api.caller_identity().await?;
+        let class = crate::access::class_for(&self.config, &identity.arn)?
+            .map(crate::access::ChosenClass::from_config);
+        let (profile, region) = api.location();
+        let who = crate::launch::Who {
+            identity,
+            class,
+            profile,
+            region,
+        };
         let options = crate::engine::shell::ShellOptions {
             escape: Some(b'~'),
             interactive: true,
             posix_target: target.platform_type.as_deref() != Some("Windows"),
         };
-        let outcome = crate::engine::shell::open(api, target, document, reason, &options).await?;
+        let outcome =
+            crate::launch::run_shell(api, &self.audit, &who, target, document, reason, &options)
+                .await?;
         Ok(ShellOutcome {
             exit_code: outcome.exit_code,
         })
