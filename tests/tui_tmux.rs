@@ -111,6 +111,13 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
     let socket = format!("ssmtui-e2e-{}", std::process::id());
     let tmux = Tmux { socket };
     let (width, height) = (100u16, 30u16);
+    // Shells need an access class (the class decides the document); this one takes everyone.
+    std::fs::create_dir_all(home.join("config")).unwrap();
+    std::fs::write(
+        home.join("config/config.toml"),
+        "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
+    )
+    .unwrap();
     // The first tmux command starts the server, which passes its environment to the pane.
     let out = tmux
         .cmd()

@@ -9,9 +9,6 @@ use std::collections::BTreeMap;
 use crate::aws::Instance;
 use crate::config::ClassConfig;
 
-/// The document shells use when the caller has no class.
-pub const DEFAULT_DOCUMENT: &str = "SSM-SessionManagerRunShell";
-
 /// The caller's class, resolved from their ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassInfo {
@@ -86,14 +83,6 @@ pub fn reachability(instance: &Instance, class: Option<&ClassInfo>) -> Access {
         }
     }
     Access::Reachable
-}
-
-/// The document a shell from this caller uses, and whether it came from a class.
-pub fn shell_document(class: Option<&ClassInfo>) -> (&str, bool) {
-    match class {
-        Some(c) => (c.config.document.as_str(), true),
-        None => (DEFAULT_DOCUMENT, false),
-    }
 }
 
 /// The `key=value` rule that makes a reason mandatory for this target, if any.

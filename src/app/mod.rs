@@ -247,13 +247,16 @@ impl App {
         usize::from(self.size.1.saturating_sub(LIST_CHROME_ROWS)).max(1)
     }
 
-    /// The document shells will use, and a note when it is the fallback.
+    /// The document shells will use, or a note saying why there is none. Without a class
+    /// there is no document: falling back to the account default would bypass the classes.
     pub fn shell_document(&self) -> (String, Option<&'static str>) {
-        let (doc, from_class) = access::shell_document(self.class.as_ref());
-        (
-            doc.to_owned(),
-            (!from_class).then_some("no class configured"),
-        )
+        match &self.class {
+            Some(class) => (class.config.document.clone(), None),
+            None => (
+                "none".to_owned(),
+                Some("no access class; shells are refused"),
+            ),
+        }
     }
 
     /// Resolves a key for the focused mode: a bound action, or a character for a text input.
@@ -578,13 +581,18 @@ impl App {
         if let Some(reason) = row.access.reason() {
             return Some(reason.to_owned());
         }
-        if self.identity.is_none() && !self.opts.classes.is_empty() {
-            // Without the caller's ARN the class (and so the document) is unknown; guessing
-            // the default document could bypass the class's restrictions.
-            return Some(
+        if self.class.is_none() {
+            // The class decides the document; guessing the account default could bypass the
+            // class's restrictions (and the issue forbids a silent fallback).
+            return Some(if self.opts.classes.is_empty() {
+                "no access class is configured: add [classes] to the config, or pick a tagged class once with `ssmtui connect`".to_owned()
+            } else if self.identity.is_none() {
                 "the caller identity has not loaded yet, so the session document is unknown"
-                    .to_owned(),
-            );
+                    .to_owned()
+            } else {
+                "your identity belongs to no access class, so no session document applies"
+                    .to_owned()
+            });
         }
         None
     }

@@ -7,10 +7,22 @@ use crate::aws::SessionSummary;
 use crate::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use crate::config::ClassConfig;
 
+/// A class every caller belongs to, so shells have a document.
+fn everyone_class() -> BTreeMap<String, ClassConfig> {
+    BTreeMap::from([(
+        "sudo".into(),
+        ClassConfig {
+            document: "SSM-sudo".into(),
+            principals: vec!["*".into()],
+            ..ClassConfig::default()
+        },
+    )])
+}
+
 fn opts() -> AppOptions {
     AppOptions {
         ui: UiConfig::default(),
-        classes: BTreeMap::new(),
+        classes: everyone_class(),
         keymap: Keymap::defaults().unwrap(),
         profile: Some("dev".into()),
         region: Some("eu-west-1".into()),
@@ -289,30 +301,28 @@ fn mode_switches_follow_the_stack() {
 }
 
 #[test]
-fn enter_opens_a_shell_with_the_default_document_without_a_class() {
-    let mut app = loaded(three());
-    press(&mut app, &["j"]);
-    let effects = press(&mut app, &["enter"]);
-    // web-prod is Environment=prod: the default rule asks for a reason first.
-    assert!(effects.is_empty());
-    assert_eq!(app.mode(), Mode::Reason);
-    press(&mut app, &["esc"]);
-    press(&mut app, &["k"]);
-    let effects = press(&mut app, &["enter"]);
-    let [
-        Effect::OpenShell {
-            instance,
-            document,
-            reason,
+fn enter_is_refused_without_an_access_class() {
+    // No class means no document: the account default is never used silently.
+    let mut app = loaded_with(
+        AppOptions {
+            classes: BTreeMap::new(),
+            ..opts()
         },
-    ] = effects.as_slice()
-    else {
-        panic!("expected OpenShell, got {effects:?}");
-    };
-    assert_eq!(instance.id, "i-22");
-    assert_eq!(document, "SSM-SessionManagerRunShell");
-    assert_eq!(reason, &None);
-    assert_eq!(app.shell_document().1, Some("no class configured"));
+        three(),
+    );
+    let effects = press(&mut app, &["enter"]);
+    assert!(effects.is_empty());
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(
+        app.shell_refusal().as_deref(),
+        Some(
+            "no access class is configured: add [classes] to the config, or pick a tagged class once with `ssmtui connect`"
+        )
+    );
+    assert_eq!(
+        app.shell_document().1,
+        Some("no access class; shells are refused")
+    );
 }
 
 fn offline(id: &str) -> Instance {
@@ -450,7 +460,7 @@ fn reason_prompt_flow() {
         effects,
         [Effect::OpenShell {
             instance: Box::new(inst("i-1", "web-prod", "prod")),
-            document: "SSM-SessionManagerRunShell".into(),
+            document: "SSM-sudo".into(),
             reason: Some("INC-42 q?".into()),
         }]
     );

@@ -94,7 +94,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         };
         let app = App::new(AppOptions {
             ui,
-            classes: config.classes.clone(),
+            classes: classes_with_remembered(&config, ctx),
             keymap,
             profile,
             region,
@@ -120,4 +120,31 @@ fn fake_world_size() -> anyhow::Result<Option<usize>> {
         }),
         _ => Ok(None),
     }
+}
+
+/// The configured classes; with none configured, the class the user picked earlier for this
+/// profile (`ssmtui connect` asks once among documents tagged `ssmtui:class`), as a class that
+/// applies to the caller. Without either, the UI refuses shells and says why.
+fn classes_with_remembered(
+    config: &crate::config::Config,
+    ctx: &Context,
+) -> std::collections::BTreeMap<String, crate::config::ClassConfig> {
+    if !config.classes.is_empty() {
+        return config.classes.clone();
+    }
+    let memory = crate::access::memory::Memory::new(&ctx.paths.state_dir);
+    let profile = crate::access::discovery::profile_key(config.aws.profile.as_deref());
+    memory
+        .class_for_profile(&profile)
+        .map(|remembered| {
+            std::collections::BTreeMap::from([(
+                remembered.class,
+                crate::config::ClassConfig {
+                    document: remembered.document,
+                    principals: vec!["*".to_owned()],
+                    ..crate::config::ClassConfig::default()
+                },
+            )])
+        })
+        .unwrap_or_default()
 }
