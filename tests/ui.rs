@@ -45,6 +45,8 @@ fn app(width: u16, height: u16, readonly: bool) -> App {
         region: Some("eu-west-1".to_owned()),
         readonly,
         profiles: vec!["platform-dev".to_owned(), "platform-prod".to_owned()],
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
     });
     app.start();
     app.update(Action::Resize { width, height });

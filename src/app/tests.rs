@@ -21,6 +21,8 @@ fn opts() -> AppOptions {
             "prod-admin".into(),
             "prod-ro".into(),
         ],
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
     }
 }
 
@@ -561,7 +563,7 @@ fn command_completion_of_commands_profiles_and_regions() {
             "",
             1,
             "",
-            &["instances", "sessions", "profile", "region", "quit"],
+            &["instances", "sessions", "forwards", "profile", "region", "quit"],
         ),
     ] {
         press(&mut app, &[":"]);
@@ -808,12 +810,15 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
         [
             "instances",
             "sessions",
+            "forwards",
+            "forward_form",
             "filter",
             "command",
             "reason",
             "confirm",
             "help",
-            "details"
+            "details",
+            "forward_details"
         ]
     );
     let refresh = help[0].rows.iter().find(|r| r.1 == "refresh").unwrap();
