@@ -35,8 +35,7 @@ pub const RATE_TAU: f64 = 2.0;
 pub const SAMPLE_MS: u64 = 500;
 
 /// The one line explaining the keepalive trade-off (form and README say the same).
-pub const KEEPALIVE_NOTE: &str =
-    "keeps idle sessions open, defeating the account's idle timeout (a security control)";
+pub const KEEPALIVE_NOTE: &str = "on defeats the account's idle timeout, a security control";
 
 /// Where a forward stands, as the tab shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,11 +141,20 @@ pub struct ForwardEntry {
 }
 
 impl ForwardEntry {
-    /// The target for the table: the instance label once known, else what was given.
+    /// The target for messages and details: the instance label once known, else what was
+    /// given.
     pub fn target_label(&self) -> String {
         self.instance
             .as_ref()
             .map_or_else(|| self.target_input.clone(), Instance::label)
+    }
+
+    /// The target for the table: the instance's name (or id) once known, else what was given.
+    pub fn target_short(&self) -> String {
+        match &self.instance {
+            Some(i) => i.name.clone().unwrap_or_else(|| i.id.clone()),
+            None => self.target_input.clone(),
+        }
     }
 
     fn reset_run(&mut self) {
@@ -517,7 +525,14 @@ impl App {
         }
         let spec = match ForwardSpec::parse(form.spec.trim()) {
             Ok(s) => s,
-            Err(e) => return refuse(self, user_text(e), FormField::Spec),
+            Err(e) => {
+                // The error is on screen under the field already; just go back to it.
+                if let Some(form) = &mut self.forwards.form {
+                    form.spec_error = Some(e.to_string());
+                    form.focus = FormField::Spec;
+                }
+                return Vec::new();
+            }
         };
         let name = form.name.trim().to_owned();
         if name.is_empty() {

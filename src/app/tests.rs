@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::app::forwards::{ForwardSample, Phase};
+use crate::app::forwards::{FormField, ForwardSample, Phase};
 use crate::aws::SessionSummary;
 use crate::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use crate::config::ClassConfig;
@@ -871,7 +871,7 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
     );
     // The footer is generated from the same table.
     let footer: Vec<String> = app.footer().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(footer, ["enter", "f", "/", "d", "s", ":", "?", "q/ctrl+c"]);
+    assert_eq!(footer, ["enter", "f", "/", "d", ":", "?", "q/ctrl+c"]);
     assert_eq!(app.footer()[0].1, "shell");
 }
 
@@ -1010,9 +1010,15 @@ fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document
             .starts_with("\"80x\" is not a forward spec"),
         "{form:?}"
     );
-    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(press(&mut app, &["tab", "enter"]), []);
     assert_eq!(app.mode(), Mode::ForwardForm);
-    assert!(app.forwards.form.as_ref().unwrap().error.is_some());
+    let form = app.forwards.form.as_ref().unwrap();
+    assert_eq!(
+        form.focus,
+        FormField::Spec,
+        "Enter goes back to the bad field"
+    );
+    assert!(form.spec_error.is_some());
     // Fixed: the error goes, the name follows the remote port.
     press(&mut app, &["ctrl+u"]);
     type_text(&mut app, "0:8080");

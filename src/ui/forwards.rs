@@ -67,8 +67,8 @@ impl Col {
     fn width(self) -> u16 {
         match self {
             Self::Name => 10,
-            Self::Target => 30,
-            Self::Spec => 18,
+            Self::Target => 20,
+            Self::Spec => 22,
             Self::Local => 15,
             Self::State => 12,
             Self::Conn => 4,
@@ -172,7 +172,7 @@ fn cell(f: &ForwardEntry, col: Col, theme: &Theme) -> Cell<'static> {
     let dash = || "—".to_owned();
     match col {
         Col::Name => Cell::from(f.name.clone()),
-        Col::Target => Cell::from(f.target_label()),
+        Col::Target => Cell::from(f.target_short()),
         Col::Spec => Cell::from(f.spec_text.clone()),
         Col::Local => Cell::from(local_text(f)),
         Col::State => Cell::from(Span::styled(f.phase.word(), state_style(&f.phase, theme))),
@@ -242,9 +242,17 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     }
     let cols = fitting(block.inner(area).width);
+    // With room for the last error, names get what they need and the error the rest;
+    // without it, the name column takes the slack.
+    let has_error = cols.contains(&Col::Error);
+    let longest = list.items.iter().map(|f| f.name.chars().count()).max();
+    let name_width = u16::try_from(longest.unwrap_or(0))
+        .unwrap_or(u16::MAX)
+        .clamp(Col::Name.width(), 24);
     let widths: Vec<Constraint> = cols
         .iter()
         .map(|c| match c {
+            Col::Name if has_error => Constraint::Length(name_width),
             Col::Name | Col::Error => Constraint::Min(c.width()),
             _ => Constraint::Length(c.width()),
         })
@@ -290,22 +298,26 @@ pub fn render_form(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Span::raw("")
         }
     };
-    let mut lines = vec![Line::from(vec![
-        label("spec", Some(FormField::Spec)),
-        Span::raw(form.spec.clone()),
-        cursor(FormField::Spec),
-    ])];
-    lines.push(match (&form.spec_error, &form.spec_warning) {
-        (Some(e), _) => Line::from(vec![label("", None), Span::styled(e.clone(), theme.error)]),
-        (None, Some(w)) => Line::from(vec![label("", None), Span::styled(w.clone(), theme.warn)]),
-        (None, None) => Line::from(vec![
+    let mut lines = vec![
+        Line::from(vec![
+            label("spec", Some(FormField::Spec)),
+            Span::raw(form.spec.clone()),
+            cursor(FormField::Spec),
+        ]),
+        Line::from(vec![
             label("", None),
             Span::styled(
-                "[BIND:]LOCAL:[HOST:]REMOTE, e.g. 8080:80, 5432:db.internal:5432, 0:22",
+                "[BIND:]LOCAL:[HOST:]REMOTE: 8080:80, 5432:db.internal:5432, 0:22",
                 theme.dim,
             ),
         ]),
-    });
+    ];
+    // Errors and warnings start at the left edge so a long one wraps readably.
+    if let Some(e) = &form.spec_error {
+        lines.push(Line::styled(format!("  {e}"), theme.error));
+    } else if let Some(w) = &form.spec_warning {
+        lines.push(Line::styled(format!("  warning: {w}"), theme.warn));
+    }
     lines.push(Line::from(vec![
         label("name", Some(FormField::Name)),
         Span::raw(form.name.clone()),
@@ -318,7 +330,18 @@ pub fn render_form(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         } else {
             "[ ] off  "
         }),
-        Span::styled(KEEPALIVE_NOTE, theme.dim),
+        Span::styled(
+            if form.keepalive {
+                "idle sessions stay open"
+            } else {
+                "idle sessions end at the account's idle timeout"
+            },
+            theme.dim,
+        ),
+    ]));
+    lines.push(Line::from(vec![
+        label("", None),
+        Span::styled(format!("({KEEPALIVE_NOTE})"), theme.dim),
     ]));
     let wanted = ForwardSpec::parse(form.spec.trim()).map_or(DOC_PORT, |s| s.document());
     lines.push(Line::from(vec![
@@ -331,11 +354,11 @@ pub fn render_form(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Err(why) => Span::styled(why, theme.warn),
         },
     ]));
-    lines.push(Line::default());
     if let Some(e) = &form.error {
-        lines.push(Line::styled(e.clone(), theme.error));
+        lines.push(Line::default());
+        lines.push(Line::styled(format!("  {e}"), theme.error));
     }
-    let popup = centered(area, 100, 10);
+    let popup = centered(area, 100, 13);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border)
@@ -393,7 +416,7 @@ pub fn render_details(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         field(
             "keepalive",
             if f.keepalive {
-                format!("on — {KEEPALIVE_NOTE}")
+                format!("on — idle sessions stay open ({KEEPALIVE_NOTE})")
             } else {
                 "off — idle sessions end at the account's idle timeout".to_owned()
             },
