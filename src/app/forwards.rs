@@ -124,6 +124,8 @@ pub struct ForwardEntry {
     pub saved: bool,
     /// Started with the app.
     pub autostart: bool,
+    /// The app's profile/region generation the target was picked in (added forwards only).
+    generation: u64,
     /// Number of the current (or last) start.
     pub run: u64,
     /// Where it stands.
@@ -321,6 +323,7 @@ impl ForwardsState {
                 keepalive: f.keepalive,
                 saved: true,
                 autostart: f.autostart,
+                generation: 0,
                 run: 0,
                 last_error: phase.failure().map(str::to_owned),
                 phase,
@@ -572,6 +575,7 @@ impl App {
             keepalive: form.keepalive,
             saved: false,
             autostart: false,
+            generation: self.generation,
             run: 0,
             phase: Phase::Stopped,
             local_addr: None,
@@ -619,6 +623,13 @@ impl App {
         };
         let instance = if entry.saved {
             self.resolve_saved(&entry.target_input)?
+        } else if entry.generation != self.generation {
+            // The instance was picked in another account or region; starting it with the
+            // current client would ask the wrong account for that instance id.
+            return Err(
+                "added under another profile or region; switch back, or add it again here"
+                    .to_owned(),
+            );
         } else {
             entry
                 .instance

@@ -1450,3 +1450,27 @@ fn forwards_command_and_back() {
     press(&mut app, &["esc"]);
     assert_eq!(app.view(), View::Instances);
 }
+
+#[test]
+fn an_added_forward_does_not_restart_in_another_account() {
+    let mut app = running_forward();
+    press(&mut app, &["x"]);
+    app.update(Action::ForwardStopped { id: 1, run: 1 });
+    press(&mut app, &[":"]);
+    type_text(&mut app, "region eu-central-1");
+    let effects = press(&mut app, &["enter"]);
+    assert!(matches!(
+        &effects[..],
+        [Effect::SwitchAws { generation: 1, .. }]
+    ));
+    app.update(Action::AwsSwitched {
+        generation: 1,
+        result: Ok(()),
+    });
+    press(&mut app, &["F"]);
+    assert_eq!(press(&mut app, &["s"]), []);
+    assert_eq!(
+        app.forwards.get(1).unwrap().phase.failure(),
+        Some("added under another profile or region; switch back, or add it again here")
+    );
+}
