@@ -222,3 +222,105 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
     };
     assert_eq!(read(&before), read(&after), "stty -a differs after the TUI");
 }
+
+/// Saved forwards from a config file show in the forwards tab at start; against the fake world
+/// (whose sessions have no stream URL) an autostarted one fails with the reason, a manual one
+/// stays stopped, an unresolvable one says why; quitting still leaves the terminal intact.
+#[test]
+fn saved_forwards_show_in_the_forwards_tab_in_tmux() {
+    if !tmux_available() {
+        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_ssmtui");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let config_dir = home.join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    // Port 0 everywhere: the test must not depend on a free fixed port.
+    std::fs::write(
+        config_dir.join("config.toml"),
+        r#"
+[[forwards]]
+name = "web-http"
+target = "web-dev-02"
+spec = "0:80"
+autostart = true
+
+[[forwards]]
+name = "manual-ssh"
+target = "Name=api-dev-01"
+spec = "0:22"
+
+[[forwards]]
+name = "ghost"
+target = "no-such-box"
+spec = "0:443"
+autostart = true
+"#,
+    )
+    .unwrap();
+    let socket = format!("ssmtui-e2e-fwd-{}", std::process::id());
+    let tmux = Tmux { socket };
+    let out = tmux
+        .cmd()
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("TERM", "xterm-256color")
+        .env("PS1", "$ ")
+        .env("SSMTUI_CONFIG_DIR", &config_dir)
+        .env("SSMTUI_STATE_DIR", home.join("state"))
+        .env("SSMTUI_FAKE_WORLD", "300")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "160",
+            "-y",
+            "30",
+            "sh",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    tmux.literal(&format!("{bin}; echo \"EXIT=$?\""));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Instances 300/300");
+
+    tmux.literal("F");
+    tmux.wait_text("Forwards");
+    let row = |screen: &str, name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let screen = tmux.wait_for("the autostarted forward to fail against the fake", |s| {
+        row(s, "web-http").contains("failed")
+    });
+    assert!(row(&screen, "manual-ssh").contains("stopped"), "{screen}");
+    assert!(row(&screen, "ghost").contains("failed"), "{screen}");
+    assert!(
+        row(&screen, "ghost").contains("no instance matches"),
+        "{screen}"
+    );
+    // Details of the failed one carry the full error.
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Forward web-http");
+    tmux.wait_text("last error");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("details to close", |s| !s.contains("Forward web-http"));
+
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+}

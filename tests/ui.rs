@@ -11,15 +11,21 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
-use ssmtui::app::{Action, App, AppOptions};
+use ssmtui::app::forwards::ForwardSample;
+use ssmtui::app::{Action, App, AppOptions, Effect};
 use ssmtui::aws::Identity;
 use ssmtui::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use ssmtui::config::keymap::{Key, Keymap};
-use ssmtui::config::{ClassConfig, Theme, UiConfig};
+use ssmtui::config::{ClassConfig, ForwardConfig, Theme, UiConfig};
+use ssmtui::engine::forward::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardState};
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
 fn app(width: u16, height: u16, readonly: bool) -> App {
+    app_with(width, height, options(readonly))
+}
+
+fn options(readonly: bool) -> AppOptions {
     let ui = UiConfig {
         theme: Theme::Mono,
         ..UiConfig::default()
@@ -38,7 +44,7 @@ fn app(width: u16, height: u16, readonly: bool) -> App {
             ..ClassConfig::default()
         },
     )]);
-    let mut app = App::new(AppOptions {
+    AppOptions {
         ui,
         classes,
         keymap: Keymap::defaults().unwrap(),
@@ -46,7 +52,13 @@ fn app(width: u16, height: u16, readonly: bool) -> App {
         region: Some("eu-west-1".to_owned()),
         readonly,
         profiles: vec!["platform-dev".to_owned(), "platform-prod".to_owned()],
-    });
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
+    }
+}
+
+fn app_with(width: u16, height: u16, options: AppOptions) -> App {
+    let mut app = App::new(options);
     app.start();
     app.update(Action::Resize { width, height });
     app.update(Action::IdentityLoaded {
@@ -230,4 +242,159 @@ fn command_mode_with_completions() {
     type_text(&mut app, "region eu-c");
     press(&mut app, &["tab"]);
     snapshot("command", &app);
+}
+
+fn saved(name: &str, target: &str, spec: &str, autostart: bool, keepalive: bool) -> ForwardConfig {
+    ForwardConfig {
+        name: name.to_owned(),
+        target: target.to_owned(),
+        spec: spec.to_owned(),
+        autostart,
+        keepalive,
+    }
+}
+
+fn stats(state: ForwardState, open: u64, bytes: (u64, u64), uptime_ms: u64) -> ForwardSnapshot {
+    ForwardSnapshot {
+        state,
+        bytes_in: bytes.0,
+        bytes_out: bytes.1,
+        connections_open: open,
+        connections_total: open + 4,
+        reconnects: 0,
+        sessions: 1,
+        last_error: None,
+        session_id: Some("alice-0a1b2c3d4e5f60718".to_owned()),
+        uptime: std::time::Duration::from_millis(uptime_ms),
+    }
+}
+
+/// Forwards in every state, fed with deterministic results and samples: connected with
+/// traffic, reconnecting, failed at start, unresolvable, stopped, idle with keepalive.
+fn with_forwards(width: u16, height: u16, readonly: bool) -> App {
+    let mut opts = options(readonly);
+    if let Some(class) = opts.classes.get_mut("sudo") {
+        class.forward_documents = vec![DOC_PORT.to_owned(), DOC_REMOTE_HOST.to_owned()];
+    }
+    opts.forwards = vec![
+        saved("web", "web-prod-01", "0:80", true, false),
+        saved(
+            "postgres",
+            "db-prod-01",
+            "5432:db.internal:5432",
+            true,
+            false,
+        ),
+        saved("api", "api-staging-01", "8080:8080", true, false),
+        saved("ghost", "web-prod-99", "0:443", true, false),
+        saved("cache", "cache-prod-01", "6379:6379", false, false),
+        saved("bastion", "bastion-dev-01", "2222:22", true, true),
+    ];
+    let mut app = app_with(width, height, opts);
+    let addr = |port: u16| Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+    let ok = |app: &mut App, id: u64, port: u16| {
+        app.update(Action::ForwardStarted {
+            id,
+            run: 1,
+            result: addr(port),
+        });
+    };
+    ok(&mut app, 1, 54321);
+    ok(&mut app, 2, 5432);
+    app.update(Action::ForwardStarted {
+        id: 3,
+        run: 1,
+        result: Err("cannot listen on 127.0.0.1:8080: Address already in use (os error 98) (another program uses that port; pick another local port, or 0 for any free one)".to_owned()),
+    });
+    ok(&mut app, 6, 2222);
+    // Two samples half a second apart give the rates.
+    for (t, scale) in [(60_000u64, 0u64), (60_500, 1)] {
+        let mut pg = stats(
+            ForwardState::Reconnecting,
+            2,
+            (48_000_000 + scale * 200_000, 3_000_000),
+            t + 3_600_000,
+        );
+        pg.reconnects = 2;
+        pg.last_error = Some("websocket closed (1006); resuming the session".to_owned());
+        app.update(Action::ForwardStats(vec![
+            ForwardSample {
+                id: 1,
+                run: 1,
+                snapshot: stats(
+                    ForwardState::Connected,
+                    3,
+                    (734_003_200 + scale * 5_242_880, 1_048_576 + scale * 65_536),
+                    t,
+                ),
+            },
+            ForwardSample {
+                id: 2,
+                run: 1,
+                snapshot: pg,
+            },
+            ForwardSample {
+                id: 6,
+                run: 1,
+                snapshot: stats(ForwardState::Idle, 0, (1_200, 900), t + 7_000),
+            },
+        ]));
+    }
+    app
+}
+
+fn open_forwards(app: &mut App) {
+    press(app, &["F"]);
+}
+
+#[test]
+fn forwards() {
+    for (w, h) in SIZES {
+        let mut app = with_forwards(w, h, false);
+        open_forwards(&mut app);
+        press(&mut app, &["j"]);
+        snapshot("forwards", &app);
+    }
+    let mut shot = with_forwards(160, 16, false);
+    open_forwards(&mut shot);
+    screenshot("forwards", &shot);
+}
+
+#[test]
+fn forward_details() {
+    for (w, h) in SIZES {
+        let mut app = with_forwards(w, h, false);
+        open_forwards(&mut app);
+        press(&mut app, &["j", "enter"]);
+        snapshot("forward_details", &app);
+    }
+}
+
+#[test]
+fn add_forward_form() {
+    for (w, h) in SIZES {
+        let mut app = with_forwards(w, h, false);
+        press(&mut app, &["/"]);
+        type_text(&mut app, "web-prod-01");
+        press(&mut app, &["enter", "f"]);
+        type_text(&mut app, "8443:443");
+        press(&mut app, &["tab", "tab", "space"]);
+        snapshot("forward_form", &app);
+    }
+    let mut shot = with_forwards(120, 24, false);
+    press(&mut shot, &["/"]);
+    type_text(&mut shot, "web-prod-01");
+    press(&mut shot, &["enter", "f"]);
+    type_text(&mut shot, "8443:443");
+    screenshot("forward_form", &shot);
+}
+
+#[test]
+fn add_forward_form_shows_a_bad_spec_inline() {
+    let mut app = with_forwards(80, 24, false);
+    press(&mut app, &["f"]);
+    type_text(&mut app, "8080:http");
+    let effects: Vec<Effect> = app.update(Action::Intent(ssmtui::app::Intent::Accept));
+    assert!(effects.is_empty());
+    snapshot("forward_form_error", &app);
 }

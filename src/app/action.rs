@@ -5,7 +5,11 @@
 //! requested for, so a late answer from before a profile/region switch is dropped instead of
 //! mixing two accounts in one list.
 
+use std::net::SocketAddr;
+
+use super::forwards::ForwardSample;
 use crate::aws::{Identity, Instance, SessionSummary};
+use crate::engine::forward::ForwardSpec;
 
 /// A user intent: the action names of the keymap, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +62,29 @@ pub enum Intent {
     Complete,
     /// Close the overlay.
     Close,
+    /// Show the forwards tab.
+    Forwards,
+    /// Add a port forward to the selected instance.
+    AddForward,
+    /// Start the selected forward.
+    Start,
+    /// Stop the selected forward.
+    Stop,
+    /// Stop and start the selected forward.
+    Restart,
+    /// Delete the selected forward (after confirmation).
+    Delete,
+    /// Focus the next form field.
+    NextField,
+    /// Focus the previous form field.
+    PrevField,
+    /// Flip the form's toggle.
+    Toggle,
 }
 
 impl Intent {
     /// Every intent, for name lookups.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 33] = [
         Self::Up,
         Self::Down,
         Self::PageUp,
@@ -87,6 +109,15 @@ impl Intent {
         Self::ClearInput,
         Self::Complete,
         Self::Close,
+        Self::Forwards,
+        Self::AddForward,
+        Self::Start,
+        Self::Stop,
+        Self::Restart,
+        Self::Delete,
+        Self::NextField,
+        Self::PrevField,
+        Self::Toggle,
     ];
 
     /// The action name used in the keymap.
@@ -116,6 +147,15 @@ impl Intent {
             Self::ClearInput => "clear_input",
             Self::Complete => "complete",
             Self::Close => "close",
+            Self::Forwards => "forwards",
+            Self::AddForward => "add_forward",
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Delete => "delete",
+            Self::NextField => "next_field",
+            Self::PrevField => "prev_field",
+            Self::Toggle => "toggle",
         }
     }
 
@@ -185,6 +225,25 @@ pub enum Action {
         /// The remote exit status if known, or why the shell failed.
         result: Result<Option<i32>, String>,
     },
+    /// A forward asked for with [`Effect::StartForward`] is listening, or could not start.
+    ForwardStarted {
+        /// The forward.
+        id: u64,
+        /// The run it was started as.
+        run: u64,
+        /// The address listened on, or why it did not start.
+        result: Result<Option<SocketAddr>, String>,
+    },
+    /// A forward asked to stop has stopped (its session terminated).
+    ForwardStopped {
+        /// The forward.
+        id: u64,
+        /// The run that stopped.
+        run: u64,
+    },
+    /// Counters of every running forward, sampled together every
+    /// [`super::forwards::SAMPLE_MS`].
+    ForwardStats(Vec<ForwardSample>),
 }
 
 /// A side effect for the runtime to perform; results come back as [`Action`]s.
@@ -228,6 +287,30 @@ pub enum Effect {
         /// Region to use (`None`: the default chain).
         region: Option<String>,
     },
-    /// Leave the TUI.
+    /// Bind the spec's port and start forwarding to `instance`, answered with
+    /// [`Action::ForwardStarted`] and then sampled into [`Action::ForwardStats`].
+    StartForward {
+        /// The forward.
+        id: u64,
+        /// The run number; results carry it back.
+        run: u64,
+        /// The target.
+        instance: Box<Instance>,
+        /// What to forward.
+        spec: ForwardSpec,
+        /// The port-forwarding document (from the caller's class).
+        document: String,
+        /// Keep idle sessions alive.
+        keepalive: bool,
+    },
+    /// Stop forward `id` (closing its connections and terminating its session), answered
+    /// with [`Action::ForwardStopped`].
+    StopForward {
+        /// The forward.
+        id: u64,
+        /// The run to stop.
+        run: u64,
+    },
+    /// Leave the TUI (the runtime stops every forward on the way out).
     Quit,
 }

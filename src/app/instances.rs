@@ -183,6 +183,8 @@ pub struct InstancesState {
     pub loading: bool,
     /// The last listing failed.
     pub error: Option<String>,
+    /// Whether a listing completed since the last [`InstancesState::clear`].
+    loaded: bool,
 }
 
 impl std::fmt::Debug for InstancesState {
@@ -219,7 +221,18 @@ impl InstancesState {
             name_buf: Vec::new(),
             loading: false,
             error: None,
+            loaded: false,
         }
+    }
+
+    /// Whether a listing has completed, so the rows are the whole list.
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Every loaded instance, in no particular order (for target resolution).
+    pub fn all_instances(&self) -> Vec<Instance> {
+        self.rows.iter().map(|r| r.instance.clone()).collect()
     }
 
     /// The `[ui] columns` tag keys.
@@ -312,6 +325,7 @@ impl InstancesState {
         self.applied = None;
         self.loading = false;
         self.error = None;
+        self.loaded = false;
     }
 
     /// Adds a page; the list is rebuilt when it is shown progressively or complete.
@@ -334,6 +348,7 @@ impl InstancesState {
         }
         if done {
             self.loading = false;
+            self.loaded = true;
         }
     }
 

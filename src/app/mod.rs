@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod action;
+pub mod forwards;
 pub mod instances;
 pub mod mode;
 pub mod sessions;
@@ -21,7 +22,8 @@ pub use mode::{Mode, ModeStack, View};
 use crate::aws::profiles::REGIONS;
 use crate::aws::{Identity, Instance};
 use crate::config::keymap::{Key, Keymap};
-use crate::config::{ClassConfig, UiConfig, Unreachable};
+use crate::config::{AliasConfig, ClassConfig, ForwardConfig, UiConfig, Unreachable};
+use forwards::ForwardsState;
 use instances::InstancesState;
 use sessions::SessionsState;
 
@@ -36,7 +38,14 @@ pub const LIST_CHROME_ROWS: u16 = 7;
 pub const MAX_REASON: usize = 256;
 
 /// The `:` commands, for completion.
-pub const COMMANDS: [&str; 5] = ["instances", "sessions", "profile", "region", "quit"];
+pub const COMMANDS: [&str; 6] = [
+    "instances",
+    "sessions",
+    "forwards",
+    "profile",
+    "region",
+    "quit",
+];
 
 /// Everything the app needs from configuration and the command line.
 #[derive(Debug, Clone)]
@@ -55,6 +64,10 @@ pub struct AppOptions {
     pub readonly: bool,
     /// Profile names from the AWS config file, for `:profile` completion.
     pub profiles: Vec<String>,
+    /// `[aliases]`, for the targets of saved forwards.
+    pub aliases: BTreeMap<String, AliasConfig>,
+    /// `[[forwards]]`: shown in the forwards tab, `autostart` ones started.
+    pub forwards: Vec<ForwardConfig>,
 }
 
 /// How the status line is shown.
@@ -97,8 +110,17 @@ pub struct ReasonPrompt {
 pub struct Confirm {
     /// The question.
     pub question: String,
-    /// The session to terminate on "yes".
-    pub terminate: String,
+    /// What "yes" does.
+    pub on_yes: ConfirmAction,
+}
+
+/// What a confirmed question does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmAction {
+    /// Terminate this session.
+    TerminateSession(String),
+    /// Delete this forward (stopping it first).
+    DeleteForward(u64),
 }
 
 /// The `:` command line.
@@ -128,6 +150,8 @@ pub struct App {
     pub instances: InstancesState,
     /// The sessions list.
     pub sessions: SessionsState,
+    /// The forwards tab.
+    pub forwards: ForwardsState,
     /// The caller, once STS answered.
     pub identity: Option<Identity>,
     /// Why STS failed, if it did.
@@ -163,11 +187,13 @@ impl App {
             opts.ui.columns.clone(),
             opts.ui.unreachable == Unreachable::Hide,
         );
+        let forwards = ForwardsState::from_config(&opts.forwards);
         Self {
             opts,
             modes: ModeStack::new(View::Instances),
             instances,
             sessions: SessionsState::default(),
+            forwards,
             identity: None,
             identity_error: None,
             class: None,
@@ -283,6 +309,16 @@ impl App {
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         let effects = match action {
             Action::Tick => return self.tick(),
+            Action::ForwardStarted { .. }
+            | Action::ForwardStopped { .. }
+            | Action::ForwardStats(_) => {
+                // Samples arrive twice a second whatever is on screen; only redraw for them
+                // when something visible changed.
+                if self.forward_action(action) {
+                    self.dirty = true;
+                }
+                return Vec::new();
+            }
             Action::Intent(intent) => {
                 self.status = None;
                 self.intent(intent)
@@ -311,7 +347,7 @@ impl App {
                         );
                     }
                 }
-                Vec::new()
+                self.maybe_autostart()
             }
             Action::InstancesPage {
                 generation,
@@ -328,7 +364,7 @@ impl App {
                         self.instances.fail(e);
                     }
                 }
-                Vec::new()
+                self.maybe_autostart()
             }
             Action::SessionsLoaded { generation, result } => {
                 if generation != self.generation {
@@ -403,6 +439,7 @@ impl App {
         let rows = self.list_rows();
         self.instances.sync(rows);
         self.sessions.scroll.clamp(self.sessions.items.len(), rows);
+        self.forwards.scroll.clamp(self.forwards.items.len(), rows);
         effects
     }
 
@@ -459,6 +496,14 @@ impl App {
         match self.mode() {
             Mode::Instances => self.instances_intent(intent),
             Mode::Sessions => self.sessions_intent(intent),
+            Mode::Forwards => self.forwards_intent(intent),
+            Mode::ForwardForm => self.form_intent(intent),
+            Mode::ForwardDetails => {
+                if intent == Intent::Close {
+                    self.modes.pop();
+                }
+                Vec::new()
+            }
             Mode::Filter => self.filter_intent(intent),
             Mode::Command => self.command_intent(intent),
             Mode::Help => {
@@ -485,11 +530,12 @@ impl App {
             Mode::Confirm => match intent {
                 Intent::Accept => {
                     self.modes.pop();
-                    match self.confirm.take() {
-                        Some(c) => {
-                            self.set_status(Level::Info, format!("terminating {}…", c.terminate));
-                            vec![Effect::TerminateSession { id: c.terminate }]
+                    match self.confirm.take().map(|c| c.on_yes) {
+                        Some(ConfirmAction::TerminateSession(id)) => {
+                            self.set_status(Level::Info, format!("terminating {id}…"));
+                            vec![Effect::TerminateSession { id }]
                         }
+                        Some(ConfirmAction::DeleteForward(id)) => self.delete_forward(id),
                         None => Vec::new(),
                     }
                 }
@@ -523,6 +569,10 @@ impl App {
             Intent::Command => {
                 self.command = CommandLine::default();
                 self.modes.push(Mode::Command);
+                Some(Vec::new())
+            }
+            Intent::Forwards => {
+                self.modes.switch(View::Forwards);
                 Some(Vec::new())
             }
             _ => None,
@@ -565,6 +615,7 @@ impl App {
                 }
             }
             Intent::OpenShell => return self.open_shell(),
+            Intent::AddForward => return self.open_forward_form(),
             _ => {}
         }
         Vec::new()
@@ -723,6 +774,7 @@ impl App {
                     }
                 }
             }
+            Mode::ForwardForm => self.form_typed(c),
             _ => {}
         }
         Vec::new()
@@ -747,7 +799,7 @@ impl App {
                     if let Some(s) = self.sessions.selected() {
                         self.confirm = Some(Confirm {
                             question: format!("Terminate session {} on {}?", s.id, s.target),
-                            terminate: s.id.clone(),
+                            on_yes: ConfirmAction::TerminateSession(s.id.clone()),
                         });
                         self.modes.push(Mode::Confirm);
                     }
@@ -858,6 +910,10 @@ impl App {
             ("q" | "q!" | "quit" | "exit", _) => vec![Effect::Quit],
             ("instances" | "instance" | "i" | "ec2", _) => {
                 self.modes.switch(View::Instances);
+                Vec::new()
+            }
+            ("forwards" | "forward" | "fw" | "f", _) => {
+                self.modes.switch(View::Forwards);
                 Vec::new()
             }
             ("sessions" | "session" | "s", _) => {

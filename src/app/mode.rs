@@ -1,13 +1,15 @@
 //! The mode stack: a view at the bottom, overlays and inputs on top. The top mode selects the
 //! keymap, so a key means one thing at a time and actions go only to the focused part.
 
-/// The views the command mode switches between (a forwards view joins later).
+/// The views the command mode switches between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// The instance table.
     Instances,
     /// The caller's sessions.
     Sessions,
+    /// The port forwards.
+    Forwards,
 }
 
 impl View {
@@ -16,6 +18,7 @@ impl View {
         match self {
             Self::Instances => Mode::Instances,
             Self::Sessions => Mode::Sessions,
+            Self::Forwards => Mode::Forwards,
         }
     }
 }
@@ -39,6 +42,12 @@ pub enum Mode {
     Reason,
     /// Answering a yes/no question.
     Confirm,
+    /// Browsing port forwards.
+    Forwards,
+    /// Filling in the add-forward form.
+    ForwardForm,
+    /// Reading a forward's details.
+    ForwardDetails,
 }
 
 impl Mode {
@@ -53,12 +62,18 @@ impl Mode {
             Self::Details => "details",
             Self::Reason => "reason",
             Self::Confirm => "confirm",
+            Self::Forwards => "forwards",
+            Self::ForwardForm => "forward_form",
+            Self::ForwardDetails => "forward_details",
         }
     }
 
     /// Whether typed characters go into a text input instead of the keymap.
     pub fn takes_text(self) -> bool {
-        matches!(self, Self::Filter | Self::Command | Self::Reason)
+        matches!(
+            self,
+            Self::Filter | Self::Command | Self::Reason | Self::ForwardForm
+        )
     }
 }
 

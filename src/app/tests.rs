@@ -1,11 +1,16 @@
 //! `App::update` without a terminal: keys go through the real keymap, results are fed as actions.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::*;
+use crate::app::forwards::{FormField, ForwardSample, Phase};
 use crate::aws::SessionSummary;
 use crate::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use crate::config::ClassConfig;
+use crate::engine::forward::{
+    DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState,
+};
 
 /// A class every caller belongs to, so shells have a document.
 fn everyone_class() -> BTreeMap<String, ClassConfig> {
@@ -33,6 +38,8 @@ fn opts() -> AppOptions {
             "prod-admin".into(),
             "prod-ro".into(),
         ],
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
     }
 }
 
@@ -572,7 +579,14 @@ fn command_completion_of_commands_profiles_and_regions() {
             "",
             1,
             "",
-            &["instances", "sessions", "profile", "region", "quit"],
+            &[
+                "instances",
+                "sessions",
+                "forwards",
+                "profile",
+                "region",
+                "quit",
+            ],
         ),
     ] {
         press(&mut app, &[":"]);
@@ -819,12 +833,15 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
         [
             "instances",
             "sessions",
+            "forwards",
+            "forward_form",
             "filter",
             "command",
             "reason",
             "confirm",
             "help",
-            "details"
+            "details",
+            "forward_details"
         ]
     );
     let refresh = help[0].rows.iter().find(|r| r.1 == "refresh").unwrap();
@@ -865,7 +882,7 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
     );
     // The footer is generated from the same table.
     let footer: Vec<String> = app.footer().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(footer, ["enter", "/", "d", "s", ":", "?", "q/ctrl+c"]);
+    assert_eq!(footer, ["enter", "f", "/", "d", ":", "?", "q/ctrl+c"]);
     assert_eq!(app.footer()[0].1, "shell");
 }
 
@@ -940,4 +957,531 @@ fn filtering_ten_thousand_rows_per_keystroke_is_fast_enough() {
     assert!(app.instances.visible_len() > 0);
     // Debug builds are ~10x slower than release; this still catches O(n²) or per-row allocation storms.
     assert!(per_key.as_millis() < 100, "{per_key:?} per keystroke");
+}
+
+// ── forwards ─────────────────────────────────────────────────────────────────────────────
+
+fn forward_class(docs: &[&str]) -> BTreeMap<String, ClassConfig> {
+    let mut classes = dev_class();
+    if let Some(c) = classes.get_mut("no-sudo") {
+        c.forward_documents = docs.iter().map(|d| (*d).to_owned()).collect();
+    }
+    classes
+}
+
+fn snapshot(state: ForwardState, bytes_in: u64, bytes_out: u64, uptime_ms: u64) -> ForwardSnapshot {
+    ForwardSnapshot {
+        state,
+        bytes_in,
+        bytes_out,
+        connections_open: 1,
+        connections_total: 3,
+        reconnects: 0,
+        sessions: 1,
+        last_error: None,
+        session_id: Some("alice-0123456789abcdef0".into()),
+        uptime: Duration::from_millis(uptime_ms),
+    }
+}
+
+fn sample(id: u64, run: u64, snap: ForwardSnapshot) -> Action {
+    Action::ForwardStats(vec![ForwardSample {
+        id,
+        run,
+        snapshot: snap,
+    }])
+}
+
+/// Opens the form on the selected instance, types `spec` and presses Enter.
+fn add_forward(app: &mut App, spec: &str) -> Vec<Effect> {
+    press(app, &["f"]);
+    assert_eq!(app.mode(), Mode::ForwardForm, "{}", status(app));
+    type_text(app, spec);
+    press(app, &["enter"])
+}
+
+#[test]
+fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document() {
+    let opts = AppOptions {
+        classes: forward_class(&[DOC_PORT]),
+        ..opts()
+    };
+    // api-staging (i-22) is selected first (sorted by name) and inside the class's scope.
+    let mut app = loaded_with(opts, three());
+    press(&mut app, &["f"]);
+    let form = app.forwards.form.as_ref().unwrap();
+    assert_eq!(form.name, "api-staging");
+    // A bad spec shows its error while typing, and Enter refuses it.
+    type_text(&mut app, "80x");
+    let form = app.forwards.form.as_ref().unwrap();
+    assert!(
+        form.spec_error
+            .as_deref()
+            .unwrap()
+            .starts_with("\"80x\" is not a forward spec"),
+        "{form:?}"
+    );
+    assert_eq!(press(&mut app, &["tab", "enter"]), []);
+    assert_eq!(app.mode(), Mode::ForwardForm);
+    let form = app.forwards.form.as_ref().unwrap();
+    assert_eq!(
+        form.focus,
+        FormField::Spec,
+        "Enter goes back to the bad field"
+    );
+    assert!(form.spec_error.is_some());
+    // Fixed: the error goes, the name follows the remote port.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "0:8080");
+    let form = app.forwards.form.as_ref().unwrap();
+    assert_eq!(form.spec_error, None);
+    assert_eq!(form.name, "api-staging:8080");
+    // A remote host needs the other document, which this class does not allow.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "0:db.internal:5432");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    let error = app.forwards.form.as_ref().unwrap().error.clone().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "the no-sudo class may not use \"{DOC_REMOTE_HOST}\""
+        )),
+        "{error}"
+    );
+    // Keepalive toggles with space on its field; Enter starts with the class's document.
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "0:8080");
+    press(&mut app, &["tab", "tab"]);
+    type_text(&mut app, " ");
+    let effects = press(&mut app, &["enter"]);
+    assert_eq!(
+        effects,
+        [Effect::StartForward {
+            id: 1,
+            run: 1,
+            instance: Box::new(inst("i-22", "api-staging", "staging")),
+            spec: ForwardSpec::parse("0:8080").unwrap(),
+            document: DOC_PORT.into(),
+            keepalive: true,
+        }]
+    );
+    assert_eq!(app.view(), View::Forwards);
+    let f = app.forwards.selected().unwrap();
+    assert_eq!(
+        (f.name.as_str(), &f.phase),
+        ("api-staging:8080", &Phase::Starting)
+    );
+    // A second forward may not reuse the name.
+    press(&mut app, &["esc"]);
+    add_forward(&mut app, "0:8080");
+    assert_eq!(
+        app.forwards.form.as_ref().unwrap().error.as_deref(),
+        Some("a forward named \"api-staging:8080\" exists already")
+    );
+}
+
+#[test]
+fn add_forward_is_refused_with_the_reason() {
+    // Read-only.
+    let mut app = loaded_with(
+        AppOptions {
+            readonly: true,
+            ..opts()
+        },
+        three(),
+    );
+    press(&mut app, &["f"]);
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(status(&app), "read-only mode: forwards cannot be started");
+    // A class without forwarding documents.
+    let mut app = loaded_with(
+        AppOptions {
+            classes: forward_class(&[]),
+            ..opts()
+        },
+        three(),
+    );
+    press(&mut app, &["f"]);
+    assert_eq!(app.mode(), Mode::Instances);
+    assert_eq!(
+        status(&app),
+        "the no-sudo class may not forward ports (port forwarding needs \"AWS-StartPortForwardingSession\" in [classes.no-sudo] forward_documents)"
+    );
+    // An unreachable instance says why, like a shell would.
+    let mut app = loaded(vec![offline("i-9")]);
+    press(&mut app, &["f"]);
+    assert!(
+        status(&app).starts_with("agent offline"),
+        "{}",
+        status(&app)
+    );
+    // Without a class configured, the spec's own document is used.
+    let mut app = loaded(three());
+    let effects = add_forward(&mut app, "0:db:5432");
+    assert!(
+        matches!(&effects[..], [Effect::StartForward { document, .. }] if document == DOC_REMOTE_HOST),
+        "{effects:?}"
+    );
+}
+
+/// An app with one forward added and started (id 1, run 1), answered as listening.
+fn running_forward() -> App {
+    let mut app = loaded(three());
+    add_forward(&mut app, "0:80");
+    app.update(Action::ForwardStarted {
+        id: 1,
+        run: 1,
+        result: Ok(Some("127.0.0.1:54321".parse().unwrap())),
+    });
+    app
+}
+
+#[test]
+fn start_stop_restart_and_delete_move_through_the_states() {
+    let mut app = running_forward();
+    let f = app.forwards.get(1).unwrap();
+    assert_eq!(f.phase, Phase::Running(ForwardState::Listening));
+    assert_eq!(f.local_addr, Some("127.0.0.1:54321".parse().unwrap()));
+    assert_eq!(
+        status(&app),
+        "forward api-staging:80: 127.0.0.1:54321 -> api-staging (i-22):80"
+    );
+    // The engine reports reconnecting, then connected again.
+    app.update(sample(
+        1,
+        1,
+        snapshot(ForwardState::Reconnecting, 0, 0, 1000),
+    ));
+    assert_eq!(app.forwards.get(1).unwrap().phase.word(), "reconnecting");
+    app.update(sample(1, 1, snapshot(ForwardState::Connected, 0, 0, 1500)));
+    assert_eq!(app.forwards.get(1).unwrap().phase.word(), "connected");
+    // Start while running is a no-op with a word.
+    assert_eq!(press(&mut app, &["s"]), []);
+    assert_eq!(status(&app), "forward api-staging:80 is connected");
+    // Stop: stopping until the runtime says the session is gone.
+    assert_eq!(
+        press(&mut app, &["x"]),
+        [Effect::StopForward { id: 1, run: 1 }]
+    );
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Stopping);
+    // A late sample of the stopped run changes nothing.
+    app.update(sample(1, 1, snapshot(ForwardState::Connected, 0, 0, 2000)));
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Stopping);
+    app.update(Action::ForwardStopped { id: 1, run: 1 });
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Stopped);
+    assert_eq!(press(&mut app, &["x"]), []);
+    assert_eq!(status(&app), "forward api-staging:80 is not running");
+    // Start again: a new run.
+    let effects = press(&mut app, &["s"]);
+    assert!(
+        matches!(&effects[..], [Effect::StartForward { id: 1, run: 2, .. }]),
+        "{effects:?}"
+    );
+    app.update(Action::ForwardStarted {
+        id: 1,
+        run: 2,
+        result: Ok(Some("127.0.0.1:54322".parse().unwrap())),
+    });
+    // Restart: stop this run, start the next; results of the old run are ignored.
+    let effects = press(&mut app, &["r"]);
+    assert!(
+        matches!(
+            &effects[..],
+            [
+                Effect::StopForward { id: 1, run: 2 },
+                Effect::StartForward { id: 1, run: 3, .. }
+            ]
+        ),
+        "{effects:?}"
+    );
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Starting);
+    app.update(Action::ForwardStopped { id: 1, run: 2 });
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Starting);
+    app.update(Action::ForwardStarted {
+        id: 1,
+        run: 3,
+        result: Err("cannot listen on 127.0.0.1:8080: address in use".into()),
+    });
+    let f = app.forwards.get(1).unwrap();
+    assert_eq!(
+        f.phase,
+        Phase::Failed("cannot listen on 127.0.0.1:8080: address in use".into())
+    );
+    assert_eq!(f.last_error, f.phase.failure().map(str::to_owned));
+    // Delete asks first; "n" keeps it, "y" removes it (nothing to stop: it failed).
+    press(&mut app, &["D"]);
+    assert_eq!(app.mode(), Mode::Confirm);
+    press(&mut app, &["n"]);
+    assert_eq!(app.forwards.items.len(), 1);
+    press(&mut app, &["D"]);
+    assert_eq!(press(&mut app, &["y"]), []);
+    assert!(app.forwards.items.is_empty());
+    assert_eq!(status(&app), "forward api-staging:80 deleted");
+}
+
+#[test]
+fn deleting_a_running_forward_stops_it() {
+    let mut app = running_forward();
+    press(&mut app, &["D"]);
+    assert_eq!(
+        press(&mut app, &["y"]),
+        [Effect::StopForward { id: 1, run: 1 }]
+    );
+    assert!(app.forwards.items.is_empty());
+}
+
+#[test]
+fn engine_failure_in_a_sample_marks_the_forward_failed() {
+    let mut app = running_forward();
+    let mut snap = snapshot(
+        ForwardState::Failed("the session was terminated".into()),
+        10,
+        20,
+        900,
+    );
+    snap.last_error = Some("TargetNotConnected: the agent is offline".into());
+    app.update(sample(1, 1, snap));
+    let f = app.forwards.get(1).unwrap();
+    assert_eq!(f.phase.word(), "failed");
+    assert_eq!(f.phase.failure(), Some("the session was terminated"));
+    assert_eq!(
+        f.last_error.as_deref(),
+        Some("TargetNotConnected: the agent is offline")
+    );
+    // A failed forward can be started again.
+    assert!(matches!(
+        &press(&mut app, &["s"])[..],
+        [Effect::StartForward { run: 2, .. }]
+    ));
+}
+
+#[test]
+fn rate_is_a_moving_average_of_the_samples() {
+    let mut app = running_forward();
+    let rate = |app: &App| app.forwards.get(1).unwrap().rate;
+    // First sample: nothing to compare with yet.
+    app.update(sample(1, 1, snapshot(ForwardState::Connected, 0, 0, 500)));
+    assert_eq!(rate(&app).bytes_in, 0.0);
+    // A steady 1 MiB/s in and 64 KiB/s out converges to those rates.
+    let mut t = 500;
+    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    for _ in 0..40 {
+        t += 500;
+        bytes_in += 512 * 1024;
+        bytes_out += 32 * 1024;
+        app.update(sample(
+            1,
+            1,
+            snapshot(ForwardState::Connected, bytes_in, bytes_out, t),
+        ));
+    }
+    let r = rate(&app);
+    assert!((r.bytes_in - 1024.0 * 1024.0).abs() < 1024.0, "{r:?}");
+    assert!((r.bytes_out - 64.0 * 1024.0).abs() < 64.0, "{r:?}");
+    // After one sample of silence it has dropped by 1 - e^(-0.5 / 2) ≈ 22 %.
+    t += 500;
+    app.update(sample(
+        1,
+        1,
+        snapshot(ForwardState::Connected, bytes_in, bytes_out, t),
+    ));
+    let decayed = rate(&app).bytes_in / (1024.0 * 1024.0);
+    assert!((decayed - (-0.25f64).exp()).abs() < 0.01, "{decayed}");
+    // A long gap (the UI was suspended for a shell) is averaged over its real length.
+    t += 60_000;
+    bytes_in += 60 * 1024 * 1024;
+    app.update(sample(
+        1,
+        1,
+        snapshot(ForwardState::Connected, bytes_in, bytes_out, t),
+    ));
+    assert!((rate(&app).bytes_in - 1024.0 * 1024.0).abs() < 1024.0);
+    // Stopped: no rate.
+    press(&mut app, &["x"]);
+    assert_eq!(rate(&app).bytes_in, 0.0);
+}
+
+fn saved(name: &str, target: &str, spec: &str, autostart: bool) -> ForwardConfig {
+    ForwardConfig {
+        name: name.into(),
+        target: target.into(),
+        spec: spec.into(),
+        autostart,
+        keepalive: false,
+    }
+}
+
+#[test]
+fn saved_forwards_show_at_startup_and_autostart_after_the_first_load() {
+    let opts = AppOptions {
+        forwards: vec![
+            saved("web", "web-prod", "0:80", true),
+            saved("db", "db-primary", "0:5432", true),
+            saved("manual", "Environment=dev", "0:22", false),
+            saved("broken", "web-prod", "80", true),
+            saved("aliased", "w", "0:443", true),
+        ],
+        aliases: BTreeMap::from([(
+            "w".to_owned(),
+            AliasConfig {
+                target: "Name=web-prod".into(),
+                profile: None,
+                region: None,
+            },
+        )]),
+        classes: BTreeMap::new(),
+        ..opts()
+    };
+    let mut app = App::new(opts);
+    app.start();
+    let words: Vec<&str> = app.forwards.items.iter().map(|f| f.phase.word()).collect();
+    assert_eq!(
+        words,
+        ["stopped", "stopped", "stopped", "failed", "stopped"]
+    );
+    // Nothing starts before the instance list is complete.
+    let effects = app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity(WORLD_ARN)),
+    });
+    assert_eq!(effects, []);
+    let effects = app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    let started: Vec<(u64, String)> = effects
+        .iter()
+        .map(|e| match e {
+            Effect::StartForward { id, instance, .. } => (*id, instance.id.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // "web" by Name and "aliased" through its alias; "manual" waits for the user.
+    assert_eq!(started, [(1, "i-1".to_owned()), (5, "i-1".to_owned())]);
+    let db = app.forwards.get(2).unwrap();
+    assert_eq!(
+        db.phase.failure(),
+        Some("no instance matches \"db-primary\" (`ssmtui list` shows every instance you can see)")
+    );
+    assert!(
+        app.forwards
+            .get(4)
+            .unwrap()
+            .phase
+            .failure()
+            .unwrap()
+            .starts_with("\"80\" is not a forward spec"),
+    );
+    assert_eq!(app.forwards.get(3).unwrap().phase, Phase::Stopped);
+    // Only once: a refresh does not start them again.
+    assert_eq!(
+        press(&mut app, &["r"]),
+        [Effect::LoadInstances { generation: 0 }]
+    );
+    let effects = app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    assert_eq!(effects, []);
+    // The manual one starts on "s", resolving its tag filter then.
+    press(&mut app, &["F"]);
+    assert_eq!(app.view(), View::Forwards);
+    let effects = press(&mut app, &["j", "j", "s"]);
+    assert!(
+        matches!(&effects[..], [Effect::StartForward { id: 3, instance, .. }] if instance.id == "i-333"),
+        "{effects:?} {}",
+        status(&app)
+    );
+}
+
+#[test]
+fn autostart_waits_for_the_class_when_classes_decide_documents() {
+    let opts = AppOptions {
+        forwards: vec![saved("web", "api-staging", "0:80", true)],
+        classes: forward_class(&[DOC_PORT]),
+        ..opts()
+    };
+    let mut app = App::new(opts);
+    app.start();
+    let effects = app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    assert_eq!(effects, [], "no class known yet");
+    let effects = app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity(WORLD_ARN)),
+    });
+    assert!(
+        matches!(&effects[..], [Effect::StartForward { document, .. }] if document == DOC_PORT),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn saved_forward_out_of_scope_or_readonly_fails_with_the_reason() {
+    let scoped = AppOptions {
+        forwards: vec![saved("web", "web-prod", "0:80", true)],
+        classes: forward_class(&[DOC_PORT]),
+        ..opts()
+    };
+    let app = loaded_with(scoped, three());
+    let f = app.forwards.get(1).unwrap();
+    assert_eq!(f.phase.word(), "failed");
+    assert!(
+        f.phase
+            .failure()
+            .unwrap()
+            .starts_with("\"web-prod\" matches no instance you can connect to now"),
+        "{:?}",
+        f.phase
+    );
+    let readonly = AppOptions {
+        forwards: vec![saved("web", "web-prod", "0:80", true)],
+        readonly: true,
+        ..opts()
+    };
+    let app = loaded_with(readonly, three());
+    assert_eq!(
+        app.forwards.get(1).unwrap().phase.failure(),
+        Some("read-only mode: forwards cannot be started")
+    );
+}
+
+#[test]
+fn forwards_command_and_back() {
+    let mut app = loaded(three());
+    press(&mut app, &[":"]);
+    type_text(&mut app, "forwards");
+    press(&mut app, &["enter"]);
+    assert_eq!(app.view(), View::Forwards);
+    assert_eq!(app.mode(), Mode::Forwards);
+    press(&mut app, &["esc"]);
+    assert_eq!(app.view(), View::Instances);
+}
+
+#[test]
+fn an_added_forward_does_not_restart_in_another_account() {
+    let mut app = running_forward();
+    press(&mut app, &["x"]);
+    app.update(Action::ForwardStopped { id: 1, run: 1 });
+    press(&mut app, &[":"]);
+    type_text(&mut app, "region eu-central-1");
+    let effects = press(&mut app, &["enter"]);
+    assert!(matches!(
+        &effects[..],
+        [Effect::SwitchAws { generation: 1, .. }]
+    ));
+    app.update(Action::AwsSwitched {
+        generation: 1,
+        result: Ok(()),
+    });
+    press(&mut app, &["F"]);
+    assert_eq!(press(&mut app, &["s"]), []);
+    assert_eq!(
+        app.forwards.get(1).unwrap().phase.failure(),
+        Some("added under another profile or region; switch back, or add it again here")
+    );
 }

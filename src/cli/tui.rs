@@ -100,6 +100,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             region,
             readonly: ctx.global.readonly,
             profiles: profile_names(),
+            aliases: config.aliases.clone(),
+            forwards: config.forwards.clone(),
         });
         runtime::run(app, services).await
     })?;

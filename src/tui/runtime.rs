@@ -8,27 +8,44 @@
 //! input task, leave the alternate screen and raw mode, run the [`ShellLauncher`] on the real
 //! stdin/stdout, then re-enter, force a full redraw and a resize, and report the outcome. Tasks
 //! started before the shell keep running; their results queue and are applied after it.
+//!
+//! Port forwards: the runtime owns every [`ForwardHandle`] (a map from the app's forward id to
+//! the handle of its current run). Starting one binds the port and opens the first session in
+//! a spawned task, which hands the handle back through the result channel; a stop (or a
+//! restart's stop half) runs in a task the next start of the same forward waits for, so a
+//! fixed local port is free again before it is bound. Counters are sampled every
+//! [`SAMPLE_MS`] into one [`Action::ForwardStats`] — never per byte — so a busy forward costs
+//! two small actions a second, and the frame rate stays bound by [`FRAME`]. Forwards are
+//! independent tasks and keep running during a shell takeover (sampling simply resumes after
+//! it). When the loop ends, every forward is stopped and its session terminated.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::events::{EventInput, TermEvent};
 use super::terminal::TerminalGuard;
 use super::{ShellLauncher, ShellOutcome};
+use crate::app::forwards::{ForwardSample, SAMPLE_MS};
 use crate::app::{Action, App, Effect, TICK_MS};
 use crate::aws::{AwsError, Instance, SessionState, SsmApi};
 use crate::config::AwsConfig;
 use crate::config::keymap::Key;
+use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest};
 
 /// Minimum time between two frames (~60 fps).
 pub const FRAME: Duration = Duration::from_millis(16);
 
 /// Capacity of the result channel; a full channel slows the producing tasks, not the UI.
 const QUEUE: usize = 256;
+
+/// How long quitting waits for forwards to stop (and their sessions to be terminated).
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Builds the API client for another profile/region (`:profile`, `:region`).
 #[async_trait]
@@ -92,6 +109,52 @@ enum Msg {
         generation: u64,
         result: Result<Arc<dyn SsmApi>, String>,
     },
+    /// A start task finished: the handle to keep, or why it did not start.
+    ForwardStarted {
+        id: u64,
+        run: u64,
+        result: Result<ForwardHandle, String>,
+    },
+}
+
+/// The forwards the runtime owns.
+#[derive(Default)]
+struct Forwards {
+    /// Running forwards: id → (run, handle).
+    running: HashMap<u64, (u64, ForwardHandle)>,
+    /// Starts in flight: id → run. A result whose run is no longer here was stopped or
+    /// restarted meanwhile and is stopped on arrival.
+    starting: HashMap<u64, u64>,
+    /// Stops in flight, which the next start of the same id waits for.
+    stopping: HashMap<u64, JoinHandle<()>>,
+}
+
+/// Stops `handle` in a task and reports [`Action::ForwardStopped`] when its session is gone.
+fn stop_in_background(
+    tx: &mpsc::Sender<Msg>,
+    id: u64,
+    run: u64,
+    handle: ForwardHandle,
+) -> JoinHandle<()> {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        handle.stop().await;
+        let _ = tx
+            .send(Msg::Action(Action::ForwardStopped { id, run }))
+            .await;
+    })
+}
+
+/// The error text of any failure with its first hint, for the forwards tab.
+fn describe_any(e: &anyhow::Error) -> String {
+    let classified = crate::error::classify(e);
+    match classified.hints.first() {
+        // The internal-error hint ("looks like a bug") belongs to the CLI's edge, not a table.
+        Some(hint) if classified.kind != Some(crate::error::ErrorKind::Internal) => {
+            format!("{e:#} ({hint})")
+        }
+        _ => format!("{e:#}"),
+    }
 }
 
 /// The error text of an AWS failure with its first hint, for the status line.
@@ -112,6 +175,7 @@ struct Runner {
     factory: Arc<dyn ApiFactory>,
     launcher: Option<Arc<dyn ShellLauncher>>,
     terminal_owner: Arc<Semaphore>,
+    forwards: Forwards,
     quit: bool,
 }
 
@@ -131,6 +195,7 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
         factory: services.factory,
         launcher: services.launcher,
         terminal_owner: Arc::new(Semaphore::new(1)),
+        forwards: Forwards::default(),
         quit: false,
     };
     runner.input = Some(EventInput::start(runner.term_tx.clone()));
@@ -144,6 +209,8 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
 
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sample = tokio::time::interval(Duration::from_millis(SAMPLE_MS));
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_frame: Option<Instant> = None;
     let mut dirty = true;
     let result = loop {
@@ -168,6 +235,11 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
             Some(msg) = rx.recv() => runner.on_msg(msg).await,
             _ = tick.tick() => {
                 let effects = runner.app.update(Action::Tick);
+                runner.perform(effects).await
+            }
+            _ = sample.tick(), if !runner.forwards.running.is_empty() => {
+                let action = runner.sample_forwards();
+                let effects = runner.dispatch(action);
                 runner.perform(effects).await
             }
             () = tokio::time::sleep_until(render_at), if dirty => Ok(()),
@@ -197,9 +269,59 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
     if let Some(input) = runner.input.take() {
         input.stop().await;
     }
+    let forwards = std::mem::take(&mut runner.forwards);
     // Dropping the guard restores the terminal before the caller prints anything.
     drop(runner);
+    stop_all(forwards, &mut rx).await;
     result
+}
+
+/// Stops every forward, including starts still in flight, so no session outlives the app.
+/// Bounded by [`STOP_GRACE`]: a dead network must not keep the user from their shell.
+async fn stop_all(forwards: Forwards, rx: &mut mpsc::Receiver<Msg>) {
+    let Forwards {
+        running,
+        mut starting,
+        stopping,
+    } = forwards;
+    let count = running.len() + starting.len();
+    if count == 0 && stopping.is_empty() {
+        return;
+    }
+    if count > 0 {
+        eprintln!("ssmtui: stopping {count} port forward(s)…");
+    }
+    let mut tasks = JoinSet::new();
+    for (_, (_, handle)) in running {
+        tasks.spawn(handle.stop());
+    }
+    for task in stopping.into_values() {
+        tasks.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    // Starts in flight report through the channel; stop each handle as it arrives.
+    while !starting.is_empty() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Msg::ForwardStarted { id, result, .. })) => {
+                starting.remove(&id);
+                if let Ok(handle) = result {
+                    tasks.spawn(handle.stop());
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if tokio::time::timeout_at(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("some forwards did not stop within {STOP_GRACE:?}");
+    }
 }
 
 impl Runner {
@@ -225,9 +347,56 @@ impl Runner {
         Ok(())
     }
 
+    /// One sample of every running forward; finished ones (failed for good) are dropped from
+    /// the map after their last sample, which carries the reason.
+    fn sample_forwards(&mut self) -> Action {
+        let mut samples = Vec::with_capacity(self.forwards.running.len());
+        let mut finished = Vec::new();
+        for (id, (run, handle)) in &self.forwards.running {
+            samples.push(ForwardSample {
+                id: *id,
+                run: *run,
+                snapshot: handle.stats().snapshot(),
+            });
+            if handle.is_finished() {
+                finished.push(*id);
+            }
+        }
+        for id in finished {
+            self.forwards.running.remove(&id);
+        }
+        // The map's order is arbitrary; a stable order keeps the action deterministic.
+        samples.sort_by_key(|s| s.id);
+        Action::ForwardStats(samples)
+    }
+
     async fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
         let action = match msg {
             Msg::Action(action) => action,
+            Msg::ForwardStarted { id, run, result } => {
+                if self.forwards.starting.get(&id) != Some(&run) {
+                    // Stopped or restarted while starting: this run is not wanted any more.
+                    match result {
+                        Ok(handle) => {
+                            let task = stop_in_background(&self.tx, id, run, handle);
+                            // A start that comes later waits for it (one already in flight
+                            // does not; with a fixed local port it may then find it taken).
+                            self.forwards.stopping.entry(id).or_insert(task);
+                            return Ok(());
+                        }
+                        // It never ran, so it is stopped already.
+                        Err(_) => Action::ForwardStopped { id, run },
+                    }
+                } else {
+                    self.forwards.starting.remove(&id);
+                    let result = result.map(|handle| {
+                        let addr = handle.local_addr();
+                        self.forwards.running.insert(id, (run, handle));
+                        addr
+                    });
+                    Action::ForwardStarted { id, run, result }
+                }
+            }
             Msg::Switched { generation, result } => Action::AwsSwitched {
                 generation,
                 result: result.map(|api| {
@@ -310,6 +479,51 @@ impl Runner {
                             .map_err(|e| describe(&e));
                         Msg::Switched { generation, result }
                     });
+                }
+                Effect::StartForward {
+                    id,
+                    run,
+                    instance,
+                    spec,
+                    document,
+                    keepalive,
+                } => {
+                    self.forwards.starting.insert(id, run);
+                    let previous = self.forwards.stopping.remove(&id);
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        if let Some(stop) = previous {
+                            let _ = stop.await;
+                        }
+                        let result = async {
+                            // Bind first: a port in use is reported before any AWS call.
+                            let listener = forward::bind(&spec).await?;
+                            let request = ForwardRequest {
+                                target: instance.id.clone(),
+                                spec,
+                                document,
+                                reason: None,
+                                keepalive,
+                            };
+                            forward::start(api, request, Acceptor::Tcp(listener)).await
+                        }
+                        .await
+                        .map_err(|e| describe_any(&e));
+                        Msg::ForwardStarted { id, run, result }
+                    });
+                }
+                Effect::StopForward { id, run } => {
+                    if self.forwards.starting.get(&id) == Some(&run) {
+                        // Its handle is not here yet; it is stopped when it arrives.
+                        self.forwards.starting.remove(&id);
+                    } else if let Some((run, handle)) = self.forwards.running.remove(&id) {
+                        let task = stop_in_background(&self.tx, id, run, handle);
+                        self.forwards.stopping.insert(id, task);
+                    } else {
+                        // Already ended by itself (failed for good): nothing to stop.
+                        let effects = self.dispatch(Action::ForwardStopped { id, run });
+                        Box::pin(self.perform(effects)).await?;
+                    }
                 }
                 Effect::OpenShell {
                     instance,

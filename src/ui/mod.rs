@@ -8,6 +8,7 @@
 
 pub mod details;
 pub mod dialogs;
+pub mod forwards;
 pub mod help;
 pub mod instances;
 pub mod sessions;
@@ -38,9 +39,16 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.view() {
         View::Instances => instances::render(app, &theme, frame, body),
         View::Sessions => sessions::render(app, &theme, frame, body),
+        View::Forwards => forwards::render(app, &theme, frame, body),
     }
     if app.mode_open(Mode::Details) {
         details::render(app, &theme, frame, body);
+    }
+    if app.mode_open(Mode::ForwardDetails) {
+        forwards::render_details(app, &theme, frame, body);
+    }
+    if app.mode_open(Mode::ForwardForm) {
+        forwards::render_form(app, &theme, frame, body);
     }
     if app.mode_open(Mode::Help) {
         help::render(app, &theme, frame, body);
@@ -87,6 +95,12 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.value,
         ),
     ];
+    let forwarding = app.forwards.active();
+    if forwarding > 0 {
+        // Forwards run whatever view is shown; say so, so none is forgotten.
+        first.push(Span::styled("  forwards ", theme.label));
+        first.push(Span::styled(format!("{forwarding} running"), theme.value));
+    }
     if opts.readonly {
         first.push(Span::raw("  "));
         first.push(Span::styled(" READ-ONLY ", theme.badge));
