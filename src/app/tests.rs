@@ -18,6 +18,10 @@ fn everyone_class() -> BTreeMap<String, ClassConfig> {
         "sudo".into(),
         ClassConfig {
             document: "SSM-sudo".into(),
+            forward_documents: vec![
+                "AWS-StartPortForwardingSession".into(),
+                "AWS-StartPortForwardingSessionToRemoteHost".into(),
+            ],
             principals: vec!["*".into()],
             ..ClassConfig::default()
         },
