@@ -28,6 +28,30 @@ pub struct Who {
     pub region: Option<String>,
 }
 
+/// What the interactive UI needs to audit sessions: the log and the config (for the class).
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    /// Where records go.
+    pub log: AuditLog,
+    /// The configuration, for class membership.
+    pub config: crate::config::Config,
+}
+
+impl AuditContext {
+    /// Who is calling through `api`, with their configured class.
+    pub async fn who(&self, api: &dyn SsmApi) -> anyhow::Result<Who> {
+        let identity = api.caller_identity().await?;
+        let class = access::class_for(&self.config, &identity.arn)?.map(ChosenClass::from_config);
+        let (profile, region) = api.location();
+        Ok(Who {
+            identity,
+            class,
+            profile,
+            region,
+        })
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct Start<'a> {
@@ -163,4 +187,78 @@ pub async fn run_shell(
         ));
     }
     Ok(outcome)
+}
+
+/// Audit records for the sessions of one forward (or proxy): a start line when each session
+/// starts, an end line with the bytes it moved when it ends.
+pub struct ForwardAuditLog {
+    log: AuditLog,
+    who: Who,
+    kind: SessionKind,
+    instance: Instance,
+    document: String,
+    reason: Option<String>,
+    open: std::sync::Mutex<HashMap<String, SessionAudit>>,
+}
+
+impl ForwardAuditLog {
+    /// Records sessions of `kind` to `instance` with `document`.
+    pub fn new(
+        log: AuditLog,
+        who: Who,
+        kind: SessionKind,
+        instance: Instance,
+        document: String,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            log,
+            who,
+            kind,
+            instance,
+            document,
+            reason,
+            open: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl engine::forward::ForwardAudit for ForwardAuditLog {
+    fn started(&self, session_id: &str) -> Result<(), String> {
+        let record = self
+            .log
+            .start(SessionStart {
+                session_id: session_id.to_owned(),
+                kind: Some(self.kind),
+                identity_arn: self.who.identity.arn.clone(),
+                account: self.who.identity.account.clone(),
+                profile: self.who.profile.clone(),
+                region: self.who.region.clone(),
+                class: self.who.class.as_ref().map(|c| c.name.clone()),
+                document: self.document.clone(),
+                target_id: self.instance.id.clone(),
+                target_name: self.instance.name.clone(),
+                reason: self.reason.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(session_id.to_owned(), record);
+        }
+        Ok(())
+    }
+
+    fn ended(&self, session_id: &str, error: Option<&str>, bytes_sent: u64, bytes_received: u64) {
+        let Some(record) = self.open.lock().ok().and_then(|mut o| o.remove(session_id)) else {
+            return;
+        };
+        let mut end = match error {
+            Some(why) => SessionEnd::failed(why),
+            None => SessionEnd::new(EndStatus::Terminated),
+        };
+        end.bytes_sent = Some(bytes_sent);
+        end.bytes_received = Some(bytes_received);
+        if let Err(e) = record.end(end) {
+            tracing::warn!(error = %e, "cannot write the end of a forward session to the audit log");
+        }
+    }
 }

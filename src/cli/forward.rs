@@ -7,8 +7,10 @@ use std::time::Duration;
 use super::Context;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
+use crate::audit::{AuditLog, SessionKind};
 use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, ForwardSpec};
 use crate::error::{ErrorKind, UserError};
+use crate::launch::ForwardAuditLog;
 use crate::resolve::TargetSpec;
 
 /// Forward local ports to an instance, or to hosts reachable from it, until Ctrl-C.
@@ -77,9 +79,17 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             let request = ForwardRequest {
                 target: target.instance.id.clone(),
                 spec: spec.clone(),
-                document,
+                document: document.clone(),
                 reason: reason.clone(),
                 keepalive: args.keepalive,
+                audit: Some(std::sync::Arc::new(ForwardAuditLog::new(
+                    AuditLog::from_config(&config.audit, &ctx.paths),
+                    target.who.clone(),
+                    SessionKind::Forward,
+                    target.instance.clone(),
+                    document.clone(),
+                    reason.clone(),
+                ))),
             };
             let handle = forward::start(
                 std::sync::Arc::clone(&target.api),

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use super::Context;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
+use crate::audit::{AuditLog, SessionKind};
 use crate::engine::forward::{self, Acceptor, ForwardRequest, ForwardSpec, LocalConn};
 use crate::error::{ErrorKind, UserError};
+use crate::launch::ForwardAuditLog;
 use crate::resolve::TargetSpec;
 
 /// Connect stdin/stdout to a port on an instance (default 22), for ssh.
@@ -64,9 +66,17 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         let request = ForwardRequest {
             target: target.instance.id.clone(),
             spec,
-            document,
-            reason,
+            document: document.clone(),
+            reason: reason.clone(),
             keepalive: false,
+            audit: Some(std::sync::Arc::new(ForwardAuditLog::new(
+                AuditLog::from_config(&config.audit, &ctx.paths),
+                target.who.clone(),
+                SessionKind::Proxy,
+                target.instance.clone(),
+                document.clone(),
+                reason.clone(),
+            ))),
         };
         let conn = LocalConn::new(tokio::io::stdin(), tokio::io::stdout());
         let mut handle = forward::start(target.api, request, Acceptor::Once(Some(conn))).await?;

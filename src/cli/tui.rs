@@ -70,6 +70,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     api: api.clone(),
                     factory: Arc::new(SameApi(api)),
                     launcher,
+                    audit: None,
                 };
                 let profile = config.aws.profile.clone().or(Some("fake-world".to_owned()));
                 let region = config.aws.region.clone().or(Some("eu-west-1".to_owned()));
@@ -77,6 +78,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             None => {
                 let sdk = SdkApi::new(&config.aws).await?;
+                let audit = Arc::new(crate::launch::AuditContext {
+                    log: crate::audit::AuditLog::from_config(&config.audit, &ctx.paths),
+                    config: config.clone(),
+                });
                 let profile = sdk.profile().map(str::to_owned);
                 let region = Some(sdk.region().to_owned());
                 let services = Services {
@@ -84,10 +89,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SdkFactory {
                         aws: config.aws.clone(),
                     }),
-                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(
-                        config.clone(),
-                        crate::audit::AuditLog::from_config(&config.audit, &ctx.paths),
-                    ))),
+                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(Arc::clone(
+                        &audit,
+                    )))),
+                    audit: Some(audit),
                 };
                 (services, profile, region)
             }

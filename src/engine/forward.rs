@@ -331,8 +331,18 @@ impl ForwardStats {
     }
 }
 
+/// Records each session a forward starts and ends (the audit log). Kept as a trait so the
+/// engine does not depend on where or how records are written.
+pub trait ForwardAudit: Send + Sync {
+    /// A session was started. An error means it may not be used: it is terminated at once
+    /// (the audit fails closed).
+    fn started(&self, session_id: &str) -> Result<(), String>;
+    /// A session ended: `error` is `None` for a normal end; byte counts are for this session.
+    fn ended(&self, session_id: &str, error: Option<&str>, bytes_sent: u64, bytes_received: u64);
+}
+
 /// What to forward, where, and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ForwardRequest {
     /// Instance id.
     pub target: String,
@@ -344,6 +354,19 @@ pub struct ForwardRequest {
     pub reason: Option<String>,
     /// Keep an idle session alive with smux keepalives (defeats the idle timeout; opt-in).
     pub keepalive: bool,
+    /// Where each session is recorded.
+    pub audit: Option<Arc<dyn ForwardAudit>>,
+}
+
+impl fmt::Debug for ForwardRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardRequest")
+            .field("target", &self.target)
+            .field("spec", &self.spec)
+            .field("document", &self.document)
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A local bidirectional byte stream (a TCP connection, or stdin/stdout for `proxy`).
@@ -495,6 +518,12 @@ async fn open_session(
         .await?;
     let session_id = target.session_id.clone();
     tracing::info!(%session_id, target = %request.target, spec = %request.spec, "port session started");
+    if let Some(audit) = &request.audit
+        && let Err(why) = audit.started(&session_id)
+    {
+        let _ = api.terminate_session(&session_id).await;
+        anyhow::bail!("the session was ended because it cannot be audited: {why}");
+    }
     let (handle, mut events) = super::spawn_session(
         Arc::clone(api),
         target,
@@ -610,6 +639,11 @@ impl Runner {
                 }
             };
             self.stats.set_state(ForwardState::Listening);
+            let session_id = current.handle.session_id().to_owned();
+            let (sent0, received0) = (
+                self.stats.bytes_out.load(Ordering::Relaxed),
+                self.stats.bytes_in.load(Ordering::Relaxed),
+            );
             let end = match current.mode {
                 PortMode::Mux { keepalive } => {
                     self.run_mux(current, keepalive, &mut acceptor, pending.take())
@@ -619,6 +653,24 @@ impl Runner {
             };
             self.stats.connections_open.store(0, Ordering::Relaxed);
             self.stats.set_session(None);
+            if let Some(audit) = &self.request.audit {
+                let error = match &end {
+                    SessionEnd::Ended(why) => Some(why.as_str()),
+                    SessionEnd::Stopped | SessionEnd::ProxyDone => None,
+                };
+                audit.ended(
+                    &session_id,
+                    error,
+                    self.stats
+                        .bytes_out
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(sent0),
+                    self.stats
+                        .bytes_in
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(received0),
+                );
+            }
             match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::ProxyDone => {

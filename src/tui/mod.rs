@@ -102,14 +102,13 @@ impl ShellLauncher for CommandLauncher {
 /// (escapes, resize, raw mode).
 #[derive(Debug, Clone)]
 pub struct EngineLauncher {
-    config: crate::config::Config,
-    audit: crate::audit::AuditLog,
+    audit: Arc<crate::launch::AuditContext>,
 }
 
 impl EngineLauncher {
-    /// A launcher for this configuration, auditing to `audit`.
-    pub fn new(config: crate::config::Config, audit: crate::audit::AuditLog) -> Self {
-        Self { config, audit }
+    /// A launcher auditing through `audit`.
+    pub fn new(audit: Arc<crate::launch::AuditContext>) -> Self {
+        Self { audit }
     }
 }
 
@@ -122,24 +121,22 @@ impl ShellLauncher for EngineLauncher {
         document: &str,
         reason: Option<String>,
     ) -> anyhow::Result<ShellOutcome> {
-        let identity = api.caller_identity().await?;
-        let class = crate::access::class_for(&self.config, &identity.arn)?
-            .map(crate::access::ChosenClass::from_config);
-        let (profile, region) = api.location();
-        let who = crate::launch::Who {
-            identity,
-            class,
-            profile,
-            region,
-        };
+        let who = self.audit.who(api.as_ref()).await?;
         let options = crate::engine::shell::ShellOptions {
             escape: Some(b'~'),
             interactive: true,
             posix_target: target.platform_type.as_deref() != Some("Windows"),
         };
-        let outcome =
-            crate::launch::run_shell(api, &self.audit, &who, target, document, reason, &options)
-                .await?;
+        let outcome = crate::launch::run_shell(
+            api,
+            &self.audit.log,
+            &who,
+            target,
+            document,
+            reason,
+            &options,
+        )
+        .await?;
         Ok(ShellOutcome {
             exit_code: outcome.exit_code,
         })

@@ -101,6 +101,8 @@ pub struct Services {
     pub factory: Arc<dyn ApiFactory>,
     /// Opens shells; `None` while this build has no session engine.
     pub launcher: Option<Arc<dyn ShellLauncher>>,
+    /// Audits forward sessions; `None` for the fake world.
+    pub audit: Option<Arc<crate::launch::AuditContext>>,
 }
 
 enum Msg {
@@ -174,6 +176,7 @@ struct Runner {
     api: Arc<dyn SsmApi>,
     factory: Arc<dyn ApiFactory>,
     launcher: Option<Arc<dyn ShellLauncher>>,
+    audit: Option<Arc<crate::launch::AuditContext>>,
     terminal_owner: Arc<Semaphore>,
     forwards: Forwards,
     quit: bool,
@@ -194,6 +197,7 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
         api: services.api,
         factory: services.factory,
         launcher: services.launcher,
+        audit: services.audit,
         terminal_owner: Arc::new(Semaphore::new(1)),
         forwards: Forwards::default(),
         quit: false,
@@ -491,6 +495,7 @@ impl Runner {
                     self.forwards.starting.insert(id, run);
                     let previous = self.forwards.stopping.remove(&id);
                     let api = self.api.clone();
+                    let audit = self.audit.clone();
                     self.spawn(async move {
                         if let Some(stop) = previous {
                             let _ = stop.await;
@@ -498,12 +503,27 @@ impl Runner {
                         let result = async {
                             // Bind first: a port in use is reported before any AWS call.
                             let listener = forward::bind(&spec).await?;
+                            let audit: Option<Arc<dyn forward::ForwardAudit>> = match audit {
+                                Some(ctx) => {
+                                    let who = ctx.who(api.as_ref()).await?;
+                                    Some(Arc::new(crate::launch::ForwardAuditLog::new(
+                                        ctx.log.clone(),
+                                        who,
+                                        crate::audit::SessionKind::Forward,
+                                        (*instance).clone(),
+                                        document.clone(),
+                                        None,
+                                    )))
+                                }
+                                None => None,
+                            };
                             let request = ForwardRequest {
                                 target: instance.id.clone(),
                                 spec,
                                 document,
                                 reason: None,
                                 keepalive,
+                                audit,
                             };
                             forward::start(api, request, Acceptor::Tcp(listener)).await
                         }
