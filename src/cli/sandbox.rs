@@ -62,6 +62,9 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         instances: args.instances,
         world_file: None,
+        bucket_dir: None,
+        homes_dir: None,
+        faults: sandbox::Faults::default(),
         region: ctx
             .global
             .region
