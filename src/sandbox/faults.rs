@@ -14,7 +14,7 @@
 //!
 //! | item | effect |
 //! |---|---|
-//! | `drop-every=N` | drop the client websocket after N frames (both directions) on one connection |
+//! | `drop-every=N` | drop the client websocket once it has sent N frames that make progress (new data, acknowledgements) |
 //! | `drop-every=Ts` / `drop-every=Tms` | drop the client websocket T seconds / ms after it attached |
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
@@ -48,7 +48,12 @@ const REORDER_HOLD: Duration = Duration::from_millis(20);
 pub struct Faults {
     /// Issue tokens that are already expired (exercises the client's resume/error path).
     pub expire_tokens_on_issue: bool,
-    /// Drop the client websocket after this many frames (both directions) on one connection.
+    /// Drop the client websocket once it has sent this many frames that make progress on one
+    /// connection: acknowledgements and stream data not seen before.
+    ///
+    /// Why not every frame? After a reconnect both ends resend everything unacknowledged at
+    /// once. If those bursts counted, a window larger than N would be cut off before a single
+    /// new acknowledgement could pass, on every connection, forever.
     pub drop_every_messages: Option<u64>,
     /// Drop the client websocket this long after it attached.
     pub drop_every: Option<Duration>,
@@ -337,14 +342,20 @@ pub struct FaultLayer {
     resume_pending: bool,
 }
 
-/// The dice of one session's fault layers (kept across reconnects).
+/// The dice of one session's fault layers and what they remember across reconnects.
 #[derive(Debug, Clone)]
-pub struct Dice(SplitMix64);
+pub struct Dice {
+    rng: SplitMix64,
+    highest_input_seq: Option<i64>,
+}
 
 impl Dice {
     /// Dice from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(SplitMix64::new(seed))
+        Self {
+            rng: SplitMix64::new(seed),
+            highest_input_seq: None,
+        }
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -352,15 +363,37 @@ impl Dice {
             return false;
         }
         // 53 random bits → [0, 1).
-        let x = (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let x = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         x < p
     }
 
     fn between(&mut self, a: Duration, b: Duration) -> Duration {
         let (a, b) = (a.as_millis(), b.as_millis());
         let span = b.saturating_sub(a).saturating_add(1);
-        let pick = u128::from(self.0.next_u64()) % span.max(1);
+        let pick = u128::from(self.rng.next_u64()) % span.max(1);
         Duration::from_millis(u64::try_from(a + pick).unwrap_or(u64::MAX))
+    }
+
+    /// Whether a frame from the client makes progress: an acknowledgement, or stream data
+    /// with a sequence number above any seen before. Retransmissions do not.
+    fn progresses(&mut self, frame: &[u8]) -> bool {
+        if is_ack(frame) {
+            return true;
+        }
+        let is_data = frame
+            .get(4..36)
+            .is_some_and(|t| t.starts_with(b"input_stream_data"));
+        let seq = frame
+            .get(48..56)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_be_bytes);
+        match (is_data, seq) {
+            (true, Some(seq)) if self.highest_input_seq.is_none_or(|h| seq > h) => {
+                self.highest_input_seq = Some(seq);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -395,14 +428,14 @@ impl FaultLayer {
         dice: &mut Dice,
         counters: &FaultCounters,
         session_id: &str,
-    ) -> Verdict {
+    ) {
         if let Some(stall) = self.faults.stall_acks
             && now < self.attached_at + stall
             && is_ack(&frame)
         {
             counters.record(FaultKind::StallAck, session_id);
             self.stalled.push(frame);
-            return Verdict::Keep;
+            return;
         }
         self.frames_out += 1;
         if let Some(n) = self.faults.restart_agent_every_messages
@@ -436,7 +469,6 @@ impl FaultLayer {
             }
             self.enqueue(frame.clone(), now, dice, counters, session_id);
         }
-        self.count_frame()
     }
 
     fn enqueue(
@@ -470,21 +502,20 @@ impl FaultLayer {
         counters: &FaultCounters,
         session_id: &str,
     ) -> (Vec<Vec<u8>>, Verdict) {
+        if dice.progresses(&frame) {
+            self.frames += 1;
+        }
+        let verdict = match self.faults.drop_every_messages {
+            Some(n) if self.frames >= n => Verdict::Drop,
+            _ => Verdict::Keep,
+        };
         let frames = if dice.chance(self.faults.duplicate) {
             counters.record(FaultKind::Duplicate, session_id);
             vec![frame.clone(), frame]
         } else {
             vec![frame]
         };
-        (frames, self.count_frame())
-    }
-
-    fn count_frame(&mut self) -> Verdict {
-        self.frames += 1;
-        match self.faults.drop_every_messages {
-            Some(n) if self.frames >= n => Verdict::Drop,
-            _ => Verdict::Keep,
-        }
+        (frames, verdict)
     }
 
     /// Frames due now, in order (nothing while an emulated agent restart keeps silence).
@@ -629,18 +660,28 @@ mod tests {
         let now = Instant::now();
         let mut layer = FaultLayer::new(faults, now);
         let mut out = Vec::new();
-        let mut dropped_at = None;
-        for i in 0u32..100 {
-            let v = layer.outgoing(i.to_be_bytes().to_vec(), now, &mut dice, &counters, "s");
+        for i in 0u32..50 {
+            layer.outgoing(i.to_be_bytes().to_vec(), now, &mut dice, &counters, "s");
             while let Some(f) = layer.poll_ready(now) {
                 out.push(f);
             }
+        }
+        let mut dropped_at = None;
+        let mut ack = b"\0\0\0\x74acknowledge".to_vec();
+        ack.resize(120, b' ');
+        for i in 0u32..100 {
+            let (copies, v) = layer.incoming(ack.clone(), &mut dice, &counters, "s");
+            assert!(!copies.is_empty());
             if v == Verdict::Drop {
                 dropped_at = Some(i);
                 break;
             }
         }
-        assert_eq!(dropped_at, Some(49));
+        assert_eq!(
+            dropped_at,
+            Some(49),
+            "the 50th frame from the client cuts the connection"
+        );
         let c = counters.snapshot();
         assert!(c.duplicates > 0 && c.reorders > 0, "{c:?}");
         // Every frame arrives at least once; order differs from the sent order.
@@ -651,7 +692,25 @@ mod tests {
         assert_ne!(seen, (0..seen.len() as u32).collect::<Vec<_>>());
         seen.sort_unstable();
         seen.dedup();
-        assert!(seen.len() >= 48, "{}", seen.len());
+        assert!(seen.len() >= 49, "{}", seen.len());
+    }
+
+    #[test]
+    fn retransmitted_data_does_not_count_towards_a_drop() {
+        let data = |seq: i64| {
+            let mut f = b"\0\0\0\x74input_stream_data".to_vec();
+            f.resize(48, b' ');
+            f.extend_from_slice(&seq.to_be_bytes());
+            f.resize(120, 0);
+            f
+        };
+        let mut dice = Dice::new(1);
+        assert!(dice.progresses(&data(0)));
+        assert!(dice.progresses(&data(1)));
+        assert!(!dice.progresses(&data(1)), "a retransmission");
+        assert!(!dice.progresses(&data(0)));
+        assert!(dice.progresses(&data(5)));
+        assert!(!dice.progresses(b"short"));
     }
 
     #[test]

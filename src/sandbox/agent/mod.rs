@@ -693,10 +693,25 @@ impl Agent {
         self.session.handle_incoming(&frame, self.clock.now());
     }
 
+    /// Cuts the connection as a network failure would, but only after the frames already
+    /// handed to it (acknowledgements of what the client sent) are out: the client's reads
+    /// then end in the middle of a healthy stream.
     fn fault_drop(&mut self) {
         self.state
             .record_fault(FaultKind::Drop, &self.info.session_id);
+        self.move_transmits();
+        let sink = self.sink.take();
+        let mut outbox = std::mem::take(&mut self.outbox);
         self.drop_connection("fault injection");
+        if let Some(mut sink) = sink {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    write_outbox(Some(&mut sink), &mut outbox),
+                )
+                .await;
+            });
+        }
     }
 
     /// Moves frames from the session (through the fault layer) to the outbox. Without a
@@ -713,38 +728,17 @@ impl Agent {
             }
             return;
         };
-        let mut drop = false;
         while let Some(f) = self.session.poll_transmit() {
-            let v = layer.outgoing(
+            layer.outgoing(
                 f,
                 now,
                 &mut self.dice,
                 self.state.fault_counters(),
                 &self.info.session_id,
             );
-            if v == Verdict::Drop {
-                drop = true;
-                break;
-            }
         }
         while let Some(f) = layer.poll_ready(now) {
             self.outbox.push_back(Message::Binary(f.into()));
-        }
-        if drop {
-            // The frames already in the outbox go out first; then the connection is cut.
-            let sink = self.sink.take();
-            let outbox = std::mem::take(&mut self.outbox);
-            self.fault_drop();
-            if let Some(mut sink) = sink {
-                tokio::spawn(async move {
-                    let mut outbox = outbox;
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(200),
-                        write_outbox(Some(&mut sink), &mut outbox),
-                    )
-                    .await;
-                });
-            }
         }
     }
 
