@@ -32,7 +32,7 @@ use ssmtui::sandbox::{
     TimeoutOverrides,
 };
 use ssmtui::secret::Secret;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -129,6 +129,7 @@ struct Seen {
     flags: Vec<Flag>,
     closed: Option<CloseReason>,
     agent_version: Option<String>,
+    pauses: usize,
 }
 
 impl Seen {
@@ -150,6 +151,7 @@ impl Seen {
             EngineEvent::Reconnecting { .. } => self.reconnecting += 1,
             EngineEvent::Reconnected { .. } => self.reconnected += 1,
             EngineEvent::Flag(f) => self.flags.push(f),
+            EngineEvent::Paused(true) => self.pauses += 1,
             EngineEvent::Closed(r) => self.closed = Some(r),
             _ => {}
         }
@@ -325,12 +327,7 @@ async fn mux_echo(
     let (mut closed, mut fin) = (false, false);
     let mut outgoing: Option<Vec<u8>> = None;
     let deadline = tokio::time::Instant::now() + limit;
-    let mut last_report = std::time::Instant::now();
     while !(fin && outgoing.is_none() && closed) {
-        if last_report.elapsed() > Duration::from_secs(2) {
-            last_report = std::time::Instant::now();
-            eprintln!("progress: sent {sent} received {received}");
-        }
         while sent < total && mux.send_capacity(id) > 0 {
             let n = mux.send_capacity(id).min(16 * 1024).min(total - sent);
             let chunk = pattern.take(n);
@@ -375,7 +372,11 @@ async fn mux_echo(
             },
         }
     }
-    (tx_hash.finalize().into(), rx_hash.finalize().into(), received)
+    (
+        tx_hash.finalize().into(),
+        rx_hash.finalize().into(),
+        received,
+    )
 }
 
 /// Basic mode: sends `total` pattern bytes as raw Output and reads the echo back.
@@ -431,8 +432,10 @@ async fn open_port_session(
 ) -> (SessionHandle, mpsc::Receiver<EngineEvent>, Seen) {
     let (handle, mut events) = open(api, target, document, params).await;
     let mut seen = Seen::default();
-    seen.until(&mut events, Duration::from_secs(20), "Ready", |s| s.ready.is_some())
-        .await;
+    seen.until(&mut events, Duration::from_secs(20), "Ready", |s| {
+        s.ready.is_some()
+    })
+    .await;
     let (session_type, _, encrypted) = seen.ready.clone().unwrap();
     assert_eq!(session_type, SessionType::Port);
     assert!(!encrypted, "the agent never encrypts port sessions");
@@ -471,10 +474,22 @@ async fn port_session_moves_64_mib_through_smux_intact() {
     eprintln!("64 MiB echoed through smux in {:?}", started.elapsed());
     assert_eq!(n, total);
     assert_eq!(sent, echoed, "the echo is byte-identical");
-    assert_eq!(accepts.load(Ordering::SeqCst), 1, "one stream, one connection");
-    handle.command(SessionCommand::Flag(Flag::TerminateSession)).await.unwrap();
-    seen.until_closed(&mut events, Duration::from_secs(10)).await;
-    assert!(matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })), "{:?}", seen.closed);
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        1,
+        "one stream, one connection"
+    );
+    handle
+        .command(SessionCommand::Flag(Flag::TerminateSession))
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
     env.stop().await;
 }
 
@@ -493,7 +508,10 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
     .await;
     let version = seen.agent_version.clone().unwrap();
     assert_eq!(version, "3.0.161.0");
-    assert_eq!(client_port_mode("LocalPortForwarding", &version), PortMode::Basic);
+    assert_eq!(
+        client_port_mode("LocalPortForwarding", &version),
+        PortMode::Basic
+    );
 
     let (sent, echoed) = basic_echo(&handle, &mut events, &mut seen, 4 << 20, 1).await;
     assert_eq!(sent, echoed);
@@ -509,9 +527,17 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (sent, echoed) = basic_echo(&handle, &mut events, &mut seen, 4 << 20, 2).await;
     assert_eq!(sent, echoed);
-    assert_eq!(accepts.load(Ordering::SeqCst), 2, "a second connection after the flag");
-    handle.command(SessionCommand::Flag(Flag::TerminateSession)).await.unwrap();
-    seen.until_closed(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        2,
+        "a second connection after the flag"
+    );
+    handle
+        .command(SessionCommand::Flag(Flag::TerminateSession))
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
     env.stop().await;
 }
 
@@ -528,7 +554,10 @@ async fn non_loopback_and_closed_targets_get_connect_to_port_error() {
     for (document, params) in [
         (
             "AWS-StartPortForwardingSessionToRemoteHost",
-            vec![("host", "10.1.2.3".to_owned()), ("portNumber", "22".to_owned())],
+            vec![
+                ("host", "10.1.2.3".to_owned()),
+                ("portNumber", "22".to_owned()),
+            ],
         ),
         (
             "AWS-StartPortForwardingSession",
@@ -544,7 +573,11 @@ async fn non_loopback_and_closed_targets_get_connect_to_port_error() {
         let mut fin = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !(fin && seen.flags.contains(&Flag::ConnectToPortError)) {
-            match tokio::time::timeout_at(deadline, events.recv()).await.unwrap().unwrap() {
+            match tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
                 EngineEvent::Output(b) => {
                     mux.handle_incoming(&b, now_ms()).unwrap();
                     while let Some(e) = mux.poll_event() {
@@ -557,10 +590,18 @@ async fn non_loopback_and_closed_targets_get_connect_to_port_error() {
                 }
                 ev => seen.take(ev),
             }
-            assert!(seen.closed.is_none(), "the session stays up: {:?}", seen.closed);
+            assert!(
+                seen.closed.is_none(),
+                "the session stays up: {:?}",
+                seen.closed
+            );
         }
-        handle.command(SessionCommand::Flag(Flag::TerminateSession)).await.unwrap();
-        seen.until_closed(&mut events, Duration::from_secs(10)).await;
+        handle
+            .command(SessionCommand::Flag(Flag::TerminateSession))
+            .await
+            .unwrap();
+        seen.until_closed(&mut events, Duration::from_secs(10))
+            .await;
     }
     env.stop().await;
 }
@@ -601,7 +642,11 @@ async fn pipe_mode_framing_extracts_the_exit_status_from_a_real_bash() {
     let mut seen = Seen::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while seen.closed.is_none() {
-        match tokio::time::timeout_at(deadline, events.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             EngineEvent::Output(b) => {
                 seen.output.extend_from_slice(&b);
                 shown.extend(filter.feed(&b));
@@ -625,6 +670,307 @@ async fn pipe_mode_framing_extracts_the_exit_status_from_a_real_bash() {
         seen.text()
     );
     assert!(seen.text().contains("running as ssm-nosudo"));
-    assert!(matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })));
+    assert!(matches!(
+        seen.closed,
+        Some(CloseReason::ChannelClosed { .. })
+    ));
+    env.stop().await;
+}
+
+/// Opens the data channel by hand and sends `OpenDataChannelInput` with `token`; returns the
+/// first frame the sandbox sends back.
+async fn raw_open(url: &str, token: &str) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::{SinkExt, StreamExt};
+    use ssmtui::protocol::OpenDataChannelInput;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let input = OpenDataChannelInput::client(
+        "00000000-0000-4000-8000-000000000001",
+        token,
+        "00000000-0000-4000-8000-000000000002",
+        "1.2.650.0",
+    );
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        input.to_json_string().into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+fn policy_close_reason(msg: &tokio_tungstenite::tungstenite::Message) -> String {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    match msg {
+        Message::Close(Some(f)) if f.code == CloseCode::Policy => f.reason.to_string(),
+        other => panic!("expected a policy-violation close, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_single_use_bound_to_their_session_and_expire() {
+    let env = Env::start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let req = StartSessionRequest {
+        target: target.clone(),
+        document: "SSM-sudo".to_owned(),
+        ..StartSessionRequest::default()
+    };
+    let started = api.start_session(&req).await.unwrap();
+    let url = started.stream_url.clone();
+    let token = started.token.expose().to_owned();
+
+    // A wrong token is refused before anything reaches the agent.
+    let refused = raw_open(&url, "not-the-token").await;
+    assert_eq!(
+        policy_close_reason(&refused),
+        "the token is not valid for this session"
+    );
+    // The right one opens the channel: the agent's first frame is its (KMS) handshake request.
+    let first = raw_open(&url, &token).await;
+    assert!(
+        matches!(&first, tokio_tungstenite::tungstenite::Message::Binary(b) if b.get(4..22) == Some(&b"output_stream_data"[..])),
+        "{first:?}"
+    );
+    // Used once, never again.
+    let reused = raw_open(&url, &token).await;
+    assert_eq!(policy_close_reason(&reused), "the token was already used");
+    // A token from ResumeSession works once; an expired one does not.
+    let resumed = api.resume_session(&started.session_id).await.unwrap();
+    env.sb().state().expire_tokens(&started.session_id);
+    let expired = raw_open(&url, resumed.token.expose()).await;
+    assert_eq!(policy_close_reason(&expired), "the token has expired");
+    // Another session's URL with this session's token: refused.
+    let other = api.start_session(&req).await.unwrap();
+    let fresh = api.resume_session(&started.session_id).await.unwrap();
+    let cross = raw_open(&other.stream_url, fresh.token.expose()).await;
+    assert_eq!(
+        policy_close_reason(&cross),
+        "the token is not valid for this session"
+    );
+    env.stop().await;
+}
+
+/// The numbers printed after `pid=` (the shell's `$$`), ignoring the echoed command.
+fn shell_pid(text: &str) -> Option<u32> {
+    text.match_indices("pid=").find_map(|(i, _)| {
+        let digits: String = text[i + 4..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
+    let env = Env::start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle.send(b"echo pid=$$\n".to_vec()).await.unwrap();
+    seen.until(
+        &mut events,
+        Duration::from_secs(20),
+        "the shell's pid",
+        |s| shell_pid(&s.text()).is_some(),
+    )
+    .await;
+    let pid = shell_pid(&seen.text()).unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists(), "the shell runs as a real process");
+
+    // TerminateSession from elsewhere (another client of the same user), not from the engine.
+    api.terminate_session(handle.session_id()).await.unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        seen.closed,
+        Some(CloseReason::ChannelClosed {
+            output: "The session was terminated.".to_owned()
+        })
+    );
+    assert_eq!(
+        env.sb()
+            .state()
+            .session(handle.session_id())
+            .unwrap()
+            .status,
+        SessionStatus::Terminated
+    );
+    // The shell is gone and reaped (a zombie would keep /proc/<pid>).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while proc_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shell {pid} outlived its session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_and_max_duration_end_sessions() {
+    let env = Env::start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+
+    env.sb().state().set_timeout_overrides(TimeoutOverrides {
+        idle: Some(Duration::from_millis(1500)),
+        max_duration: None,
+    });
+    let started = std::time::Instant::now();
+    let (_idle, mut idle_events) = open(&api, &target, "SSM-sudo", &[]).await;
+
+    env.sb().state().set_timeout_overrides(TimeoutOverrides {
+        idle: Some(Duration::from_secs(60)),
+        max_duration: Some(Duration::from_secs(2)),
+    });
+    let (busy, mut busy_events) = open(&api, &target, "SSM-sudo", &[]).await;
+    // Keep the second one busy: it must end by its maximum duration, not by idleness.
+    let keep_busy = tokio::spawn(async move {
+        for _ in 0..40 {
+            if busy.send(b"true\n".to_vec()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let mut idle_seen = Seen::default();
+    idle_seen
+        .until_closed(&mut idle_events, Duration::from_secs(10))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(
+        idle_seen.closed,
+        Some(CloseReason::ChannelClosed {
+            output: "Your session timed out due to inactivity and has been terminated.".to_owned()
+        })
+    );
+    let mut busy_seen = Seen::default();
+    busy_seen
+        .until_closed(&mut busy_events, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        busy_seen.closed,
+        Some(CloseReason::ChannelClosed {
+            output: "Your session has reached its maximum duration and has been terminated."
+                .to_owned()
+        })
+    );
+    keep_busy.abort();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_cannot_break_exactly_once_delivery() {
+    let faults = Faults::parse("drop-every=200,dup=0.02,reorder=0.02,seed=11").unwrap();
+    let env = Env::start(faults).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+
+    // Shell: 30000 numbered lines (~350 messages, enough for the drops to hit), each must
+    // arrive once and in order.
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle
+        .send(b"for i in $(seq 1 30000); do echo line-$i; done; exit\n".to_vec())
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(60))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
+    let expected: String = (1..=30000).map(|i| format!("line-{i}\r\n")).collect();
+    let text = seen.text();
+    assert_eq!(count(&text, &expected), 1, "every line once, in order");
+    assert_eq!(count(&text, "line-30000\r\n"), 1);
+    let shell_reconnects = seen.reconnected;
+
+    // Port: 16 MiB through smux, exactly once.
+    let (port, _) = echo_server().await;
+    let (handle, mut events, mut seen) = open_port_session(
+        &api,
+        &target,
+        &[("portNumber", port.to_string())],
+        "AWS-StartPortForwardingSession",
+    )
+    .await;
+    let total = 16 << 20;
+    let t = std::time::Instant::now();
+    let (sent, echoed, n) = mux_echo(
+        &handle,
+        &mut events,
+        &mut seen,
+        total,
+        7,
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!(
+        "16 MiB echoed through smux with faults in {:?} ({} reconnects)",
+        t.elapsed(),
+        seen.reconnected
+    );
+    assert_eq!(n, total);
+    assert_eq!(sent, echoed);
+
+    let counts = env.sb().state().fault_counts();
+    eprintln!("{counts:?}");
+    assert!(
+        counts.drops > 0 && counts.duplicates > 0 && counts.reorders > 0,
+        "{counts:?}"
+    );
+    assert!(
+        shell_reconnects > 0 && seen.reconnected > 0,
+        "the engine reconnected"
+    );
+    assert!(seen.reconnecting >= seen.reconnected);
+    handle
+        .command(SessionCommand::Flag(Flag::TerminateSession))
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(20))
+        .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
+    let faults =
+        Faults::parse("delay-ms=0-5,stall-acks-ms=400,restart-agent-every=60,seed=3").unwrap();
+    let env = Env::start(faults).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle
+        .send(b"for i in $(seq 1 5000); do echo row-$i; done; exit\n".to_vec())
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(60))
+        .await;
+    let expected: String = (1..=5000).map(|i| format!("row-{i}\r\n")).collect();
+    assert_eq!(
+        count(&seen.text(), &expected),
+        1,
+        "every row once, in order"
+    );
+    let counts = env.sb().state().fault_counts();
+    assert!(
+        counts.delays > 0 && counts.stalled_acks > 0 && counts.agent_restarts > 0,
+        "{counts:?}"
+    );
+    assert!(seen.pauses > 0, "the engine saw pause_publication");
     env.stop().await;
 }
