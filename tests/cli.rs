@@ -39,6 +39,7 @@ fn help_snapshots() {
         &["config", "path", "--help"],
         &["completions", "--help"],
         &["sandbox", "--help"],
+        &["demo", "--help"],
     ] {
         let out = ssmtui(home.path()).args(args).assert().success();
         let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod demo;
 pub mod sandbox;
 
 use std::io::IsTerminal;
@@ -91,6 +92,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Run an emulated AWS account on loopback (no AWS account needed)
     Sandbox(sandbox::SandboxArgs),
+    /// Try ssmtui against an emulated AWS account on this machine
+    Demo(demo::DemoArgs),
 }
 
 /// Everything a subcommand needs from the environment: global flags, paths and the config.
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Config(args)) => config::run(&ctx, &args),
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
+        Some(Command::Demo(args)) => demo::run(&ctx, &args),
         None => {
             // arg_required_else_help means clap already printed help; reaching here is a bug.
             Err(
