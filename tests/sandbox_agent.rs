@@ -827,6 +827,14 @@ async fn idle_timeout_and_max_duration_end_sessions() {
     });
     let started = std::time::Instant::now();
     let (_idle, mut idle_events) = open(&api, &target, "SSM-sudo", &[]).await;
+    // Overrides are read when a session's data channel first opens: wait for that before
+    // changing them for the second session.
+    let mut idle_seen = Seen::default();
+    idle_seen
+        .until(&mut idle_events, Duration::from_secs(20), "Ready", |s| {
+            s.ready.is_some()
+        })
+        .await;
 
     env.sb().state().set_timeout_overrides(TimeoutOverrides {
         idle: Some(Duration::from_secs(60)),
@@ -843,7 +851,6 @@ async fn idle_timeout_and_max_duration_end_sessions() {
         }
     });
 
-    let mut idle_seen = Seen::default();
     idle_seen
         .until_closed(&mut idle_events, Duration::from_secs(10))
         .await;
