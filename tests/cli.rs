@@ -46,6 +46,7 @@ fn help_snapshots() {
         &["sandbox", "--help"],
         &["sessions", "--help"],
         &["doctor", "--help"],
+        &["demo", "--help"],
     ] {
         let out = ssmtui(home.path()).args(args).assert().success();
         let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();

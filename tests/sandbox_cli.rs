@@ -1,5 +1,7 @@
-//! `ssmtui sandbox` through the real binary: it prints export lines with a real port, an SDK
-//! configured from exactly those values gets answers, and SIGTERM ends it with status 0.
+//! `ssmtui sandbox` and `ssmtui demo` through the real binary: the sandbox prints export lines
+//! with a real port, an SDK configured from exactly those values gets answers, SIGTERM ends it
+//! with status 0, a bad `--faults` spec is a usage error with the syntax as a hint, and `demo`
+//! signs in to its in-process sandbox as the chosen identity.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -104,6 +106,19 @@ fn sandbox_rejects_unknown_identities_and_public_addresses() {
             &["sandbox", "--listen", "0.0.0.0:0"],
             "the sandbox listens on loopback only",
         ),
+        (
+            &["sandbox", "--faults", "drop-every=200,bogus=1"],
+            "bad --faults spec: unknown fault \"bogus\"",
+        ),
+        (
+            &["sandbox", "--faults", "dup=1.5"],
+            "fault \"dup\" needs a probability between 0 and 1",
+        ),
+        (
+            &["sandbox", "--faults", "delay-ms=20-5"],
+            "has its range backwards",
+        ),
+        (&["demo", "--as", "mallory"], "unknown sandbox identity"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ssmtui"))
             .args(args)
@@ -118,4 +133,47 @@ fn sandbox_rejects_unknown_identities_and_public_addresses() {
         assert!(err.contains(needle), "{err}");
         assert!(err.contains("hint:"), "{err}");
     }
+}
+
+#[test]
+fn demo_signs_in_to_its_own_sandbox_and_stops_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .args(["demo", "--as", "bob", "--instances", "12", "--seed", "5"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("SSMTUI_CONFIG_DIR", home.path().join("config"))
+        .env("SSMTUI_STATE_DIR", home.path().join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut text = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("serving until");
+        text.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = text.join("\n");
+    // The AWS layer (SDK with the demo identity's credentials) really reached the sandbox.
+    assert!(
+        text.contains("signed in as bob (arn:aws:sts::123456789012:assumed-role/"),
+        "{text}"
+    );
+    assert!(text.contains("12 instances"), "{text}");
+    assert!(
+        text.contains("the interactive UI is not part of this build yet"),
+        "{text}"
+    );
+    assert!(text.contains("export AWS_ACCESS_KEY_ID='bob'"), "{text}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -38,6 +38,31 @@ pub struct SdkApi {
 impl SdkApi {
     /// Resolves credentials/region per the config and builds the clients. Nothing is called yet.
     pub async fn new(aws: &AwsConfig) -> Result<Self, AwsError> {
+        Self::build(aws, None).await
+    }
+
+    /// Like [`SdkApi::new`], but with fixed credentials instead of the default chain: for the
+    /// sandbox (`ssmtui demo`, tests), whose access key id selects the identity. The secret is
+    /// only used to sign; it is never logged.
+    pub async fn with_static_credentials(
+        aws: &AwsConfig,
+        access_key_id: &str,
+        secret_access_key: &Secret,
+    ) -> Result<Self, AwsError> {
+        let creds = aws_credential_types::Credentials::new(
+            access_key_id,
+            secret_access_key.expose(),
+            None,
+            None,
+            "ssmtui-static",
+        );
+        Self::build(aws, Some(creds)).await
+    }
+
+    async fn build(
+        aws: &AwsConfig,
+        credentials: Option<aws_credential_types::Credentials>,
+    ) -> Result<Self, AwsError> {
         let timeout = Duration::from_secs(aws.call_timeout_seconds.max(1));
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
@@ -56,6 +81,9 @@ impl SdkApi {
         }
         if let Some(url) = &aws.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(creds) = credentials {
+            loader = loader.credentials_provider(creds);
         }
         let shared = loader.load().await;
         let region = shared

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod config;
 pub mod connect;
 pub mod debug;
+pub mod demo;
 pub mod doctor;
 pub mod forward;
 pub mod list;
@@ -104,6 +105,8 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     #[command(hide = true)]
     Debug(debug::DebugArgs),
+    /// Try ssmtui against an emulated AWS account on this machine
+    Demo(demo::DemoArgs),
 }
 
 /// Everything a subcommand needs from the environment: global flags, paths and the config.
@@ -189,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         None => tui::run(&ctx),
+        Some(Command::Demo(args)) => demo::run(&ctx, &args),
     }
 }
 

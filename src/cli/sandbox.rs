@@ -2,7 +2,8 @@
 //!
 //! The binary's `main` is synchronous, so this subcommand builds its own tokio runtime. It
 //! prints shell `export` lines first (flushed, so a parent process or a human can read them
-//! at once), then serves until Ctrl-C or SIGTERM and exits 0.
+//! at once), then serves until Ctrl-C or SIGTERM and exits 0. `--faults` is parsed before
+//! anything starts, so a typo is a usage error (exit 2) with the syntax as a hint.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use anyhow::Context as _;
 use super::Context;
 use crate::error::{ErrorKind, UserError};
 use crate::output::print_out;
-use crate::sandbox::{self, Sandbox, SandboxConfig, identity};
+use crate::sandbox::{self, Faults, RunningSandbox, Sandbox, SandboxConfig, identity};
 
 /// Run an emulated AWS account on loopback for trying ssmtui, the AWS CLI or any AWS SDK.
 ///
@@ -33,19 +34,66 @@ pub struct SandboxArgs {
     /// Identity the printed credentials select: alice (sudo), bob (no-sudo) or eve (no access)
     #[arg(long = "as", value_name = "NAME", default_value = "alice")]
     pub identity: String,
+    /// Inject faults, e.g. drop-every=200,dup=0.02,reorder=0.02 (syntax in the README)
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+}
+
+/// The `--faults` syntax, for hints.
+pub(crate) const FAULTS_SYNTAX: &str = "a comma-separated list of: drop-every=N (or =2s, =500ms), dup=P, reorder=P, delay-ms=A-B, stall-acks-ms=N, restart-agent-every=N, expire-tokens, token-ttl-ms=N, connection-lost=INSTANCE, seed=N";
+
+/// The identity named by `--as`, or a usage error listing the names.
+pub(crate) fn identity_arg(name: &str) -> anyhow::Result<&'static identity::Identity> {
+    identity::by_access_key(name).ok_or_else(|| {
+        let names: Vec<&str> = identity::IDENTITIES.iter().map(|i| i.name).collect();
+        UserError::new(
+            ErrorKind::Usage,
+            format!("unknown sandbox identity \"{name}\""),
+        )
+        .hint(format!("choose one of: {}", names.join(", ")))
+        .into()
+    })
+}
+
+/// Parses `--faults`, or a usage error with the syntax.
+pub(crate) fn faults_arg(spec: Option<&str>) -> anyhow::Result<Faults> {
+    let Some(spec) = spec else {
+        return Ok(Faults::default());
+    };
+    Faults::parse(spec).map_err(|e| {
+        UserError::new(ErrorKind::Usage, format!("bad --faults spec: {e}"))
+            .hint(format!("--faults takes {FAULTS_SYNTAX}"))
+            .into()
+    })
+}
+
+/// The multi-threaded runtime the sandbox subcommands run on (two workers: it is a tool for a
+/// laptop, not a server).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The `export` lines for `who`, and comments on what is where.
+pub(crate) fn exports_text(running: &RunningSandbox, who: &identity::Identity) -> String {
+    let mut text = String::new();
+    for (k, v) in running.env_exports(who) {
+        text.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+    }
+    text.push_str(&format!(
+        "# session transcripts (the S3 bucket stand-in): {}\n",
+        running.state().data_paths().bucket.display()
+    ));
+    text
 }
 
 /// Starts the sandbox, prints the exports and serves until interrupted.
 pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
-    let Some(who) = identity::by_access_key(&args.identity) else {
-        let names: Vec<&str> = identity::IDENTITIES.iter().map(|i| i.name).collect();
-        return Err(UserError::new(
-            ErrorKind::Usage,
-            format!("unknown sandbox identity \"{}\"", args.identity),
-        )
-        .hint(format!("choose one of: {}", names.join(", ")))
-        .into());
-    };
+    let who = identity_arg(&args.identity)?;
+    let faults = faults_arg(args.faults.as_deref())?;
     if !args.listen.ip().is_loopback() {
         return Err(UserError::new(
             ErrorKind::Usage,
@@ -62,18 +110,18 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         instances: args.instances,
         world_file: None,
+        bucket_dir: None,
+        homes_dir: None,
+        faults,
         region: ctx
             .global
             .region
             .clone()
             .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned()),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
+        let stop = StopSignals::install()?;
         let running = Sandbox::start(config)
             .await
             .context("cannot start the sandbox")?;
@@ -85,32 +133,56 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
             running.state().region(),
             identity::summary()
         );
-        for (k, v) in running.env_exports(who) {
-            text.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+        text.push_str(&exports_text(&running, who));
+        if let Some(spec) = &args.faults {
+            text.push_str(&format!("# injecting faults: {spec}\n"));
         }
         text.push_str("# serving until Ctrl-C or SIGTERM\n");
         print_out(&text)?;
-        wait_for_stop().await?;
+        stop.wait().await?;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_stop() -> anyhow::Result<()> {
+/// Ctrl-C and SIGTERM, caught from the moment this is created: install it before telling
+/// anyone we are ready, or a quick SIGTERM kills the process before the handler exists.
+#[derive(Debug)]
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers.
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    Ok(())
+
+    /// Waits for either signal.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")?;
+        Ok(())
+    }
 }
 
 /// Quotes a value for POSIX shells (single quotes; an embedded `'` becomes `'\''`).

@@ -10,14 +10,19 @@
 //! [`SandboxState::validate_and_consume_token`] and [`SandboxState::kms_decrypt`].
 //!
 //! The StreamUrl StartSession returns is
-//! `ws://<addr>/v1/data-channel/<SessionId>?role=publish_subscribe` on this same listener. This
-//! half only answers that path with 501 until the data-channel half registers its route in
-//! [`router`].
+//! `ws://<addr>/v1/data-channel/<SessionId>?role=publish_subscribe` on this same listener;
+//! [`datachannel`] accepts it and hands each session to its [`agent`] task: a real pty shell
+//! for shell documents, real loopback TCP for port documents, with KMS encryption, idle and
+//! maximum-duration timeouts and transcripts in a local "bucket" directory. [`faults`] injects
+//! drops, duplicates, reordering, delays, stalled acknowledgements and agent restarts.
 //!
 //! Not emulated: SigV4 signature checks, every API not listed in the submodules, real IAM policy
 //! evaluation, and anything outside loopback.
 
+pub mod agent;
+mod datachannel;
 mod ec2;
+pub mod faults;
 mod http;
 pub mod identity;
 mod kms;
@@ -30,15 +35,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::{any, post};
+use axum::routing::{get, post};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use faults::{FaultCounts, FaultKind, FaultSpecError, Faults};
 pub use identity::{ACCOUNT_ID, IDENTITIES, Identity, SECRET_ACCESS_KEY};
 pub use state::{
-    CONTEXT_SESSION_ID, CONTEXT_TARGET_ID, DataKey, Faults, KmsError, SandboxState, SessionInfo,
-    SessionStatus, TokenError,
+    CONTEXT_SESSION_ID, CONTEXT_TARGET_ID, DataKey, DataPaths, KmsError, SandboxState, SessionInfo,
+    SessionStatus, TimeoutOverrides, TokenError,
 };
 pub use world::{Document, Instance, InstanceState, PingStatus, PlatformType, World};
 
@@ -62,6 +67,14 @@ pub struct SandboxConfig {
     pub world_file: Option<PathBuf>,
     /// The region the sandbox answers for.
     pub region: String,
+    /// The directory standing in for the S3 bucket: session transcripts go here, as
+    /// `<s3KeyPrefix><SessionId>.log`. `None`: `ssmtui-sandbox-<port>/bucket` in the temp dir.
+    pub bucket_dir: Option<PathBuf>,
+    /// Parent of the per-instance home directories shells start in. `None`:
+    /// `ssmtui-sandbox-<port>/home` in the temp dir.
+    pub homes_dir: Option<PathBuf>,
+    /// Faults to inject from the start.
+    pub faults: Faults,
 }
 
 impl Default for SandboxConfig {
@@ -72,6 +85,9 @@ impl Default for SandboxConfig {
             instances: DEFAULT_INSTANCES,
             world_file: None,
             region: DEFAULT_REGION.to_owned(),
+            bucket_dir: None,
+            homes_dir: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -117,7 +133,14 @@ impl Sandbox {
             source,
         })?;
         let world = World::generate(config.seed, config.instances, &config.region);
-        let state = SandboxState::new(world, config.region, addr).ok_or(SandboxError::Random)?;
+        let scratch = std::env::temp_dir().join(format!("ssmtui-sandbox-{}", addr.port()));
+        let paths = DataPaths {
+            bucket: config.bucket_dir.unwrap_or_else(|| scratch.join("bucket")),
+            homes: config.homes_dir.unwrap_or_else(|| scratch.join("home")),
+        };
+        let state =
+            SandboxState::new(world, config.region, addr, paths).ok_or(SandboxError::Random)?;
+        state.set_faults(config.faults);
         let app = router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -140,20 +163,11 @@ impl Sandbox {
     }
 }
 
-/// The routes of the sandbox listener. The data-channel half adds
-/// `/v1/data-channel/{session_id}` here; until then that path answers 501.
+/// The routes of the sandbox listener: the AWS APIs on `POST /` and the data channel.
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .route("/", post(http::handle))
-        .route(
-            "/v1/data-channel/{session_id}",
-            any(|| async {
-                (
-                    StatusCode::NOT_IMPLEMENTED,
-                    "the sandbox data channel is not implemented yet\n",
-                )
-            }),
-        )
+        .route("/v1/data-channel/{session_id}", get(datachannel::handle))
         .with_state(state)
 }
 
@@ -199,11 +213,16 @@ impl RunningSandbox {
         .collect()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server task.
+    /// Stops accepting, ends every session (shells are killed, connections closed), lets
+    /// in-flight requests finish, and waits for the server task.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.state
+            .agents()
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -215,5 +234,6 @@ impl Drop for RunningSandbox {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.state.agents().cancel_all();
     }
 }

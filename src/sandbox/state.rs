@@ -22,6 +22,8 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::agent::AgentRegistry;
+use super::faults::{FaultCounters, FaultCounts, FaultKind, Faults};
 use super::identity::Identity;
 use super::world::{
     Document, GENERAL_KEY_ALIAS, GENERAL_KEY_ID, InstanceState, PingStatus, SESSION_KEY_ALIAS,
@@ -152,16 +154,6 @@ pub struct DataKey {
     pub ciphertext_blob: Vec<u8>,
 }
 
-/// Switches for injected faults. The data-channel half adds its faults here (drop, delay,
-/// duplicate, reorder, stall acknowledgements, restart the agent); the API half only reads
-/// [`Faults::expire_tokens_on_issue`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Faults {
-    /// Issue tokens that are already expired (exercises the client's resume path).
-    pub expire_tokens_on_issue: bool,
-}
-
 #[derive(Debug)]
 struct TokenRecord {
     digest: [u8; 32],
@@ -191,6 +183,29 @@ struct Inner {
     token_ttl: Mutex<Duration>,
     faults: Mutex<Faults>,
     master_key: [u8; 32],
+    fault_counters: FaultCounters,
+    timeouts: Mutex<TimeoutOverrides>,
+    paths: DataPaths,
+    agents: AgentRegistry,
+}
+
+/// Where the data-channel half keeps files.
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    /// The directory standing in for the S3 bucket of session transcripts.
+    pub bucket: std::path::PathBuf,
+    /// Parent of the per-instance home directories shells start in.
+    pub homes: std::path::PathBuf,
+}
+
+/// Replacements for the documents' `idleSessionTimeout` / `maxSessionDuration` (minutes are
+/// long for tests). `None` keeps the document's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    /// Idle timeout for every new session.
+    pub idle: Option<Duration>,
+    /// Maximum duration for every new session.
+    pub max_duration: Option<Duration>,
 }
 
 /// A handle on the sandbox's shared state.
@@ -218,7 +233,12 @@ pub(crate) fn epoch_secs(t: SystemTime) -> f64 {
 }
 
 impl SandboxState {
-    pub(crate) fn new(world: World, region: String, addr: SocketAddr) -> Option<Self> {
+    pub(crate) fn new(
+        world: World,
+        region: String,
+        addr: SocketAddr,
+        paths: DataPaths,
+    ) -> Option<Self> {
         Some(Self {
             inner: Arc::new(Inner {
                 region,
@@ -228,6 +248,10 @@ impl SandboxState {
                 token_ttl: Mutex::new(DEFAULT_TOKEN_TTL),
                 faults: Mutex::new(Faults::default()),
                 master_key: random_bytes::<32>()?,
+                fault_counters: FaultCounters::default(),
+                timeouts: Mutex::new(TimeoutOverrides::default()),
+                paths,
+                agents: AgentRegistry::default(),
             }),
         })
     }
@@ -298,9 +322,54 @@ impl SandboxState {
         lock(&self.inner.faults).clone()
     }
 
-    /// Replaces the fault switches.
+    /// Replaces the fault switches. Side effects happen now: `token_ttl` becomes the token
+    /// lifetime and every `connection_lost` instance goes ConnectionLost (counted).
     pub fn set_faults(&self, faults: Faults) {
+        if let Some(ttl) = faults.token_ttl {
+            self.set_token_ttl(ttl);
+        }
+        for id in &faults.connection_lost {
+            if self.set_ping_status(id, PingStatus::ConnectionLost) {
+                self.record_fault(FaultKind::ConnectionLost, id);
+            } else {
+                tracing::warn!(instance = %id, "fault connection-lost names no instance");
+            }
+        }
         *lock(&self.inner.faults) = faults;
+    }
+
+    /// Counts (and logs) one applied fault.
+    pub fn record_fault(&self, kind: FaultKind, session_id: &str) {
+        self.inner.fault_counters.record(kind, session_id);
+    }
+
+    pub(crate) fn fault_counters(&self) -> &FaultCounters {
+        &self.inner.fault_counters
+    }
+
+    /// How many faults of each kind have been applied so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.inner.fault_counters.snapshot()
+    }
+
+    /// Overrides the documents' idle timeout and maximum duration for sessions whose data
+    /// channel opens from now on (tests use seconds where documents say minutes).
+    pub fn set_timeout_overrides(&self, overrides: TimeoutOverrides) {
+        *lock(&self.inner.timeouts) = overrides;
+    }
+
+    /// The current overrides.
+    pub fn timeout_overrides(&self) -> TimeoutOverrides {
+        *lock(&self.inner.timeouts)
+    }
+
+    /// Where transcripts and shell homes live.
+    pub fn data_paths(&self) -> &DataPaths {
+        &self.inner.paths
+    }
+
+    pub(crate) fn agents(&self) -> &AgentRegistry {
+        &self.inner.agents
     }
 
     /// Every session, oldest first.
@@ -357,6 +426,7 @@ impl SandboxState {
         let bytes = random_bytes::<64>()?;
         let token = base64::engine::general_purpose::STANDARD.encode(bytes);
         let ttl = if self.faults().expire_tokens_on_issue {
+            self.record_fault(FaultKind::ExpiredToken, "");
             Duration::ZERO
         } else {
             *lock(&self.inner.token_ttl)

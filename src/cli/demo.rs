@@ -1,0 +1,142 @@
+//! `ssmtui demo`: try ssmtui with nothing but this binary. Starts the sandbox in-process and
+//! opens the product pointed at it, signed in as a sandbox identity.
+//!
+//! The AWS layer is pointed at the sandbox through the configuration (`[aws] endpoint_url` and
+//! `region`) and fixed credentials handed to [`SdkApi::with_static_credentials`], not through
+//! environment variables: changing the process environment is `unsafe` in Rust 2024 and would
+//! leak into anything else the process starts. The user's own AWS profile is never read.
+//!
+//! The interactive UI is not part of this build yet, so [`open_product`] checks that the AWS
+//! layer reaches the sandbox as the chosen identity, says plainly what is missing, prints the
+//! `export` lines for the AWS CLI, and serves until Ctrl-C. The TUI replaces it.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::Context;
+use super::sandbox::{StopSignals, exports_text, identity_arg, runtime};
+use crate::aws::SsmApi;
+use crate::aws::sdk::SdkApi;
+use crate::config::Config;
+use crate::output::print_out;
+use crate::sandbox::{self, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig, identity};
+use crate::secret::Secret;
+
+/// Try ssmtui against an emulated AWS account on this machine (no AWS account needed).
+///
+/// Starts the sandbox (EC2, SSM, STS, KMS and real shells and port forwards on loopback) and
+/// opens ssmtui signed in as a sandbox identity. Stops with Ctrl-C.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Sandbox identity to sign in as: alice (sudo), bob (no-sudo) or eve (no access)
+    #[arg(long = "as", value_name = "NAME", default_value = "alice")]
+    pub identity: String,
+    /// Number of instances in the world
+    #[arg(long, value_name = "N", default_value_t = sandbox::DEFAULT_INSTANCES)]
+    pub instances: usize,
+    /// Seed of the generated world (same seed, same instances)
+    #[arg(long, value_name = "N", default_value_t = sandbox::DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+/// What the product needs to run against the demo sandbox.
+#[derive(Debug)]
+pub struct DemoSetup<'a> {
+    /// The user's configuration with `[aws]` pointed at the sandbox (endpoint, region, no
+    /// profile).
+    pub config: Config,
+    /// The identity signed in as.
+    pub identity: &'static identity::Identity,
+    /// The identity's secret key (the sandbox never checks it; it only has to sign).
+    pub secret: Secret,
+    /// The running sandbox.
+    pub sandbox: &'a RunningSandbox,
+}
+
+impl DemoSetup<'_> {
+    /// The AWS layer for the product, signed in as the demo identity.
+    pub async fn api(&self) -> anyhow::Result<SdkApi> {
+        SdkApi::with_static_credentials(
+            &self.config.aws,
+            self.identity.access_key_id(),
+            &self.secret,
+        )
+        .await
+        .context("cannot set up the AWS clients for the sandbox")
+    }
+}
+
+/// Starts the sandbox and opens the product on it.
+pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let who = identity_arg(&args.identity)?;
+    // The user's config still applies (UI, aliases); only [aws] is replaced.
+    let mut config = ctx.load_config()?.config;
+    let region = ctx
+        .global
+        .region
+        .clone()
+        .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let stop = StopSignals::install()?;
+        let running = Sandbox::start(SandboxConfig {
+            seed: args.seed,
+            instances: args.instances,
+            region: region.clone(),
+            ..SandboxConfig::default()
+        })
+        .await
+        .context("cannot start the sandbox")?;
+        config.aws.profile = None;
+        config.aws.region = Some(region);
+        config.aws.endpoint_url = Some(running.endpoint_url());
+        config.aws.endpoints = crate::config::EndpointsConfig::default();
+        let setup = DemoSetup {
+            config,
+            identity: who,
+            secret: Secret::new(SECRET_ACCESS_KEY),
+            sandbox: &running,
+        };
+        let result = open_product(ctx, &setup, stop).await;
+        running.shutdown().await;
+        result
+    })
+}
+
+/// Opens the product against the sandbox. Until the TUI lands: a check that the AWS layer
+/// works as the chosen identity, an honest note, the exports, and serving until Ctrl-C.
+pub async fn open_product(
+    _ctx: &Context,
+    setup: &DemoSetup<'_>,
+    stop: StopSignals,
+) -> anyhow::Result<ExitCode> {
+    let api = setup.api().await?;
+    let me = api
+        .caller_identity()
+        .await
+        .context("the sandbox did not answer sts:GetCallerIdentity")?;
+    let instances = api
+        .list_instances(&[])
+        .await
+        .context("the sandbox did not list its instances")?;
+    let online = instances.iter().filter(|i| i.is_connectable()).count();
+    let mut text = format!(
+        "# ssmtui demo: sandbox on {} signed in as {} ({}), {} instances ({online} online)\n",
+        setup.sandbox.endpoint_url(),
+        setup.identity.name,
+        me.arn,
+        instances.len(),
+    );
+    text.push_str(
+        "# the interactive UI is not part of this build yet; meanwhile the sandbox serves the AWS CLI and any AWS SDK with:\n",
+    );
+    text.push_str(&exports_text(setup.sandbox, setup.identity));
+    text.push_str(
+        "# for example: aws ec2 describe-instances; aws ssm describe-instance-information\n",
+    );
+    text.push_str("# serving until Ctrl-C\n");
+    print_out(&text)?;
+    stop.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
