@@ -479,10 +479,7 @@ async fn port_session_moves_64_mib_through_smux_intact() {
         1,
         "one stream, one connection"
     );
-    handle
-        .command(SessionCommand::Flag(Flag::TerminateSession))
-        .await
-        .unwrap();
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
     seen.until_closed(&mut events, Duration::from_secs(10))
         .await;
     assert!(
@@ -518,10 +515,7 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
     assert_eq!(accepts.load(Ordering::SeqCst), 1);
     // The local connection "went away": the agent closes its target connection and dials a
     // new one with the next Output.
-    handle
-        .command(SessionCommand::Flag(Flag::DisconnectToPort))
-        .await
-        .unwrap();
+    handle.send_flag(Flag::DisconnectToPort).await.unwrap();
     // Commands and data reach the driver on separate channels, so data sent right after the
     // flag could be sequenced before it (and go to the old connection). Let the flag go first.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -532,10 +526,7 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
         2,
         "a second connection after the flag"
     );
-    handle
-        .command(SessionCommand::Flag(Flag::TerminateSession))
-        .await
-        .unwrap();
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
     seen.until_closed(&mut events, Duration::from_secs(10))
         .await;
     env.stop().await;
@@ -596,21 +587,16 @@ async fn non_loopback_and_closed_targets_get_connect_to_port_error() {
                 seen.closed
             );
         }
-        handle
-            .command(SessionCommand::Flag(Flag::TerminateSession))
-            .await
-            .unwrap();
+        handle.send_flag(Flag::TerminateSession).await.unwrap();
         seen.until_closed(&mut events, Duration::from_secs(10))
             .await;
     }
     env.stop().await;
 }
 
-/// `ssmtui connect` in pipe mode frames the session with these lines (engine::shell); the same
-/// bytes are reproduced here so the framing is proven against a real bash on a real pty.
-const PRELUDE: &[u8] =
-    b"stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; printf '\\036ssmtui-begin\\036\\n'\n";
-const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
+// `ssmtui connect` in pipe mode frames the session with the engine's own PRELUDE/EPILOGUE;
+// here they are proven against a real bash on a real pty.
+use ssmtui::engine::shell::{EPILOGUE, PRELUDE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipe_mode_framing_extracts_the_exit_status_from_a_real_bash() {
@@ -654,14 +640,13 @@ async fn pipe_mode_framing_extracts_the_exit_status_from_a_real_bash() {
             ev => seen.take(ev),
         }
     }
-    // Found here: bash ≥ 5.1's readline still decorates each input line in the framed region
-    // (ESC[?2004h / ESC[?2004l for bracketed paste, and "\r\n" / "\r" from its redisplay), even
-    // with echo off and empty prompts, so pipe mode passes those bytes through. The status
-    // extraction is exact; the text is compared as a reader would see it.
-    let shown = String::from_utf8_lossy(&shown)
-        .replace("\x1b[?2004h", "")
-        .replace("\x1b[?2004l", "")
-        .replace('\r', "");
+    // bash >= 5.1 would wrap each prompt in bracketed-paste escapes; the prelude turns that
+    // off, so none may reach the output. Readline's redisplay may still emit a bare "\r".
+    assert!(
+        !String::from_utf8_lossy(&shown).contains("\x1b["),
+        "{shown:?}"
+    );
+    let shown = String::from_utf8_lossy(&shown).replace('\r', "");
     assert_eq!(filter.exit_code, Some(7), "raw output:\n{}", seen.text());
     assert_eq!(
         shown.trim_matches('\n'),
@@ -943,10 +928,7 @@ async fn faults_cannot_break_exactly_once_delivery() {
         "the engine reconnected"
     );
     assert!(seen.reconnecting >= seen.reconnected);
-    handle
-        .command(SessionCommand::Flag(Flag::TerminateSession))
-        .await
-        .unwrap();
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
     seen.until_closed(&mut events, Duration::from_secs(20))
         .await;
     env.stop().await;

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{self, WsStream};
-use super::{CloseReason, EngineError, EngineEvent, SessionCommand, SessionOptions};
+use super::{CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionOptions};
 use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
 use crate::protocol::{Session, SessionConfig, SessionEvent};
 
@@ -25,7 +25,7 @@ use crate::protocol::{Session, SessionConfig, SessionEvent};
 #[derive(Debug)]
 pub struct Channels {
     /// Bytes to send.
-    pub input: mpsc::Receiver<Vec<u8>>,
+    pub input: mpsc::Receiver<InputItem>,
     /// Control commands.
     pub commands: mpsc::Receiver<SessionCommand>,
     /// Events out.
@@ -215,7 +215,13 @@ impl Driver {
                     }
                 }
                 data = self.ch.input.recv(), if accept_input => match data {
-                    Some(data) => self.pending_input = Some((data, 0)),
+                    Some(InputItem::Data(data)) => self.pending_input = Some((data, 0)),
+                    Some(InputItem::Flag(flag)) => {
+                        // Only taken with no data pending, so it lands after earlier data.
+                        if let Err(e) = self.session.send_flag(flag, self.clock.now()) {
+                            tracing::debug!(error = %e, "flag not sent");
+                        }
+                    }
                     None => self.input_closed = true,
                 },
                 Some(cmd) = self.ch.commands.recv() => {
@@ -357,11 +363,6 @@ impl Driver {
             SessionCommand::Resize { cols, rows } => {
                 if let Err(e) = self.session.resize(cols, rows, now) {
                     tracing::debug!(error = %e, "resize not sent");
-                }
-            }
-            SessionCommand::Flag(flag) => {
-                if let Err(e) = self.session.send_flag(flag, now) {
-                    tracing::debug!(error = %e, "flag not sent");
                 }
             }
             SessionCommand::ReceiveReady(ready) => self.session.set_receive_ready(ready),

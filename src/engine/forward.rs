@@ -34,7 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{CloseReason, EngineError, EngineEvent, SessionCommand, SessionHandle, SessionOptions};
+use super::{
+    CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionHandle, SessionOptions,
+};
 use crate::aws::{SsmApi, StartSessionRequest};
 use crate::error::{ErrorKind, UserError};
 use crate::protocol::Flag;
@@ -693,10 +695,7 @@ impl Runner {
     /// plugin's behaviour), else the API.
     async fn terminate(&self, session: &PortSession) {
         if session.terminate_flag {
-            let _ = session
-                .handle
-                .command(SessionCommand::Flag(Flag::TerminateSession))
-                .await;
+            let _ = session.handle.send_flag(Flag::TerminateSession).await;
         }
         let _ = session.handle.command(SessionCommand::Terminate).await;
     }
@@ -770,7 +769,7 @@ impl Runner {
                     return SessionEnd::Stopped;
                 }
                 permit = input.clone().reserve_owned(), if !outq.is_empty() => match (permit, outq.pop_front()) {
-                    (Ok(permit), Some(bytes)) => { permit.send(bytes); }
+                    (Ok(permit), Some(bytes)) => { permit.send(InputItem::Data(bytes)); }
                     _ => return SessionEnd::Ended("the session's input closed".to_owned()),
                 },
                 ev = session.events.recv() => match ev {
@@ -900,10 +899,7 @@ impl Runner {
             }
             // The local client went away: tell the agent to drop its target connection, and
             // hold agent data until the next client.
-            let _ = session
-                .handle
-                .command(SessionCommand::Flag(Flag::DisconnectToPort))
-                .await;
+            let _ = session.handle.send_flag(Flag::DisconnectToPort).await;
             let _ = session
                 .handle
                 .command(SessionCommand::ReceiveReady(false))

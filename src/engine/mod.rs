@@ -177,7 +177,18 @@ impl EngineError {
     }
 }
 
-/// Control commands for the driver.
+/// What goes into a session in order: data and flags share one channel, because a flag's
+/// meaning depends on its place in the stream (DisconnectToPort ends the previous
+/// connection's bytes; TerminateSession comes after the last ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputItem {
+    /// Bytes (keystrokes, port data).
+    Data(Vec<u8>),
+    /// A Flag (DisconnectToPort, TerminateSession).
+    Flag(Flag),
+}
+
+/// Control commands for the driver (not ordered with data).
 #[derive(Debug)]
 pub enum SessionCommand {
     /// Terminal size changed.
@@ -187,8 +198,6 @@ pub enum SessionCommand {
         /// Rows.
         rows: u32,
     },
-    /// Send a Flag (DisconnectToPort, TerminateSession).
-    Flag(Flag),
     /// Basic port mode: whether a local connection exists to take agent output.
     ReceiveReady(bool),
     /// Call TerminateSession and end.
@@ -201,7 +210,7 @@ pub enum SessionCommand {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     session_id: String,
-    input: mpsc::Sender<Vec<u8>>,
+    input: mpsc::Sender<InputItem>,
     commands: mpsc::Sender<SessionCommand>,
     cancel: CancellationToken,
 }
@@ -214,12 +223,23 @@ impl SessionHandle {
 
     /// Sends bytes (keystrokes, port data); waits while the session pushes back.
     pub async fn send(&self, data: Vec<u8>) -> Result<(), EngineError> {
-        self.input.send(data).await.map_err(|_| EngineError::Ended)
+        self.input
+            .send(InputItem::Data(data))
+            .await
+            .map_err(|_| EngineError::Ended)
+    }
+
+    /// Sends a Flag, ordered after everything sent before it.
+    pub async fn send_flag(&self, flag: Flag) -> Result<(), EngineError> {
+        self.input
+            .send(InputItem::Flag(flag))
+            .await
+            .map_err(|_| EngineError::Ended)
     }
 
     /// A clone of the input sender, for callers that select on `reserve_owned` instead of
     /// awaiting [`Self::send`] (the forwarder must keep reading events while it waits).
-    pub fn input_sender(&self) -> mpsc::Sender<Vec<u8>> {
+    pub fn input_sender(&self) -> mpsc::Sender<InputItem> {
         self.input.clone()
     }
 

@@ -51,9 +51,11 @@ pub struct ShellOutcome {
 
 const BEGIN_MARKER: &[u8] = b"\x1essmtui-begin\x1e";
 const EXIT_MARKER: &[u8] = b"\x1essmtui-exit:";
-const PRELUDE: &[u8] =
-    b"stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; printf '\\036ssmtui-begin\\036\\n'\n";
-const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
+/// Pipe mode's first line: quiet terminal, no prompts, then the begin marker. bash >= 5.1 also
+/// wraps prompts in bracketed-paste escapes; `bind` turns that off where it exists.
+pub const PRELUDE: &[u8] = b"bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; printf '\\036ssmtui-begin\\036\\n'\n";
+/// Pipe mode's last line: the exit marker with the last status, then `exit`.
+pub const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
 
 /// Runs the passthrough until the session ends.
 pub async fn run(
