@@ -6,9 +6,11 @@
 //! environment variables: changing the process environment is `unsafe` in Rust 2024 and would
 //! leak into anything else the process starts. The user's own AWS profile is never read.
 //!
-//! The interactive UI is not part of this build yet, so [`open_product`] checks that the AWS
-//! layer reaches the sandbox as the chosen identity, says plainly what is missing, prints the
-//! `export` lines for the AWS CLI, and serves until Ctrl-C. The TUI replaces it.
+//! On a terminal, [`open_product`] opens the TUI on the sandbox, with the sandbox's access
+//! classes (sudo for alice, no-sudo for bob) so shells and forwards work as they would in an
+//! organisation's account. Without a terminal (scripts, tests) it checks that the AWS layer
+//! reaches the sandbox as the chosen identity, prints the `export` lines for the AWS CLI, and
+//! serves until Ctrl-C.
 
 use std::process::ExitCode;
 
@@ -90,6 +92,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the sandbox")?;
         config.aws.profile = None;
         config.aws.region = Some(region);
+        config.classes = demo_classes();
         config.aws.endpoint_url = Some(running.endpoint_url());
         config.aws.endpoints = crate::config::EndpointsConfig::default();
         let setup = DemoSetup {
@@ -104,14 +107,78 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Opens the product against the sandbox. Until the TUI lands: a check that the AWS layer
-/// works as the chosen identity, an honest note, the exports, and serving until Ctrl-C.
+/// The access classes of the sandbox's organisation, as its documents and identities expect.
+pub fn demo_classes() -> std::collections::BTreeMap<String, crate::config::ClassConfig> {
+    use crate::config::ClassConfig;
+    let forward = |docs: &[&str]| docs.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>();
+    std::collections::BTreeMap::from([
+        (
+            "sudo".to_owned(),
+            ClassConfig {
+                document: "SSM-sudo".to_owned(),
+                forward_documents: forward(&[
+                    "AWS-StartPortForwardingSession",
+                    "AWS-StartPortForwardingSessionToRemoteHost",
+                ]),
+                principals: vec![
+                    "arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*".to_owned(),
+                ],
+                reason_required_tags: vec!["Environment=prod".to_owned()],
+                ..ClassConfig::default()
+            },
+        ),
+        (
+            "no-sudo".to_owned(),
+            ClassConfig {
+                document: "SSM-nosudo".to_owned(),
+                forward_documents: forward(&["AWS-StartPortForwardingSession"]),
+                principals: vec![
+                    "arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*".to_owned(),
+                ],
+                scope: std::collections::BTreeMap::from([(
+                    "Environment".to_owned(),
+                    vec!["staging".to_owned(), "dev".to_owned()],
+                )]),
+                ..ClassConfig::default()
+            },
+        ),
+    ])
+}
+
+/// Opens the product against the sandbox: the TUI on a terminal; otherwise a check that the
+/// AWS layer works as the chosen identity, the exports, and serving until Ctrl-C.
 pub async fn open_product(
-    _ctx: &Context,
+    ctx: &Context,
     setup: &DemoSetup<'_>,
     stop: StopSignals,
 ) -> anyhow::Result<ExitCode> {
     let api = setup.api().await?;
+    if super::tui::has_terminal() {
+        let region = api.region().to_owned();
+        let api: std::sync::Arc<dyn SsmApi> = std::sync::Arc::new(api);
+        let audit = std::sync::Arc::new(crate::launch::AuditContext {
+            log: crate::audit::AuditLog::from_config(&setup.config.audit, &ctx.paths),
+            config: setup.config.clone(),
+        });
+        let services = crate::tui::runtime::Services {
+            api: std::sync::Arc::clone(&api),
+            // Profiles and regions of the user's real AWS setup mean nothing here.
+            factory: std::sync::Arc::new(crate::tui::runtime::SameApi(api)),
+            launcher: Some(std::sync::Arc::new(crate::tui::EngineLauncher::new(
+                std::sync::Arc::clone(&audit),
+            ))),
+            audit: Some(audit),
+        };
+        super::tui::run_app(
+            ctx,
+            &setup.config,
+            services,
+            Some(format!("demo ({})", setup.identity.name)),
+            Some(region),
+        )
+        .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let me = api
         .caller_identity()
         .await
@@ -129,7 +196,7 @@ pub async fn open_product(
         instances.len(),
     );
     text.push_str(
-        "# the interactive UI is not part of this build yet; meanwhile the sandbox serves the AWS CLI and any AWS SDK with:\n",
+        "# no terminal, so no UI; the sandbox serves ssmtui's subcommands, the AWS CLI and any AWS SDK with:\n",
     );
     text.push_str(&exports_text(setup.sandbox, setup.identity));
     text.push_str(

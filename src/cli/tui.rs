@@ -34,7 +34,7 @@ pub const ENV_FAKE_WORLD: &str = "SSMTUI_FAKE_WORLD";
 
 /// Opens the interactive UI.
 pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+    if !has_terminal() {
         return Err(UserError::new(
             ErrorKind::Usage,
             "the interactive UI needs a terminal on stdin and stdout",
@@ -47,12 +47,6 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let fake_world = fake_world_size()?;
     // Logging is best effort: the UI works without it, and must not print to the terminal.
     let _log = crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok();
-    let keymap = Keymap::with_overrides(&config.ui.keymap)
-        .map_err(|e| UserError::new(ErrorKind::Usage, e.to_string()).hint(e.hint()))?;
-    let mut ui = config.ui.clone();
-    if !ctx.global.color_allowed() {
-        ui.theme = Theme::Mono;
-    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,20 +91,42 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 (services, profile, region)
             }
         };
-        let app = App::new(AppOptions {
-            ui,
-            classes: classes_with_remembered(&config, ctx),
-            keymap,
-            profile,
-            region,
-            readonly: ctx.global.readonly,
-            profiles: profile_names(),
-            aliases: config.aliases.clone(),
-            forwards: config.forwards.clone(),
-        });
-        runtime::run(app, services).await
+        run_app(ctx, &config, services, profile, region).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The UI on `services` until the user quits; shared by `ssmtui` and `ssmtui demo`.
+pub async fn run_app(
+    ctx: &Context,
+    config: &crate::config::Config,
+    services: Services,
+    profile: Option<String>,
+    region: Option<String>,
+) -> anyhow::Result<()> {
+    let keymap = Keymap::with_overrides(&config.ui.keymap)
+        .map_err(|e| UserError::new(ErrorKind::Usage, e.to_string()).hint(e.hint()))?;
+    let mut ui = config.ui.clone();
+    if !ctx.global.color_allowed() {
+        ui.theme = Theme::Mono;
+    }
+    let app = App::new(AppOptions {
+        ui,
+        classes: classes_with_remembered(config, ctx),
+        keymap,
+        profile,
+        region,
+        readonly: ctx.global.readonly,
+        profiles: profile_names(),
+        aliases: config.aliases.clone(),
+        forwards: config.forwards.clone(),
+    });
+    runtime::run(app, services).await
+}
+
+/// Whether stdin and stdout are both terminals (the UI needs them).
+pub fn has_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 fn fake_world_size() -> anyhow::Result<Option<usize>> {

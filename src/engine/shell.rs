@@ -83,7 +83,7 @@ pub async fn run(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut stdin_rx = spawn_stdin_reader(Arc::clone(&stop));
+    let (mut stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&stop));
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdout = tokio::io::stdout();
     let mut escapes = EscapeState::new(options.escape.filter(|_| options.interactive));
@@ -158,7 +158,11 @@ pub async fn run(
             },
         }
     };
+    // Wait for the reader to be gone before giving the terminal back: a TUI resuming at once
+    // queries the cursor position, and a reader still polling would swallow the answer.
     stop.store(true, Ordering::Relaxed);
+    drop(stdin_rx);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     Ok(outcome)
 }
 
@@ -322,10 +326,13 @@ impl Drop for RawModeGuard {
     }
 }
 
-/// Reads stdin on a thread that checks `stop` every 100 ms; closes the channel at EOF.
-fn spawn_stdin_reader(stop: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+/// Reads stdin on a thread that checks `stop` every 100 ms (and before every read, so nothing
+/// is consumed after it is set); closes the channel at EOF.
+fn spawn_stdin_reader(
+    stop: Arc<AtomicBool>,
+) -> (mpsc::Receiver<Vec<u8>>, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8);
-    std::thread::spawn(move || {
+    let handle = std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut buf = vec![0u8; 4096];
         while !stop.load(Ordering::Relaxed) {
@@ -343,6 +350,9 @@ fn spawn_stdin_reader(stop: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => break,
             }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             match rustix::io::read(&stdin, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -356,7 +366,7 @@ fn spawn_stdin_reader(stop: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
             }
         }
     });
-    rx
+    (rx, handle)
 }
 
 /// The poll timeout above, for documentation and tests.
