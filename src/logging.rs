@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 
 /// Environment variable with the log filter.
 pub const ENV_LOG: &str = "SSMTUI_LOG";
@@ -25,6 +26,25 @@ pub struct LogGuard {
     _guard: WorkerGuard,
     /// The directory the log files are written to.
     pub dir: PathBuf,
+}
+
+/// Caps the libraries that log message bodies at trace level: the AWS SDK logs deserialized
+/// responses (StartSession's `TokenValue`) and tungstenite logs sent frames (the token frame).
+/// Applied after the user's filter, so not even `SSMTUI_LOG=trace` can write a token.
+pub fn secret_safe() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("aws_smithy_runtime", LevelFilter::DEBUG)
+        .with_target("aws_smithy_runtime_api", LevelFilter::DEBUG)
+        .with_target("aws_smithy_http", LevelFilter::DEBUG)
+        .with_target("aws_smithy_http_client", LevelFilter::DEBUG)
+        .with_target("aws_sigv4", LevelFilter::DEBUG)
+        .with_target("tungstenite", LevelFilter::DEBUG)
+        .with_target("tokio_tungstenite", LevelFilter::DEBUG)
+        .with_target("hyper", LevelFilter::DEBUG)
+        .with_target("hyper_util", LevelFilter::DEBUG)
+        .with_target("axum", LevelFilter::DEBUG)
 }
 
 /// Starts file logging in `dir`. Fails only if the directory cannot be created or the filter in
@@ -41,10 +61,16 @@ pub fn init(dir: &Path, verbosity: u8) -> anyhow::Result<LogGuard> {
     };
     let appender = tracing_appender::rolling::daily(dir, FILE_PREFIX);
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(false)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(filter)
+                .with_filter(secret_safe()),
+        )
         .try_init()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(LogGuard {

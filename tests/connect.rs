@@ -30,10 +30,12 @@ struct Env {
 }
 
 fn setup() -> Env {
+    setup_with(SandboxConfig::default())
+}
+
+fn setup_with(config: SandboxConfig) -> Env {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sandbox = rt
-        .block_on(Sandbox::start(SandboxConfig::default()))
-        .unwrap();
+    let sandbox = rt.block_on(Sandbox::start(config)).unwrap();
     let home = tempfile::tempdir().unwrap();
     std::fs::write(home.path().join("config.toml"), CLASSES).unwrap();
     Env {
@@ -293,4 +295,165 @@ fn debug_decode_and_encode_round_trip_tv2() {
         .write_stdin("zz")
         .assert()
         .code(2);
+}
+
+/// A running, agent-Online Linux instance in an environment alice's class reaches.
+fn linux_online(env: &Env) -> String {
+    env.find(|i| {
+        i.state == InstanceState::Running
+            && i.ping == PingStatus::Online
+            && tag(i, "Environment") == "dev"
+            && !i.platform_name.contains("Windows")
+    })
+    .0
+}
+
+#[test]
+fn pipe_mode_prints_only_output_and_returns_the_remote_status() {
+    let env = setup();
+    let name = linux_online(&env);
+    let out = env
+        .cmd("alice")
+        .args(["connect", &name])
+        .write_stdin("echo hello\necho second line\n(exit 7)\n")
+        .assert()
+        .code(7);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).replace('\r', "");
+    assert_eq!(stdout, "hello\nsecond line\n");
+    // A clean end is status 0.
+    env.cmd("alice")
+        .args(["connect", &name])
+        .write_stdin("true\n")
+        .assert()
+        .code(0)
+        .stdout("");
+}
+
+#[test]
+fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
+    use sha2::{Digest, Sha256};
+    let faults = ssmtui::sandbox::faults::Faults::parse("drop-every=200").unwrap();
+    let env = setup_with(SandboxConfig {
+        faults,
+        ..SandboxConfig::default()
+    });
+    let name = linux_online(&env);
+    // Text, so the pty passes it unchanged: 20 MiB of numbered lines.
+    let file = env.home.path().join("big.txt");
+    let mut text = String::with_capacity(21 << 20);
+    let mut n = 0u64;
+    while text.len() < 20 << 20 {
+        text.push_str(&format!(
+            "{n:016x} the quick brown fox jumps over the lazy dog\n"
+        ));
+        n += 1;
+    }
+    std::fs::write(&file, &text).unwrap();
+    let out = env
+        .cmd("alice")
+        .args(["connect", &name])
+        .write_stdin(format!("cat '{}'\n", file.display()))
+        .timeout(std::time::Duration::from_secs(240))
+        .assert()
+        .code(0);
+    let got = &out.get_output().stdout;
+    assert_eq!(got.len(), text.len(), "byte count");
+    assert_eq!(
+        Sha256::digest(got),
+        Sha256::digest(text.as_bytes()),
+        "content differs"
+    );
+    let counts = env.sandbox.state().fault_counts();
+    assert!(
+        counts.drops > 0,
+        "the websocket was never dropped: {counts:?}"
+    );
+}
+
+#[test]
+fn tokens_never_reach_argv_environment_logs_or_errors() {
+    let env = setup();
+    env.sandbox.state().record_issued_tokens(true);
+    let name = linux_online(&env);
+    let bin = assert_cmd::cargo::cargo_bin("ssmtui");
+    let h = env.home.path();
+    let mut child = std::process::Command::new(bin)
+        .args(["-vv", "connect", &name])
+        .env_clear()
+        .env("HOME", h)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SSMTUI_CONFIG", h.join("config.toml"))
+        .env("SSMTUI_STATE_DIR", h.join("state"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", env.sandbox.endpoint_url())
+        .env("AWS_REGION", env.sandbox.state().region())
+        .env("AWS_ACCESS_KEY_ID", "alice")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"sleep 2\necho done\n").unwrap();
+    }
+    // While the session runs, look at what other local users could see.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.sandbox.state().issued_tokens().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tokens = env.sandbox.state().issued_tokens();
+    assert!(!tokens.is_empty(), "the session started no data channel");
+    let pid = child.id();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(h.join("state/logs")).unwrap() {
+        logs.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(!logs.is_empty(), "-vv wrote a log");
+    let audit = std::fs::read(h.join("state/audit.jsonl")).unwrap();
+    for token in &tokens {
+        let t = token.expose().as_bytes();
+        for (what, hay) in [
+            ("argv", &cmdline),
+            ("environment", &environ),
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("log", &logs),
+            ("audit log", &audit),
+        ] {
+            assert!(
+                !hay.windows(t.len()).any(|w| w == t),
+                "token found in {what}"
+            );
+        }
+    }
+
+    // A forced error path: every token is refused, the error names no token.
+    env.sandbox
+        .state()
+        .set_faults(ssmtui::sandbox::faults::Faults::parse("expire-tokens").unwrap());
+    let out = env
+        .cmd("alice")
+        .args(["connect", &name])
+        .write_stdin("true\n")
+        .assert()
+        .code(5);
+    let err = stderr(&out);
+    assert!(err.starts_with("error: "), "{err}");
+    for token in env.sandbox.state().issued_tokens() {
+        assert!(!err.contains(token.expose()), "token in the error message");
+    }
 }

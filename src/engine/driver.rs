@@ -196,6 +196,16 @@ impl Driver {
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                             self.mark_received();
                         }
+                        Some(Ok(Message::Close(Some(frame))))
+                            if frame.code == tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy =>
+                        {
+                            // The service refused our token (bad, used or expired): resuming
+                            // with fresh tokens will not change its mind, so stop here.
+                            return CloseReason::Failed(format!(
+                                "the data channel refused the session token ({})",
+                                frame.reason
+                            ));
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             let why = frame.map_or_else(|| "closed by the peer".to_owned(), |f| format!("closed by the peer: {}", f.reason));
                             if let Err(end) = self.reconnect(why).await {

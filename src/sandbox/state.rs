@@ -187,6 +187,9 @@ struct Inner {
     timeouts: Mutex<TimeoutOverrides>,
     paths: DataPaths,
     agents: AgentRegistry,
+    /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
+    /// [`SandboxState::record_issued_tokens`]); normally only digests exist.
+    issued: Mutex<Option<Vec<Secret>>>,
 }
 
 /// Where the data-channel half keeps files.
@@ -252,6 +255,7 @@ impl SandboxState {
                 timeouts: Mutex::new(TimeoutOverrides::default()),
                 paths,
                 agents: AgentRegistry::default(),
+                issued: Mutex::new(None),
             }),
         })
     }
@@ -436,7 +440,22 @@ impl SandboxState {
             expires: Instant::now() + ttl,
             used: false,
         };
+        if let Some(issued) = lock(&self.inner.issued).as_mut() {
+            issued.push(Secret::new(token.clone()));
+        }
         Some((Secret::new(token), record))
+    }
+
+    /// Test aid: start (or stop) keeping plaintext copies of the tokens issued from now on, so
+    /// a test can prove a client never exposes them (argv, environment, logs). Off by default:
+    /// the sandbox otherwise keeps only digests, like a service should.
+    pub fn record_issued_tokens(&self, on: bool) {
+        *lock(&self.inner.issued) = on.then(Vec::new);
+    }
+
+    /// The tokens issued while recording was on.
+    pub fn issued_tokens(&self) -> Vec<Secret> {
+        lock(&self.inner.issued).clone().unwrap_or_default()
     }
 
     /// Checks a data-channel token and burns it. On success the session is `Connected`.
