@@ -91,10 +91,13 @@ pub fn reason_rule(
     rules: &[String],
     class: Option<&ClassInfo>,
 ) -> Option<String> {
-    if let Some(c) = class
-        && c.config.require_reason
-    {
-        return Some(format!("class {} requires a reason", c.name));
+    let as_class = class.map(|c| crate::access::Class {
+        name: &c.name,
+        config: &c.config,
+    });
+    // The class's own rules (require_reason, reason_required_tags) are the CLI's rules too.
+    if let Some(why) = crate::access::reason_required(as_class, instance) {
+        return Some(why);
     }
     rules
         .iter()

@@ -637,6 +637,16 @@ impl App {
                 .ok_or_else(|| "the forward has no target".to_owned())?
         };
         let document = self.forward_document(spec.document())?;
+        if let Some(why) = super::access::reason_rule(
+            &instance,
+            &self.opts.ui.reason_required_tags,
+            self.class.as_ref(),
+        ) {
+            // The forwards tab has no reason field yet; refusing keeps the rule intact.
+            return Err(format!(
+                "a reason is required ({why}); start this forward with `ssmtui forward --reason TEXT`"
+            ));
+        }
         let Some(entry) = self.forwards.get_mut(id) else {
             return Err("no such forward".to_owned());
         };

@@ -43,6 +43,9 @@ use crate::protocol::Flag;
 use crate::protocol::mux::{Mux, MuxConfig, MuxEvent, Role, StreamId};
 use crate::protocol::version::{self, PortMode};
 
+/// Frames taken from the mux ahead of the session's input channel (which holds 16 more).
+const OUTQ_FRAMES: usize = 8;
+
 /// The AWS document forwarding to a port on the instance itself.
 pub const DOC_PORT: &str = "AWS-StartPortForwardingSession";
 /// The AWS document forwarding to a host reached through the instance.
@@ -743,9 +746,15 @@ impl Runner {
                 self.terminate(&session).await;
                 return SessionEnd::ProxyDone;
             }
+            // Take frames from the mux only as fast as the session accepts them: draining it
+            // further would free the streams' send buffers, let readers pull more from their
+            // sockets, and grow this queue without bound (seen as 888 MiB RSS in the bench).
             let mut drained = false;
             if let Some(mut m) = lock(&mux) {
-                while let Some(bytes) = m.poll_transmit(1024) {
+                while outq.len() < OUTQ_FRAMES {
+                    let Some(bytes) = m.poll_transmit(1024) else {
+                        break;
+                    };
                     outq.push_back(bytes);
                     drained = true;
                 }
