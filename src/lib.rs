@@ -14,6 +14,7 @@
 //! - [`doctor`]: the checks behind `ssmtui doctor` (over the API trait, unit-testable);
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
 //! - [`error`]: the single place where errors become messages, hints and exit codes;
+//! - [`bench`]: the benchmark harness behind the hidden `ssmtui bench`;
 //! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
 //!
 
@@ -21,6 +22,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod aws;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -338,3 +338,36 @@ fn class_config_errors_have_hints() {
         assert!(err.contains(hint), "{err}");
     }
 }
+
+/// The benchmark harness cannot rot: its fastest group runs through the binary and writes a
+/// report with figures, commit and machine. Timings are never asserted.
+#[test]
+fn bench_quick_codec_writes_a_report() {
+    let home = tempfile::tempdir().unwrap();
+    let json = home.path().join("bench.json");
+    let out = ssmtui(home.path())
+        .args(["bench", "--quick", "--only", "codec", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("codec.frame"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["mode"], "quick");
+    assert!(report["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
+    let names: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["codec.frame", "codec.kms", "codec.session"]);
+    assert!(report["skipped"].as_array().unwrap().is_empty());
+}

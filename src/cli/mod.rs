@@ -3,6 +3,7 @@
 //! Each subcommand module has an `…Args` struct whose doc comments are its `--help`, and a
 //! `run` function. Subcommands appear here only once they work.
 
+pub mod bench;
 pub mod completions;
 pub mod config;
 pub mod connect;
@@ -105,6 +106,8 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     #[command(hide = true)]
     Debug(debug::DebugArgs),
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
     /// Try ssmtui against an emulated AWS account on this machine
     Demo(demo::DemoArgs),
 }
@@ -191,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Sessions(args)) => sessions::run(&ctx, &args),
         Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => tui::run(&ctx),
         Some(Command::Demo(args)) => demo::run(&ctx, &args),
     }

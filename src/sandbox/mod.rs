@@ -142,6 +142,14 @@ impl Sandbox {
             SandboxState::new(world, config.region, addr, paths).ok_or(SandboxError::Random)?;
         state.set_faults(config.faults);
         let app = router(state.clone());
+        // Without TCP_NODELAY a small frame (a keystroke's echo, an ack) waits behind the
+        // previous unacknowledged segment until the peer's delayed ACK fires, ~40 ms on Linux:
+        // `ssmtui bench` measured every echo at that. The client already disables Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a sandbox connection");
+            }
+        });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)

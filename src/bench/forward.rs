@@ -1,0 +1,396 @@
+//! Group `forward`: bytes through one port forward vs the same bytes through a bare websocket
+//! relay (the ceiling) vs raw loopback TCP (issue 9).
+//!
+//! The three paths end at the same loopback sink, which counts bytes and notes when each
+//! connection reaches end of file; a source writes N bytes and closes. Time runs from the
+//! source's connect to the sink's end of file.
+//!
+//! * forward: source → `engine::forward` (ours) → websocket → `ssmtui sandbox` child process
+//!   (agent) → sink. smux, 1024-byte data messages, acknowledgements, SHA-256 digests.
+//! * relay: source → a TCP-to-websocket relay client (ours, `tokio-tungstenite`) → a
+//!   websocket-to-TCP relay server → sink, carrying the bytes in the same 1024-byte binary
+//!   messages the data channel is limited to, with no framing, acks or digests: what any
+//!   websocket-based forward could reach on this machine.
+//! * raw TCP: source → sink.
+//!
+//! Client CPU: the process CPU time minus the [`IO_THREAD`] threads that run sources, sinks and
+//! the relay server ([`super::sys`]); the sandbox is another process. 64 connections: all start
+//! at once through the one forward; the spread of their completion times (max/min) shows
+//! whether smux shares the session fairly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{
+    ChildSandbox, Figure, Group, IO_THREAD, Results, Sizes, mib_per_s, pick_instance, sys,
+};
+use crate::aws::SsmApi;
+use crate::engine::forward::{
+    self, Acceptor, DOC_PORT, ForwardHandle, ForwardRequest, ForwardSpec,
+};
+
+/// Bytes per websocket message in the relay: the data channel's payload limit.
+const RELAY_MESSAGE: usize = 1024;
+/// Source write size.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Longest any single measurement may take before the group gives up.
+const LIMIT: Duration = Duration::from_secs(900);
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Runs the group.
+pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
+    let total: u64 = sizes.pick(16 << 20, 1 << 30);
+    let per_conn: u64 = sizes.pick(256 << 10, 4 << 20);
+    let conns = 64usize;
+
+    let mut sink = Sink::start(io).await?;
+    let sandbox = ChildSandbox::start(crate::sandbox::DEFAULT_INSTANCES)?;
+    let api = sandbox.api().await?;
+    let target = pick_instance(&api.list_instances(&[]).await?)?;
+    let fwd = start_forward(&api, &target, sink.addr.port()).await?;
+    let fwd_addr = fwd
+        .local_addr()
+        .context("the forward has no local address")?;
+    let relay = Relay::start(io, sink.addr).await?;
+
+    // Warm up each path once (connection set-up, first smux stream, allocator growth).
+    for addr in [sink.addr, relay.addr, fwd_addr] {
+        transfer(io, addr, &mut sink, 1 << 20).await?;
+    }
+
+    let raw = measure(io, sink.addr, &mut sink, total).await?;
+    let relayed = measure(io, relay.addr, &mut sink, total).await?;
+    let forwarded = measure(io, fwd_addr, &mut sink, total).await?;
+
+    let raw_fan = fan(io, sink.addr, &mut sink, conns, per_conn).await?;
+    let fwd_fan = fan(io, fwd_addr, &mut sink, conns, per_conn).await?;
+
+    fwd.stop().await;
+    relay.stop();
+    sink.stop();
+    drop(sandbox);
+
+    let size = if total >= 1 << 30 {
+        format!("{} GiB", total >> 30)
+    } else {
+        format!("{} MiB", total >> 20)
+    };
+    let rate = |m: &Measured| mib_per_s(total, m.elapsed);
+    let mut figures = vec![
+        Figure::new(
+            Group::Forward,
+            "forward.throughput",
+            rate(&forwarded),
+            "MiB/s",
+        )
+        .vs("ws relay", rate(&relayed))
+        .goal("≥ 0.5 × ws relay")
+        .note(format!(
+            "{size} one connection, upload to a loopback sink; sandbox in a child process"
+        )),
+        Figure::new(
+            Group::Forward,
+            "forward.relay_throughput",
+            rate(&relayed),
+            "MiB/s",
+        )
+        .vs("raw TCP", rate(&raw))
+        .note(format!(
+            "bare tokio-tungstenite relay, {RELAY_MESSAGE}-byte binary messages"
+        )),
+        Figure::new(
+            Group::Forward,
+            "forward.raw_tcp_throughput",
+            rate(&raw),
+            "MiB/s",
+        ),
+    ];
+    if let (Some(f), Some(r)) = (forwarded.client_cpu, relayed.client_cpu) {
+        let per_gib = |cpu: Duration| cpu.as_secs_f64() / (total as f64 / GIB);
+        figures.push(
+            Figure::new(Group::Forward, "forward.client_cpu", per_gib(f), "s/GiB")
+                .vs("ws relay client", per_gib(r))
+                .note("process CPU minus source/sink/relay-server threads (/proc)"),
+        );
+    }
+    let agg = |f: &Fan| mib_per_s(f.bytes, f.max);
+    figures.push(
+        Figure::new(
+            Group::Forward,
+            "forward.fan64_throughput",
+            agg(&fwd_fan),
+            "MiB/s",
+        )
+        .vs("raw TCP ×64", agg(&raw_fan))
+        .note(format!(
+            "{conns} connections × {} KiB at once through one forward",
+            per_conn >> 10
+        )),
+    );
+    figures.push(
+        Figure::new(
+            Group::Forward,
+            "forward.fan64_fairness",
+            fwd_fan.spread(),
+            "max/min",
+        )
+        .vs("raw TCP ×64", raw_fan.spread())
+        .note(format!(
+            "completion times {:.0}–{:.0} ms",
+            super::ms(fwd_fan.min),
+            super::ms(fwd_fan.max)
+        )),
+    );
+    Ok(Results {
+        figures,
+        skipped: Vec::new(),
+    })
+}
+
+/// Starts a forward `0:port` to the instance (it dials the sink on its loopback).
+pub(crate) async fn start_forward(
+    api: &Arc<dyn SsmApi>,
+    target: &str,
+    port: u16,
+) -> anyhow::Result<ForwardHandle> {
+    let spec = ForwardSpec::parse(&format!("0:{port}"))?;
+    let listener = forward::bind(&spec).await?;
+    let request = ForwardRequest {
+        target: target.to_owned(),
+        spec,
+        document: DOC_PORT.to_owned(),
+        reason: None,
+        keepalive: false,
+        audit: None,
+    };
+    forward::start(Arc::clone(api), request, Acceptor::Tcp(listener)).await
+}
+
+/// A loopback TCP sink on the io runtime: reports `(bytes, when)` at each connection's EOF.
+pub(crate) struct Sink {
+    pub(crate) addr: SocketAddr,
+    done: mpsc::UnboundedReceiver<(u64, Instant)>,
+    task: JoinHandle<()>,
+}
+
+impl Sink {
+    pub(crate) async fn start(io: &Handle) -> anyhow::Result<Self> {
+        let (tx, done) = mpsc::unbounded_channel();
+        let listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
+        let addr = listener.local_addr()?;
+        let task = io.spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; WRITE_CHUNK];
+                    let mut n = 0u64;
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => n += k as u64,
+                        }
+                    }
+                    let _ = tx.send((n, Instant::now()));
+                });
+            }
+        });
+        Ok(Self { addr, done, task })
+    }
+
+    pub(crate) async fn next(&mut self) -> anyhow::Result<(u64, Instant)> {
+        tokio::time::timeout(LIMIT, self.done.recv())
+            .await
+            .context("timed out waiting for the sink")?
+            .context("the sink stopped")
+    }
+
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Writes `bytes` to `addr` from the io runtime, then closes.
+pub(crate) fn push(io: &Handle, addr: SocketAddr, bytes: u64) -> JoinHandle<std::io::Result<()>> {
+    io.spawn(async move {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let chunk: Vec<u8> = (0..WRITE_CHUNK).map(|i| (i * 13 + 1) as u8).collect();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(WRITE_CHUNK as u64) as usize;
+            stream.write_all(chunk.get(..n).unwrap_or_default()).await?;
+            left -= n as u64;
+        }
+        stream.shutdown().await
+    })
+}
+
+/// One connection's transfer: elapsed from connect to the sink's EOF.
+async fn transfer(
+    io: &Handle,
+    addr: SocketAddr,
+    sink: &mut Sink,
+    bytes: u64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let source = push(io, addr, bytes);
+    let (got, at) = sink.next().await?;
+    source.await?.context("the source failed")?;
+    anyhow::ensure!(got == bytes, "the sink got {got} of {bytes} bytes");
+    Ok(at.saturating_duration_since(started))
+}
+
+struct Measured {
+    elapsed: Duration,
+    client_cpu: Option<Duration>,
+}
+
+async fn measure(
+    io: &Handle,
+    addr: SocketAddr,
+    sink: &mut Sink,
+    bytes: u64,
+) -> anyhow::Result<Measured> {
+    let before = sys::client_cpu(IO_THREAD);
+    let elapsed = transfer(io, addr, sink, bytes).await?;
+    let after = sys::client_cpu(IO_THREAD);
+    Ok(Measured {
+        elapsed,
+        client_cpu: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+    })
+}
+
+struct Fan {
+    bytes: u64,
+    min: Duration,
+    max: Duration,
+}
+
+impl Fan {
+    fn spread(&self) -> f64 {
+        self.max.as_secs_f64() / self.min.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `conns` connections of `each` bytes started together; completion time of each.
+async fn fan(
+    io: &Handle,
+    addr: SocketAddr,
+    sink: &mut Sink,
+    conns: usize,
+    each: u64,
+) -> anyhow::Result<Fan> {
+    let started = Instant::now();
+    let sources: Vec<_> = (0..conns).map(|_| push(io, addr, each)).collect();
+    let mut times = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let (got, at) = sink.next().await?;
+        anyhow::ensure!(got == each, "a connection got {got} of {each} bytes");
+        times.push(at.saturating_duration_since(started));
+    }
+    for s in sources {
+        s.await?.context("a source failed")?;
+    }
+    Ok(Fan {
+        bytes: each * conns as u64,
+        min: times.iter().copied().min().unwrap_or_default(),
+        max: times.iter().copied().max().unwrap_or_default(),
+    })
+}
+
+/// The bare websocket relay: a client side on the client runtime (ours) and a server side on
+/// the io runtime (the far side, like the sandbox).
+struct Relay {
+    addr: SocketAddr,
+    client: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(io: &Handle, sink: SocketAddr) -> anyhow::Result<Self> {
+        let server_listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
+        let server_addr = server_listener.local_addr()?;
+        let server = io.spawn(async move {
+            while let Ok((stream, _)) = server_listener.accept().await {
+                tokio::spawn(async move {
+                    if let Err(e) = relay_server_conn(stream, sink).await {
+                        tracing::debug!(error = %e, "bench relay server connection failed");
+                    }
+                });
+            }
+        });
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let client = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Err(e) = relay_client_conn(stream, server_addr).await {
+                        tracing::debug!(error = %e, "bench relay client connection failed");
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            client,
+            server,
+        })
+    }
+
+    fn stop(&self) {
+        self.client.abort();
+        self.server.abort();
+    }
+}
+
+async fn relay_client_conn(mut tcp: TcpStream, server: SocketAddr) -> anyhow::Result<()> {
+    tcp.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+    let mut buf = vec![0u8; WRITE_CHUNK];
+    loop {
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        // Same message size as the data channel, one flush per read like its driver.
+        for chunk in buf.get(..n).unwrap_or_default().chunks(RELAY_MESSAGE) {
+            ws.feed(Message::Binary(chunk.to_vec().into())).await?;
+        }
+        ws.flush().await?;
+    }
+    ws.close(None).await?;
+    // Drain until the server's close reply so every message is known delivered.
+    while let Some(msg) = ws.next().await {
+        if msg.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn relay_server_conn(stream: TcpStream, sink: SocketAddr) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut ws = tokio_tungstenite::accept_async(stream).await?;
+    let mut out = TcpStream::connect(sink).await?;
+    out.set_nodelay(true)?;
+    while let Some(msg) = ws.next().await {
+        match msg? {
+            Message::Binary(b) => out.write_all(&b).await?,
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    out.shutdown().await?;
+    Ok(())
+}

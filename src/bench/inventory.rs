@@ -1,0 +1,291 @@
+//! Groups `inventory` (issue 7) and `memory`: the TUI with a large world.
+//!
+//! `inventory`: a sandbox child process with 10 000 instances (1 000 with `--quick`);
+//! `SsmApi::list_instances` through the real SDK (time to all rows), the list fed to
+//! [`App::update`] and drawn once on a ratatui `TestBackend` (time to first rows: the API
+//! returns the whole list at once, no paging, so first rows come after all rows plus one
+//! update and one frame); filter keystrokes through the real keymap and `App::update`
+//! (p50/p99 per key); frames of the unfiltered list (p50/p99 per `Terminal::draw`); RSS after
+//! loading, vs RSS before.
+//!
+//! `memory`: the same world loaded and drawn, then 8 forwards (8 sessions) moving data at
+//! once; peak RSS (VmHWM) of this process, the sandbox being another one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::runtime::Handle;
+
+use super::forward::{Sink, push, start_forward};
+use super::{
+    ChildSandbox, Figure, Group, Results, Sizes, Skipped, ms, percentile, pick_instance, sys,
+};
+use crate::app::{Action, App, AppOptions};
+use crate::aws::SsmApi;
+use crate::config::UiConfig;
+use crate::config::keymap::{Key, Keymap};
+
+const WIDTH: u16 = 200;
+const HEIGHT: u16 = 50;
+
+/// Filter input typed in each pass: a name, a tag query, an id prefix, each cleared.
+const TYPED: [&str; 3] = ["web-prod-1", "Environment=dev api", "i-0a"];
+
+struct Loaded {
+    app: App,
+    terminal: Terminal<TestBackend>,
+    list: Duration,
+    first_rows: Duration,
+    rows: usize,
+}
+
+async fn load(api: &dyn SsmApi) -> anyhow::Result<Loaded> {
+    let identity = api.caller_identity().await?;
+    let started = Instant::now();
+    let instances = api.list_instances(&[]).await?;
+    let list = started.elapsed();
+    let mut app = App::new(AppOptions {
+        ui: UiConfig::default(),
+        classes: BTreeMap::new(),
+        keymap: Keymap::defaults()?,
+        profile: None,
+        region: None,
+        readonly: false,
+        profiles: Vec::new(),
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
+    });
+    let _ = app.start();
+    app.update(Action::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity),
+    });
+    app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(instances),
+        done: true,
+    });
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT))?;
+    terminal.draw(|f| crate::ui::render(&app, f))?;
+    let first_rows = started.elapsed();
+    let rows = app.instances.visible_len();
+    Ok(Loaded {
+        app,
+        terminal,
+        list,
+        first_rows,
+        rows,
+    })
+}
+
+fn press(app: &mut App, key: &str) -> anyhow::Result<()> {
+    let key = Key::parse(key).map_err(anyhow::Error::msg)?;
+    if let Some(action) = app.resolve_key(key) {
+        let _ = app.update(action);
+    }
+    Ok(())
+}
+
+/// Runs the `inventory` group.
+pub async fn run_inventory(sizes: Sizes) -> anyhow::Result<Results> {
+    let n = sizes.instances();
+    sys::reset_peak();
+    let rss_before = sys::rss_kib();
+    let sandbox = ChildSandbox::start(n)?;
+    let api = sandbox.api().await?;
+    let Loaded {
+        mut app,
+        mut terminal,
+        list,
+        first_rows,
+        rows,
+    } = load(api.as_ref()).await?;
+    let rss_loaded = sys::rss_kib();
+    anyhow::ensure!(rows >= n, "only {rows} of {n} instances are listed");
+
+    // Filter keystrokes: "/" opens the filter, each character updates it, ctrl+u clears.
+    press(&mut app, "/")?;
+    let passes = sizes.pick(1, 5);
+    let mut keys = Vec::new();
+    for _ in 0..passes {
+        for text in TYPED {
+            for c in text.chars() {
+                let k = c.to_string();
+                let started = Instant::now();
+                press(&mut app, &k)?;
+                keys.push(ms(started.elapsed()));
+            }
+            let started = Instant::now();
+            press(&mut app, "ctrl+u")?;
+            keys.push(ms(started.elapsed()));
+        }
+    }
+    press(&mut app, "esc")?;
+
+    // Frames of the full list; the selection moves between frames so each one differs.
+    let frames = sizes.pick(20, 200);
+    let mut draws = Vec::with_capacity(frames);
+    for _ in 0..frames {
+        press(&mut app, "down")?;
+        let started = Instant::now();
+        terminal.draw(|f| crate::ui::render(&app, f))?;
+        draws.push(ms(started.elapsed()));
+    }
+    drop(sandbox);
+
+    let rows_note = format!("{n} instances, sandbox in a child process, real SDK");
+    let mut figures = vec![
+        Figure::new(Group::Inventory, "inventory.list_all", ms(list), "ms")
+            .goal("< 2000 ms")
+            .note(rows_note),
+        Figure::new(
+            Group::Inventory,
+            "inventory.first_rows",
+            ms(first_rows),
+            "ms",
+        )
+        .vs("list_all", ms(list))
+        .note("list + App::update + first frame; the API returns the whole list (no paging)"),
+        Figure::new(
+            Group::Inventory,
+            "inventory.filter_p50",
+            percentile(&mut keys, 50.0),
+            "ms",
+        )
+        .note(format!(
+            "{} keystrokes through the keymap and App::update",
+            keys.len()
+        )),
+        Figure::new(
+            Group::Inventory,
+            "inventory.filter_p99",
+            percentile(&mut keys, 99.0),
+            "ms",
+        )
+        .goal("< 16 ms"),
+        Figure::new(
+            Group::Inventory,
+            "inventory.render_p50",
+            percentile(&mut draws, 50.0),
+            "ms",
+        )
+        .note(format!(
+            "{frames} frames {WIDTH}×{HEIGHT} on ratatui TestBackend"
+        )),
+        Figure::new(
+            Group::Inventory,
+            "inventory.render_p99",
+            percentile(&mut draws, 99.0),
+            "ms",
+        ),
+    ];
+    match (rss_loaded, rss_before) {
+        (Some(after), Some(before)) => figures.push(
+            Figure::new(Group::Inventory, "inventory.rss", sys::mib(after), "MiB")
+                .vs("before loading", sys::mib(before))
+                .goal("< 40 MB")
+                .note("VmRSS of the bench process after list + load + first frame"),
+        ),
+        _ => {
+            return Ok(Results {
+                figures,
+                skipped: vec![Skipped {
+                    group: "inventory".into(),
+                    reason: "inventory.rss: /proc/self/status is not readable".into(),
+                }],
+            });
+        }
+    }
+    Ok(Results {
+        figures,
+        skipped: Vec::new(),
+    })
+}
+
+/// Runs the `memory` group.
+pub async fn run_memory(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
+    let n = sizes.instances();
+    let forwards = 8usize;
+    let each: u64 = sizes.pick(8 << 20, 128 << 20);
+    let peak_reset = sys::reset_peak();
+    let rss_before = sys::rss_kib();
+    let sandbox = ChildSandbox::start(n)?;
+    let api = sandbox.api().await?;
+    let loaded = load(api.as_ref()).await?;
+    let target = pick_instance(&api.list_instances(&[]).await?)?;
+    let mut sink = Sink::start(io).await?;
+    let mut handles = Vec::with_capacity(forwards);
+    for _ in 0..forwards {
+        handles.push(start_forward(&api, &target, sink.addr.port()).await?);
+    }
+    let started = Instant::now();
+    let mut sources = Vec::with_capacity(forwards);
+    for h in &handles {
+        let addr = h
+            .local_addr()
+            .ok_or_else(|| anyhow::anyhow!("a forward has no local address"))?;
+        sources.push(push(io, addr, each));
+    }
+    let mut sampled_max = 0u64;
+    let mut done = 0usize;
+    while done < forwards {
+        // Sample VmRSS every 100 ms while waiting; VmHWM is the authoritative peak.
+        match tokio::time::timeout(Duration::from_millis(100), sink.next()).await {
+            Ok(Ok((got, _))) => {
+                anyhow::ensure!(got == each, "a forward delivered {got} of {each} bytes");
+                done += 1;
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+        sampled_max = sampled_max.max(sys::rss_kib().unwrap_or(0));
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the busy forwards did not finish"
+        );
+    }
+    let busy = started.elapsed();
+    for s in sources {
+        s.await??;
+    }
+    let peak = sys::peak_rss_kib();
+    for h in handles {
+        h.stop().await;
+    }
+    sink.stop();
+    drop(loaded);
+    drop(sandbox);
+
+    let mut results = Results::default();
+    let peak_kib = if peak_reset {
+        peak.unwrap_or(sampled_max)
+    } else {
+        // Without a reset VmHWM may include an earlier group; the sampled maximum does not.
+        sampled_max
+    };
+    let before = rss_before.unwrap_or(0);
+    if peak_kib == 0 {
+        results.skipped.push(Skipped {
+            group: "memory".into(),
+            reason: "/proc/self/status is not readable".into(),
+        });
+        return Ok(results);
+    }
+    results.figures.push(
+        Figure::new(Group::Memory, "memory.peak_rss", sys::mib(peak_kib), "MiB")
+            .vs("before loading", sys::mib(before))
+            .goal("< 40 MB")
+            .note(format!(
+                "{n} instances loaded and drawn + {forwards} forwards × {} MiB at once ({:.1} s); VmHWM",
+                each >> 20,
+                busy.as_secs_f64()
+            )),
+    );
+    Ok(results)
+}
