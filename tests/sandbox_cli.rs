@@ -166,7 +166,7 @@ fn demo_signs_in_to_its_own_sandbox_and_stops_on_sigterm() {
     );
     assert!(text.contains("12 instances"), "{text}");
     assert!(
-        text.contains("the interactive UI is not part of this build yet"),
+        text.contains("# no terminal, so no UI;"),
         "{text}"
     );
     assert!(text.contains("export AWS_ACCESS_KEY_ID='bob'"), "{text}");
