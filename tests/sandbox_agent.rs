@@ -20,9 +20,7 @@ use ssmtui::aws::sdk::SdkApi;
 use ssmtui::aws::{SsmApi, StartSessionRequest};
 use ssmtui::config::AwsConfig;
 use ssmtui::engine::shell::OutputFilter;
-use ssmtui::engine::{
-    CloseReason, EngineEvent, SessionCommand, SessionHandle, SessionOptions, spawn_session,
-};
+use ssmtui::engine::{CloseReason, EngineEvent, SessionHandle, SessionOptions, spawn_session};
 use ssmtui::protocol::mux::{Mux, MuxConfig, MuxEvent, Role as MuxRole};
 use ssmtui::protocol::version::{PortMode, client_port_mode};
 use ssmtui::protocol::{Flag, SessionType};
@@ -220,13 +218,7 @@ async fn shell_session_runs_a_real_shell_encrypted_with_kms() {
         |s| s.text().contains("running as ssm-sudo"),
     )
     .await;
-    handle
-        .command(SessionCommand::Resize {
-            cols: 123,
-            rows: 45,
-        })
-        .await
-        .unwrap();
+    handle.resize(123, 45).await.unwrap();
     // Quoting splits the words, so only the commands' output (not their echo) matches.
     handle
         .send(b"stty size; echo hel\"\"lo; echo \"HOME=$HOME\"; exit 3\n".to_vec())

@@ -165,10 +165,7 @@ fn demo_signs_in_to_its_own_sandbox_and_stops_on_sigterm() {
         "{text}"
     );
     assert!(text.contains("12 instances"), "{text}");
-    assert!(
-        text.contains("# no terminal, so no UI;"),
-        "{text}"
-    );
+    assert!(text.contains("# no terminal, so no UI;"), "{text}");
     assert!(text.contains("export AWS_ACCESS_KEY_ID='bob'"), "{text}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

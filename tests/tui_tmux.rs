@@ -191,8 +191,10 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
     });
     tmux.literal("exit");
     tmux.keys(&["Enter"]);
-    let list_after = tmux.wait_text("shell on web-dev-02 (i-");
-    assert!(list_after.contains("ended"), "{list_after}");
+    // Wait for the status line, not the takeover banner that names the same instance.
+    let list_after = tmux.wait_for("the list with the shell's outcome", |s| {
+        s.contains("shell on web-dev-02 (i-") && s.contains("ended")
+    });
     let status_row = usize::from(height) - 2;
     assert_eq!(
         without_status(&list_after, status_row),

@@ -514,7 +514,7 @@ fn class_require_reason_asks_everywhere() {
     press(&mut app, &["enter"]);
     assert_eq!(
         app.reason.as_ref().unwrap().required.as_deref(),
-        Some("class no-sudo requires a reason")
+        Some("the no-sudo class requires a reason for every session")
     );
 }
 
@@ -1333,6 +1333,11 @@ fn saved_forwards_show_at_startup_and_autostart_after_the_first_load() {
             },
         )]),
         classes: BTreeMap::new(),
+        // Reason rules are tested on their own below; here the targets are prod.
+        ui: UiConfig {
+            reason_required_tags: Vec::new(),
+            ..UiConfig::default()
+        },
         ..opts()
     };
     let mut app = App::new(opts);
@@ -1488,4 +1493,29 @@ fn an_added_forward_does_not_restart_in_another_account() {
         app.forwards.get(1).unwrap().phase.failure(),
         Some("added under another profile or region; switch back, or add it again here")
     );
+}
+
+#[test]
+fn a_forward_to_a_target_that_requires_a_reason_is_refused_with_the_way_out() {
+    // The tab has no reason field: the default rule (Environment=prod) must not be skipped.
+    let opts = AppOptions {
+        forwards: vec![saved("web", "web-prod", "0:80", true)],
+        ..opts()
+    };
+    let mut app = App::new(opts);
+    app.start();
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity(WORLD_ARN)),
+    });
+    let effects = app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    assert!(effects.is_empty(), "{effects:?}");
+    let web = app.forwards.get(1).unwrap();
+    let why = web.phase.failure().unwrap();
+    assert!(why.starts_with("a reason is required"), "{why}");
+    assert!(why.contains("ssmtui forward --reason"), "{why}");
 }

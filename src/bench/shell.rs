@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{ChildSandbox, Figure, Group, Results, Sizes, Skipped, ms, percentile, pick_instance};
 use crate::aws::StartSessionRequest;
-use crate::engine::{EngineEvent, SessionCommand, SessionHandle, SessionOptions, spawn_session};
+use crate::engine::{EngineEvent, SessionHandle, SessionOptions, spawn_session};
 use crate::protocol::Flag;
 
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,9 +65,7 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
     for i in 0..keys {
         remote.push(ms(echo(&handle, &mut events, key(i)).await?));
     }
-    let _ = handle
-        .command(SessionCommand::Flag(Flag::TerminateSession))
-        .await;
+    let _ = handle.send_flag(Flag::TerminateSession).await;
     handle.cancel();
 
     let local = tokio::task::spawn_blocking(move || local_pty(keys)).await??;

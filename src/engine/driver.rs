@@ -226,6 +226,11 @@ impl Driver {
                 }
                 data = self.ch.input.recv(), if accept_input => match data {
                     Some(InputItem::Data(data)) => self.pending_input = Some((data, 0)),
+                    Some(InputItem::Resize { cols, rows }) => {
+                        if let Err(e) = self.session.resize(cols, rows, self.clock.now()) {
+                            tracing::debug!(error = %e, "resize not sent");
+                        }
+                    }
                     Some(InputItem::Flag(flag)) => {
                         // Only taken with no data pending, so it lands after earlier data.
                         if let Err(e) = self.session.send_flag(flag, self.clock.now()) {
@@ -368,13 +373,7 @@ impl Driver {
     }
 
     async fn command(&mut self, cmd: SessionCommand) -> Option<CloseReason> {
-        let now = self.clock.now();
         match cmd {
-            SessionCommand::Resize { cols, rows } => {
-                if let Err(e) = self.session.resize(cols, rows, now) {
-                    tracing::debug!(error = %e, "resize not sent");
-                }
-            }
             SessionCommand::ReceiveReady(ready) => self.session.set_receive_ready(ready),
             SessionCommand::Terminate => {
                 let _ = self.flush().await;

@@ -186,18 +186,18 @@ pub enum InputItem {
     Data(Vec<u8>),
     /// A Flag (DisconnectToPort, TerminateSession).
     Flag(Flag),
-}
-
-/// Control commands for the driver (not ordered with data).
-#[derive(Debug)]
-pub enum SessionCommand {
-    /// Terminal size changed.
+    /// A terminal size (ordered too: commands typed after a resize run at the new size).
     Resize {
         /// Columns.
         cols: u32,
         /// Rows.
         rows: u32,
     },
+}
+
+/// Control commands for the driver (not ordered with data).
+#[derive(Debug)]
+pub enum SessionCommand {
     /// Basic port mode: whether a local connection exists to take agent output.
     ReceiveReady(bool),
     /// Call TerminateSession and end.
@@ -233,6 +233,14 @@ impl SessionHandle {
     pub async fn send_flag(&self, flag: Flag) -> Result<(), EngineError> {
         self.input
             .send(InputItem::Flag(flag))
+            .await
+            .map_err(|_| EngineError::Ended)
+    }
+
+    /// Sends a terminal size, ordered with the data.
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), EngineError> {
+        self.input
+            .send(InputItem::Resize { cols, rows })
             .await
             .map_err(|_| EngineError::Ended)
     }

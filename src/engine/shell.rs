@@ -70,12 +70,7 @@ pub async fn run(
     };
     if options.interactive {
         let (cols, rows) = crossterm::terminal::size().unwrap_or((300, 100));
-        handle
-            .command(SessionCommand::Resize {
-                cols: u32::from(cols),
-                rows: u32::from(rows),
-            })
-            .await?;
+        handle.resize(u32::from(cols), u32::from(rows)).await?;
     }
     let framed = !options.interactive && options.posix_target;
     if framed {
@@ -125,7 +120,7 @@ pub async fn run(
             },
             _ = winch.recv(), if options.interactive => {
                 if let Ok((cols, rows)) = crossterm::terminal::size() {
-                    handle.command(SessionCommand::Resize { cols: u32::from(cols), rows: u32::from(rows) }).await?;
+                    handle.resize(u32::from(cols), u32::from(rows)).await?;
                 }
             }
             ev = events.recv() => match ev {
