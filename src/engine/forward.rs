@@ -153,6 +153,17 @@ impl ForwardSpec {
         }
     }
 
+    /// What to tell the user when the agent reports `ConnectToPortError` for this spec.
+    pub fn connect_error(&self) -> String {
+        match &self.host {
+            Some(h) => format!("the agent could not connect to {h}:{}", self.remote_port),
+            None => format!(
+                "the agent could not connect to port {} on the instance",
+                self.remote_port
+            ),
+        }
+    }
+
     /// Whether listening exposes the forward to other machines (anything but loopback).
     pub fn exposes_beyond_loopback(&self) -> bool {
         !self.bind.is_loopback()
@@ -232,6 +243,9 @@ pub struct ForwardStats {
     pub reconnects: AtomicU64,
     /// Sessions started (more than one means the session ended and was replaced).
     pub sessions: AtomicU64,
+    /// Connections the agent could not make to the remote port (Flag `ConnectToPortError`),
+    /// so a front end can report each one.
+    pub connect_errors: AtomicU64,
     state: Mutex<ForwardState>,
     last_error: Mutex<Option<String>>,
     session_id: Mutex<Option<String>>,
@@ -272,6 +286,7 @@ impl Default for ForwardStats {
             connections_total: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
             state: Mutex::new(ForwardState::Starting),
             last_error: Mutex::new(None),
             session_id: Mutex::new(None),
@@ -814,12 +829,6 @@ impl Runner {
                             }
                         }
                     }
-                    Some(EngineEvent::Flag(Flag::ConnectToPortError)) => {
-                        self.stats.set_error(format!(
-                            "the agent could not connect to {}",
-                            self.request.spec.remote_label()
-                        ));
-                    }
                     Some(other) => {
                         if let Some(end) = self.common_event(other) {
                             return end;
@@ -956,10 +965,10 @@ impl Runner {
                 self.stats.set_state(ForwardState::Listening);
                 self.stats.refresh_connected();
             }
-            EngineEvent::Flag(Flag::ConnectToPortError) => self.stats.set_error(format!(
-                "the agent could not connect to {}",
-                self.request.spec.remote_label()
-            )),
+            EngineEvent::Flag(Flag::ConnectToPortError) => {
+                self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.set_error(self.request.spec.connect_error());
+            }
             EngineEvent::Stalled { silent_for } => self.stats.set_error(format!(
                 "no answer from the agent for {} s",
                 silent_for.as_secs()
