@@ -107,7 +107,9 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             forwards.push((spec, handle));
         }
         let live = std::io::stderr().is_terminal();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Often enough that a refused connection is reported while the user still looks at it.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut reported = vec![0u64; forwards.len()];
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
@@ -124,6 +126,13 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
                             format!("the forwards failed: {why}"),
                         )));
                     }
+                    let errors = connect_errors(&forwards, &mut reported);
+                    if live && !errors.is_empty() {
+                        eprint!("\r\x1b[K");
+                    }
+                    for line in errors {
+                        eprintln!("{line}");
+                    }
                     if live {
                         eprint!("\r\x1b[K{}", status_line(&forwards));
                     }
@@ -133,12 +142,38 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
         if live {
             eprintln!();
         }
+        for line in connect_errors(&forwards, &mut reported) {
+            eprintln!("{line}");
+        }
         for (_, handle) in forwards {
             handle.stop().await;
         }
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One message per `ConnectToPortError` not reported yet (`reported` holds the counts already
+/// shown, per forward). Without them a refused connection would just close, silently.
+fn connect_errors(forwards: &[(ForwardSpec, ForwardHandle)], reported: &mut [u64]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ((spec, handle), seen) in forwards.iter().zip(reported.iter_mut()) {
+        let now = handle
+            .stats()
+            .connect_errors
+            .load(std::sync::atomic::Ordering::Relaxed);
+        for _ in *seen..now {
+            lines.push(format!(
+                "error: {} (a connection to {})",
+                spec.connect_error(),
+                handle
+                    .local_addr()
+                    .map_or_else(|| spec.to_string(), |a| a.to_string())
+            ));
+        }
+        *seen = now;
+    }
+    lines
 }
 
 /// One line summarising every forward: state, connections, bytes each way.

@@ -63,6 +63,7 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             remote_port: args.port,
         };
         let document = access::forward_document(target.class(), spec.document())?;
+        let request_error = spec.connect_error();
         let request = ForwardRequest {
             target: target.instance.id.clone(),
             spec,
@@ -82,6 +83,20 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         let mut handle = forward::start(target.api, request, Acceptor::Once(Some(conn))).await?;
         handle.wait().await;
         let stats = handle.stats().snapshot();
+        // The agent could not reach the port: the stream just closed, so without this the
+        // user (or ssh) would see an unexplained end of file and exit status 0.
+        if handle
+            .stats()
+            .connect_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            return Err(anyhow::Error::new(
+                UserError::new(ErrorKind::Network, request_error).hint(
+                    "check that something listens on that port on the instance (and that its firewall allows the agent)",
+                ),
+            ));
+        }
         if let crate::engine::forward::ForwardState::Failed(why) = stats.state {
             return Err(anyhow::Error::new(UserError::new(
                 ErrorKind::Network,

@@ -164,6 +164,14 @@ impl Driver {
             if let Some(reason) = self.pump_events() {
                 return reason;
             }
+            // Taking events can release held-back data in the session, which queues its acks;
+            // they must go out before we wait, or a peer waiting for them waits forever.
+            if let Err(e) = self.flush().await {
+                if let Err(end) = self.reconnect(format!("write failed: {e}")).await {
+                    return CloseReason::Failed(end.to_string());
+                }
+                continue;
+            }
             let deadline = self
                 .session
                 .poll_timeout()

@@ -13,7 +13,8 @@
 //!   when one local client stops reading and its channel is full, the whole session waits for
 //!   it. That is the protocol's limit, documented rather than hidden by unbounded buffering.
 //! * **basic** (old agents): one connection at a time; when it closes we send the
-//!   `DisconnectToPort` flag and stop accepting agent data until the next connection.
+//!   `DisconnectToPort` flag and drop what the agent still sends for it until the agent has
+//!   been silent a moment, so the next connection gets none of the previous one's bytes.
 //!
 //! Websocket drops are absorbed by the engine (ResumeSession, exactly-once delivery), so open
 //! streams survive them. If the session itself ends (idle timeout, terminated), open
@@ -43,8 +44,19 @@ use crate::protocol::Flag;
 use crate::protocol::mux::{Mux, MuxConfig, MuxEvent, Role, StreamId};
 use crate::protocol::version::{self, PortMode};
 
-/// Frames taken from the mux ahead of the session's input channel (which holds 16 more).
-const OUTQ_FRAMES: usize = 8;
+/// Mux mode: smux frames taken from the streams ahead of the session's input channel. Small,
+/// so that bytes wait in the per-stream send buffers (bounded, fair) rather than here.
+const OUTQ_MAX: usize = 16;
+/// `proxy`: the longest wait for the last bytes to be written to stdout after the stream closed.
+const PROXY_FLUSH_MAX: Duration = Duration::from_secs(60);
+/// The longest wait for a terminated session's driver to confirm the end.
+const TERMINATE_WAIT: Duration = Duration::from_secs(10);
+/// Basic mode: how long the agent must be silent after `DisconnectToPort` before the next
+/// connection is served (see `Runner::settle_basic`).
+const BASIC_SETTLE_QUIET: Duration = Duration::from_millis(250);
+/// Basic mode: the longest wait for that silence (a target that never stops talking while the
+/// flag is slow to arrive).
+const BASIC_SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// The AWS document forwarding to a port on the instance itself.
 pub const DOC_PORT: &str = "AWS-StartPortForwardingSession";
@@ -156,6 +168,17 @@ impl ForwardSpec {
         }
     }
 
+    /// What to tell the user when the agent reports `ConnectToPortError` for this spec.
+    pub fn connect_error(&self) -> String {
+        match &self.host {
+            Some(h) => format!("the agent could not connect to {h}:{}", self.remote_port),
+            None => format!(
+                "the agent could not connect to port {} on the instance",
+                self.remote_port
+            ),
+        }
+    }
+
     /// Whether listening exposes the forward to other machines (anything but loopback).
     pub fn exposes_beyond_loopback(&self) -> bool {
         !self.bind.is_loopback()
@@ -235,6 +258,9 @@ pub struct ForwardStats {
     pub reconnects: AtomicU64,
     /// Sessions started (more than one means the session ended and was replaced).
     pub sessions: AtomicU64,
+    /// Connections the agent could not make to the remote port (Flag `ConnectToPortError`),
+    /// so a front end can report each one.
+    pub connect_errors: AtomicU64,
     state: Mutex<ForwardState>,
     last_error: Mutex<Option<String>>,
     session_id: Mutex<Option<String>>,
@@ -275,6 +301,7 @@ impl Default for ForwardStats {
             connections_total: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
             state: Mutex::new(ForwardState::Starting),
             last_error: Mutex::new(None),
             session_id: Mutex::new(None),
@@ -696,11 +723,26 @@ impl Runner {
 
     /// Ends a session on purpose: the TerminateSession flag where the agent supports it (the
     /// plugin's behaviour), else the API.
-    async fn terminate(&self, session: &PortSession) {
+    ///
+    /// Waits (bounded) until the driver has called TerminateSession and closed: `ssmtui
+    /// forward` and `proxy` exit right after, and a session left behind would stay open on the
+    /// service until its idle timeout.
+    async fn terminate(&self, session: &mut PortSession) {
         if session.terminate_flag {
             let _ = session.handle.send_flag(Flag::TerminateSession).await;
         }
         let _ = session.handle.command(SessionCommand::Terminate).await;
+        let closed = tokio::time::timeout(TERMINATE_WAIT, async {
+            while let Some(ev) = session.events.recv().await {
+                if matches!(ev, EngineEvent::Closed(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if closed.is_err() {
+            tracing::warn!(session_id = %session.handle.session_id(), "the session did not confirm its termination in time");
+        }
     }
 
     async fn run_mux(
@@ -724,6 +766,7 @@ impl Runner {
         let mut outq: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
         let once = acceptor.is_once();
         let mut had_conn = false;
+        let mut finished_writers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
 
         loop {
             if let Some(conn) = pending.take() {
@@ -743,18 +786,23 @@ impl Runner {
                 }
             }
             if once && had_conn && conns.is_empty() {
-                self.terminate(&session).await;
+                // The stream is closed, but its last bytes may still be on their way to the
+                // local side (stdout): the process exits after this, so wait for them.
+                for writer in finished_writers.drain(..) {
+                    if tokio::time::timeout(PROXY_FLUSH_MAX, writer).await.is_err() {
+                        tracing::warn!("the proxy's output was not written out in time");
+                    }
+                }
+                self.terminate(&mut session).await;
                 return SessionEnd::ProxyDone;
             }
-            // Take frames from the mux only as fast as the session accepts them: draining it
-            // further would free the streams' send buffers, let readers pull more from their
-            // sockets, and grow this queue without bound (seen as 888 MiB RSS in the bench).
             let mut drained = false;
             if let Some(mut m) = lock(&mux) {
-                while outq.len() < OUTQ_FRAMES {
-                    let Some(bytes) = m.poll_transmit(1024) else {
-                        break;
-                    };
+                // Only as much as the session can take soon: the rest stays in the streams'
+                // bounded send buffers, which is what paces the local readers.
+                while outq.len() < OUTQ_MAX
+                    && let Some(bytes) = m.poll_transmit(1024)
+                {
                     outq.push_back(bytes);
                     drained = true;
                 }
@@ -774,7 +822,7 @@ impl Runner {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => {
-                    self.terminate(&session).await;
+                    self.terminate(&mut session).await;
                     return SessionEnd::Stopped;
                 }
                 permit = input.clone().reserve_owned(), if !outq.is_empty() => match (permit, outq.pop_front()) {
@@ -785,7 +833,7 @@ impl Runner {
                     Some(EngineEvent::Output(bytes)) => {
                         let result = lock(&mux).map(|mut m| m.handle_incoming(&bytes, now_ms()));
                         if let Some(Err(e)) = result {
-                            self.terminate(&session).await;
+                            self.terminate(&mut session).await;
                             return SessionEnd::Ended(format!("port-forwarding protocol error: {e}"));
                         }
                         while let Some(event) = lock(&mux).and_then(|mut m| m.poll_event()) {
@@ -811,23 +859,20 @@ impl Runner {
                                 MuxEvent::Closed(id) | MuxEvent::Refused(id) => {
                                     if let Some(c) = conns.remove(&id) {
                                         c.stop_reading.cancel();
+                                        if once {
+                                            finished_writers.push(c.writer);
+                                        }
                                     }
                                     self.stats.connections_open.store(conns.len() as u64, Ordering::Relaxed);
                                     self.stats.refresh_connected();
                                 }
                                 MuxEvent::KeepaliveTimeout => {
-                                    self.terminate(&session).await;
+                                    self.terminate(&mut session).await;
                                     return SessionEnd::Ended("the agent stopped answering keepalives".to_owned());
                                 }
                                 _ => {}
                             }
                         }
-                    }
-                    Some(EngineEvent::Flag(Flag::ConnectToPortError)) => {
-                        self.stats.set_error(format!(
-                            "the agent could not connect to {}",
-                            self.request.spec.remote_label()
-                        ));
                     }
                     Some(other) => {
                         if let Some(end) = self.common_event(other) {
@@ -871,7 +916,7 @@ impl Runner {
                 Some(c) => c,
                 None => tokio::select! {
                     () = self.stop.cancelled() => {
-                        self.terminate(&session).await;
+                        self.terminate(&mut session).await;
                         return SessionEnd::Stopped;
                     }
                     conn = acceptor.accept() => match conn {
@@ -903,16 +948,47 @@ impl Runner {
                 return end;
             }
             if once {
-                self.terminate(&session).await;
+                self.terminate(&mut session).await;
                 return SessionEnd::ProxyDone;
             }
-            // The local client went away: tell the agent to drop its target connection, and
-            // hold agent data until the next client.
+            // The local client went away: tell the agent to drop its target connection, then
+            // let the old connection's bytes still in flight drain away before the next one.
             let _ = session.handle.send_flag(Flag::DisconnectToPort).await;
-            let _ = session
-                .handle
-                .command(SessionCommand::ReceiveReady(false))
-                .await;
+            if let Some(end) = self.settle_basic(&mut session).await {
+                return end;
+            }
+        }
+    }
+
+    /// Basic mode after `DisconnectToPort`: the agent keeps sending what its old target
+    /// connection had until the flag reaches it, and the protocol does not say which
+    /// connection bytes belong to. They are acknowledged and dropped (holding them back
+    /// unacknowledged would hand them to the next connection) until the agent has been silent
+    /// for [`BASIC_SETTLE_QUIET`], at most [`BASIC_SETTLE_MAX`]; only then is the next
+    /// connection taken, whose bytes the agent sends only after it has seen ours. `Some` when
+    /// the session ended meanwhile.
+    async fn settle_basic(&self, session: &mut PortSession) -> Option<SessionEnd> {
+        let deadline = tokio::time::Instant::now() + BASIC_SETTLE_MAX;
+        loop {
+            let quiet = tokio::time::Instant::now() + BASIC_SETTLE_QUIET;
+            tokio::select! {
+                () = self.stop.cancelled() => {
+                    self.terminate(session).await;
+                    return Some(SessionEnd::Stopped);
+                }
+                () = tokio::time::sleep_until(quiet.min(deadline)) => return None,
+                ev = session.events.recv() => match ev {
+                    Some(EngineEvent::Output(bytes)) => {
+                        tracing::debug!(bytes = bytes.len(), "dropped data of a closed basic-mode connection");
+                    }
+                    Some(other) => {
+                        if let Some(end) = self.common_event(other) {
+                            return Some(end);
+                        }
+                    }
+                    None => return Some(SessionEnd::Ended("the session task ended".to_owned())),
+                },
+            }
         }
     }
 
@@ -965,10 +1041,10 @@ impl Runner {
                 self.stats.set_state(ForwardState::Listening);
                 self.stats.refresh_connected();
             }
-            EngineEvent::Flag(Flag::ConnectToPortError) => self.stats.set_error(format!(
-                "the agent could not connect to {}",
-                self.request.spec.remote_label()
-            )),
+            EngineEvent::Flag(Flag::ConnectToPortError) => {
+                self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.set_error(self.request.spec.connect_error());
+            }
             EngineEvent::Stalled { silent_for } => self.stats.set_error(format!(
                 "no answer from the agent for {} s",
                 silent_for.as_secs()
@@ -1000,6 +1076,9 @@ struct Conn {
     to_local: Option<mpsc::Sender<Vec<u8>>>,
     /// Stops the reader task.
     stop_reading: CancellationToken,
+    /// The writer task, which ends once everything received is written and the local side
+    /// shut down.
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Conn {
@@ -1014,7 +1093,7 @@ impl Conn {
         let LocalConn { reader, writer } = conn;
         let (tx, rx) = mpsc::channel(256);
         let stop_reading = CancellationToken::new();
-        tokio::spawn(write_local(writer, rx, Arc::clone(stats)));
+        let writer = tokio::spawn(write_local(writer, rx, Arc::clone(stats)));
         tokio::spawn(read_local(
             id,
             reader,
@@ -1027,6 +1106,7 @@ impl Conn {
         Self {
             to_local: Some(tx),
             stop_reading,
+            writer,
         }
     }
 }
