@@ -1898,6 +1898,44 @@ fn slow_consumer_backpressure_and_channel_closed_delivers_in_order_data_first() 
 }
 
 #[test]
+fn receive_backlog_is_signalled_and_stops_the_give_up_clock() {
+    let mut cfg = SessionConfig::client("s", "i", 1);
+    cfg.max_undelivered_bytes = 4;
+    cfg.give_up_after_ms = 1_000;
+    let mut c = Session::new(cfg);
+    c.handle_incoming(&agent_frame(0, PayloadType::Output, b"012"), T0);
+    assert!(!c.is_receive_backlogged(), "3 of 4 bytes");
+    c.handle_incoming(&agent_frame(1, PayloadType::Output, b"3"), T0);
+    assert!(
+        c.is_receive_backlogged(),
+        "the IO layer must stop reading now"
+    );
+    assert_eq!(
+        acked_seqs(&transmits(&mut c)),
+        vec![0, 1],
+        "nothing refused"
+    );
+    c.send_input(b"x", T0);
+    transmits(&mut c);
+    // The agent's ack for "x" would wait unread behind the backlog: no give-up meanwhile.
+    c.handle_timeout(T0 + 5_000);
+    assert_ne!(c.state(), SessionState::Failed);
+    assert_eq!(
+        events(&mut c)
+            .into_iter()
+            .filter(|e| matches!(e, SessionEvent::Output(_)))
+            .count(),
+        2
+    );
+    assert!(!c.is_receive_backlogged());
+    // The clock runs again from the last moment it was held.
+    c.handle_timeout(T0 + 5_900);
+    assert_ne!(c.state(), SessionState::Failed);
+    c.handle_timeout(T0 + 6_100);
+    assert_eq!(c.state(), SessionState::Failed);
+}
+
+#[test]
 fn outgoing_cap_backpressure_and_writable() {
     let mut cfg = SessionConfig::client("s", "i", 1);
     cfg.max_outgoing_messages = 8;

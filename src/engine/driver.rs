@@ -3,7 +3,10 @@
 //! Invariants: only this task touches the websocket and the [`Session`]; every frame the
 //! session produces is written before the task waits again; events leave the session only as
 //! fast as the caller takes them (at most one is parked in `pending_event`), so the session's
-//! own cap on undelivered bytes becomes back-pressure on the agent; input is offered to the
+//! own cap on undelivered bytes becomes back-pressure on the agent: while the session is
+//! backlogged the websocket is not read, so the agent is slowed by TCP flow control, as it is
+//! by the plugin, whose read loop blocks on its writes (never by refusing messages, which
+//! leaves holes the agent refills at one message per resend tick); input is offered to the
 //! session only while it has room, the rest waits in `pending_input`.
 
 use std::collections::HashMap;
@@ -176,6 +179,11 @@ impl Driver {
                 .session
                 .poll_timeout()
                 .map(|ms| self.clock.instant_at(ms));
+            let read_ws = !self.session.is_receive_backlogged();
+            if !read_ws {
+                // Unread frames are our doing: silence from the peer proves nothing now.
+                self.mark_received();
+            }
             let accept_input = self.pending_input.is_none()
                 && !self.input_closed
                 && self.session.send_capacity() > 0;
@@ -190,7 +198,7 @@ impl Driver {
                         _ => return CloseReason::Detached,
                     }
                 }
-                msg = self.ws.next() => {
+                msg = self.ws.next(), if read_ws => {
                     let now = self.clock.now();
                     match msg {
                         Some(Ok(Message::Binary(bytes))) => {

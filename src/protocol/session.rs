@@ -99,7 +99,8 @@ pub struct SessionConfig {
     /// not acknowledged, so a slow consumer back-pressures the sender (G12).
     pub max_undelivered_bytes: usize,
     /// Give up (fatal [`ProtocolError::GaveUp`]) when the head message stays unacknowledged
-    /// and nothing else is acknowledged for this long.
+    /// and nothing else is acknowledged for this long; the clock stands still while the
+    /// receive side is backlogged ([`Session::is_receive_backlogged`]).
     pub give_up_after_ms: u64,
     /// Agent role: per-step handshake timeout.
     pub handshake_timeout_ms: u64,
@@ -638,6 +639,16 @@ impl Session {
         self.incoming.len()
     }
 
+    /// The application is behind: delivered data it has not polled has reached
+    /// `max_undelivered_bytes`. The IO layer should stop reading the transport until this
+    /// clears, so the peer is slowed by the transport's own flow control. Reading on would
+    /// make the in-order message undeliverable (G12: refused, no ack) while the ones after it
+    /// are stored and acknowledged; each such hole then costs the sender one resend tick, and
+    /// a long backlog turns into a crawl of ten messages a second.
+    pub fn is_receive_backlogged(&self) -> bool {
+        self.undelivered_bytes >= self.config.max_undelivered_bytes
+    }
+
     fn is_terminal(&self) -> bool {
         matches!(self.phase, Phase::Closed | Phase::Failed)
     }
@@ -722,6 +733,11 @@ impl Session {
                 return;
             }
             _ => {}
+        }
+        if self.is_receive_backlogged() {
+            // The peer's acknowledgements wait unread behind our own slow consumer (see
+            // `is_receive_backlogged`): that silence is ours, not the peer's.
+            self.last_progress_at = now;
         }
         if let Some(head) = self.outgoing.front()
             && let Some(first) = head.first_sent
