@@ -31,6 +31,13 @@ pub struct Class<'a> {
 
 /// `*` matches any run of characters (including `/`), everything else literally.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    wildcard_match(pattern, text, false)
+}
+
+/// The matcher behind [`glob_match`]; with `single`, `?` also matches any one character (IAM's
+/// wildcards, which the sandbox's policies use). Iterative, backtracking to the last `*`, so
+/// it is linear in practice and never recurses.
+pub fn wildcard_match(pattern: &str, text: &str, single: bool) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -40,7 +47,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(c) if Some(c) == t.get(ti) => {
+            Some(c) if Some(c) == t.get(ti) || (single && *c == '?') => {
                 pi += 1;
                 ti += 1;
             }
@@ -366,6 +373,10 @@ mod tests {
         assert!(!glob_match("a*b", "ab/c"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
+        // `?` is literal in class patterns; only the sandbox's IAM-style matching opts in.
+        assert!(!glob_match("web-?1", "web-01"));
+        assert!(glob_match("web-?1", "web-?1"));
+        assert!(wildcard_match("web-?1", "web-01", true));
     }
 
     fn config() -> Config {

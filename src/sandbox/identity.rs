@@ -151,34 +151,9 @@ fn role_suffix(permission_set: &str) -> String {
     format!("{h:016x}")
 }
 
-/// `*` matches any run (also empty), `?` one character; everything else literally.
-/// Iterative with backtracking to the last star, so it is linear in practice and never recurses.
+/// IAM-style wildcards: `*` matches any run (also empty), `?` one character.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+    crate::access::wildcard_match(pattern, text, true)
 }
 
 #[cfg(test)]
