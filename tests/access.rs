@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use ssmtui::sandbox::world::{InstanceState, PingStatus};
@@ -45,15 +47,11 @@ impl Env {
         let mut cmd = Command::cargo_bin("ssmtui").unwrap();
         let h = self.home.path();
         cmd.env_clear()
-            .env("HOME", h)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("SSMTUI_CONFIG", h.join("config.toml"))
-            .env("SSMTUI_STATE_DIR", h.join("state"))
-            .env("AWS_CONFIG_FILE", h.join("aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", h.join("aws-credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", self.sandbox.endpoint_url())
-            .env("AWS_REGION", self.sandbox.state().region())
+            .envs(common::isolated_env(
+                h,
+                &self.sandbox.endpoint_url(),
+                self.sandbox.state().region(),
+            ))
             .env("AWS_ACCESS_KEY_ID", who)
             .env("AWS_SECRET_ACCESS_KEY", "x");
         cmd.write_stdin("");

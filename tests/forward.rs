@@ -13,6 +13,8 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -345,15 +347,11 @@ impl Env {
         let h = self.home.path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssmtui"));
         cmd.env_clear()
-            .env("HOME", h)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("SSMTUI_CONFIG", h.join("config.toml"))
-            .env("SSMTUI_STATE_DIR", h.join("state"))
-            .env("AWS_CONFIG_FILE", h.join("aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", h.join("aws-credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", self.sb().state().region())
+            .envs(common::isolated_env(
+                h,
+                endpoint,
+                self.sb().state().region(),
+            ))
             .env("AWS_ACCESS_KEY_ID", "alice")
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .kill_on_drop(true);
