@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,6 +23,9 @@ use super::transport::{self, WsStream};
 use super::{CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionOptions};
 use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
 use crate::protocol::{Session, SessionConfig, SessionEvent};
+
+/// Most websocket messages handled per wake-up before the answers are flushed.
+const READ_BATCH: usize = 64;
 
 /// The channels connecting a driver to its handle.
 #[derive(Debug)]
@@ -157,7 +160,7 @@ impl Driver {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
-            self.offer_pending_input();
+            self.take_ready_input();
             if let Err(e) = self.flush().await {
                 if let Err(end) = self.reconnect(format!("write failed: {e}")).await {
                     return CloseReason::Failed(end.to_string());
@@ -199,62 +202,14 @@ impl Driver {
                     }
                 }
                 msg = self.ws.next(), if read_ws => {
-                    let now = self.clock.now();
-                    match msg {
-                        Some(Ok(Message::Binary(bytes))) => {
-                            self.mark_received();
-                            self.session.handle_incoming(&bytes, now);
-                        }
-                        Some(Ok(Message::Text(text))) => {
-                            self.mark_received();
-                            self.session.handle_incoming(text.as_bytes(), now);
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                            self.mark_received();
-                        }
-                        Some(Ok(Message::Close(Some(frame))))
-                            if frame.code == tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy =>
-                        {
-                            // The service refused our token (bad, used or expired): resuming
-                            // with fresh tokens will not change its mind, so stop here.
-                            return CloseReason::Failed(format!(
-                                "the data channel refused the session token ({})",
-                                frame.reason
-                            ));
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            let why = frame.map_or_else(|| "closed by the peer".to_owned(), |f| format!("closed by the peer: {}", f.reason));
-                            if let Err(end) = self.reconnect(why).await {
-                                return CloseReason::Failed(end.to_string());
-                            }
-                        }
-                        Some(Err(e)) => {
-                            if let Err(end) = self.reconnect(e.to_string()).await {
-                                return CloseReason::Failed(end.to_string());
-                            }
-                        }
-                        None => {
-                            if let Err(end) = self.reconnect("connection closed".to_owned()).await {
-                                return CloseReason::Failed(end.to_string());
-                            }
-                        }
+                    if let Some(reason) = self.on_ws(msg).await {
+                        return reason;
+                    }
+                    if let Some(reason) = self.take_ready_ws().await {
+                        return reason;
                     }
                 }
-                data = self.ch.input.recv(), if accept_input => match data {
-                    Some(InputItem::Data(data)) => self.pending_input = Some((data, 0)),
-                    Some(InputItem::Resize { cols, rows }) => {
-                        if let Err(e) = self.session.resize(cols, rows, self.clock.now()) {
-                            tracing::debug!(error = %e, "resize not sent");
-                        }
-                    }
-                    Some(InputItem::Flag(flag)) => {
-                        // Only taken with no data pending, so it lands after earlier data.
-                        if let Err(e) = self.session.send_flag(flag, self.clock.now()) {
-                            tracing::debug!(error = %e, "flag not sent");
-                        }
-                    }
-                    None => self.input_closed = true,
-                },
+                data = self.ch.input.recv(), if accept_input => self.on_input(data),
                 Some(cmd) = self.ch.commands.recv() => {
                     if let Some(reason) = self.command(cmd).await {
                         return reason;
@@ -267,6 +222,109 @@ impl Driver {
                         return reason;
                     }
                 }
+            }
+        }
+    }
+
+    /// Handles one websocket read; a close reason when the session cannot go on.
+    async fn on_ws(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Option<CloseReason> {
+        let now = self.clock.now();
+        match msg {
+            Some(Ok(Message::Binary(bytes))) => {
+                self.mark_received();
+                self.session.handle_incoming(&bytes, now);
+            }
+            Some(Ok(Message::Text(text))) => {
+                self.mark_received();
+                self.session.handle_incoming(text.as_bytes(), now);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                self.mark_received();
+            }
+            Some(Ok(Message::Close(Some(frame))))
+                if frame.code == tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy =>
+            {
+                // The service refused our token (bad, used or expired): resuming
+                // with fresh tokens will not change its mind, so stop here.
+                return Some(CloseReason::Failed(format!(
+                    "the data channel refused the session token ({})",
+                    frame.reason
+                )));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame.map_or_else(|| "closed by the peer".to_owned(), |f| format!("closed by the peer: {}", f.reason));
+                if let Err(end) = self.reconnect(why).await {
+                    return Some(CloseReason::Failed(end.to_string()));
+                }
+            }
+            Some(Err(e)) => {
+                if let Err(end) = self.reconnect(e.to_string()).await {
+                    return Some(CloseReason::Failed(end.to_string()));
+                }
+            }
+            None => {
+                if let Err(end) = self.reconnect("connection closed".to_owned()).await {
+                    return Some(CloseReason::Failed(end.to_string()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Handles the websocket messages that are already buffered, without waiting, so that one
+    /// flush carries the answers to a whole burst (an ack per data message otherwise costs a
+    /// loop turn and a write each). Stops when the session is backlogged, like the read itself.
+    async fn take_ready_ws(&mut self) -> Option<CloseReason> {
+        for _ in 0..READ_BATCH {
+            if self.session.is_receive_backlogged() {
+                break;
+            }
+            let Some(msg) = self.ws.next().now_or_never() else {
+                break;
+            };
+            if let Some(reason) = self.on_ws(msg).await {
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    fn on_input(&mut self, data: Option<InputItem>) {
+        match data {
+            Some(InputItem::Data(data)) => self.pending_input = Some((data, 0)),
+            Some(InputItem::Resize { cols, rows }) => {
+                if let Err(e) = self.session.resize(cols, rows, self.clock.now()) {
+                    tracing::debug!(error = %e, "resize not sent");
+                }
+            }
+            Some(InputItem::Flag(flag)) => {
+                // Only taken with no data pending, so it lands after earlier data.
+                if let Err(e) = self.session.send_flag(flag, self.clock.now()) {
+                    tracing::debug!(error = %e, "flag not sent");
+                }
+            }
+            None => self.input_closed = true,
+        }
+    }
+
+    /// Takes the input that is already queued while the session has room, so that a burst
+    /// of writes becomes one flush instead of a loop turn each.
+    fn take_ready_input(&mut self) {
+        loop {
+            self.offer_pending_input();
+            if self.pending_input.is_some()
+                || self.input_closed
+                || self.session.send_capacity() == 0
+            {
+                return;
+            }
+            match self.ch.input.try_recv() {
+                Ok(item) => self.on_input(Some(item)),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.on_input(None),
             }
         }
     }

@@ -44,9 +44,12 @@ use crate::protocol::Flag;
 use crate::protocol::mux::{Mux, MuxConfig, MuxEvent, Role, StreamId};
 use crate::protocol::version::{self, PortMode};
 
-/// Mux mode: smux frames taken from the streams ahead of the session's input channel. Small,
+/// Mux mode: smux bytes taken from the streams ahead of the session's input channel. Small,
 /// so that bytes wait in the per-stream send buffers (bounded, fair) rather than here.
-const OUTQ_MAX: usize = 16;
+const OUTQ_BYTES: usize = 16 * 1024;
+/// Mux mode: the most smux bytes per input item. Several frames per item: each item costs a
+/// channel hop and a turn of the driver's loop, whatever its size.
+const INPUT_ITEM: usize = 8 * 1024;
 /// `proxy`: the longest wait for the last bytes to be written to stdout after the stream closed.
 const PROXY_FLUSH_MAX: Duration = Duration::from_secs(60);
 /// The longest wait for a terminated session's driver to confirm the end.
@@ -764,6 +767,7 @@ impl Runner {
         let mut conns: HashMap<StreamId, Conn> = HashMap::new();
         let input = session.handle.input_sender();
         let mut outq: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+        let mut outq_bytes = 0usize;
         let once = acceptor.is_once();
         let mut had_conn = false;
         let mut finished_writers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -796,15 +800,36 @@ impl Runner {
                 self.terminate(&mut session).await;
                 return SessionEnd::ProxyDone;
             }
+            // Hand the session's input queue what it has room for now; only wait (in the
+            // select below) when it is full.
             let mut drained = false;
-            if let Some(mut m) = lock(&mux) {
-                // Only as much as the session can take soon: the rest stays in the streams'
-                // bounded send buffers, which is what paces the local readers.
-                while outq.len() < OUTQ_MAX
-                    && let Some(bytes) = m.poll_transmit(1024)
+            loop {
+                if outq_bytes < OUTQ_BYTES
+                    && let Some(mut m) = lock(&mux)
                 {
-                    outq.push_back(bytes);
-                    drained = true;
+                    while outq_bytes < OUTQ_BYTES
+                        && let Some(bytes) = m.poll_transmit(INPUT_ITEM)
+                    {
+                        outq_bytes += bytes.len();
+                        outq.push_back(bytes);
+                        drained = true;
+                    }
+                }
+                let Some(bytes) = outq.pop_front() else {
+                    break;
+                };
+                match input.try_reserve() {
+                    Ok(permit) => {
+                        outq_bytes -= bytes.len();
+                        permit.send(InputItem::Data(bytes));
+                    }
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        outq.push_front(bytes);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => {
+                        return SessionEnd::Ended("the session's input closed".to_owned());
+                    }
                 }
             }
             if drained {
@@ -826,7 +851,10 @@ impl Runner {
                     return SessionEnd::Stopped;
                 }
                 permit = input.clone().reserve_owned(), if !outq.is_empty() => match (permit, outq.pop_front()) {
-                    (Ok(permit), Some(bytes)) => { permit.send(InputItem::Data(bytes)); }
+                    (Ok(permit), Some(bytes)) => {
+                        outq_bytes -= bytes.len();
+                        permit.send(InputItem::Data(bytes));
+                    }
                     _ => return SessionEnd::Ended("the session's input closed".to_owned()),
                 },
                 ev = session.events.recv() => match ev {

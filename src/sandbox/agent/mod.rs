@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, StreamExt};
+use futures_util::{FutureExt, Sink, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -54,6 +54,8 @@ const CHUNK: usize = 1024;
 /// Stop reading the client while this many frames wait to be written to it (a safety valve
 /// only: reading must go on while the client waits for us to read, see [`Agent::on_ws`]).
 const OUTBOX_HIGH_WATER: usize = 100_000;
+/// Most websocket messages handled per wake-up.
+const READ_BATCH: usize = 64;
 /// Client data frames held back while the workload cannot take input. The client's own window
 /// (10 000 unacknowledged messages) bounds this in practice; beyond it frames are dropped and
 /// the client retransmits them.
@@ -491,7 +493,10 @@ impl Agent {
                         self.drop_connection(&format!("write failed: {e}"));
                     }
                 }
-                msg = ws_next(self.stream.as_mut()), if read_ws => self.on_ws(msg),
+                msg = ws_next(self.stream.as_mut()), if read_ws => {
+                    self.on_ws(msg);
+                    self.take_ready_ws();
+                }
                 permit = reserve_opt(blocked_tx) => {
                     if let (Some(permit), Some(b)) = (permit, self.blocked.take()) {
                         permit.send(b.data);
@@ -633,6 +638,23 @@ impl Agent {
         self.outbox.clear();
         self.layer = None;
         self.state.mark_disconnected(&self.info.session_id);
+    }
+
+    /// Handles the websocket messages already buffered, without waiting: one loop turn (and
+    /// one write of the acknowledgements) per burst instead of per message.
+    fn take_ready_ws(&mut self) {
+        for _ in 0..READ_BATCH {
+            if self.outbox.len() >= OUTBOX_HIGH_WATER {
+                return;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let Some(msg) = stream.next().now_or_never() else {
+                return;
+            };
+            self.on_ws(msg);
+        }
     }
 
     fn on_ws(&mut self, msg: Option<Result<Message, axum::Error>>) {

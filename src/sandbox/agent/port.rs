@@ -36,6 +36,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BASIC_READ: usize = 1024;
 /// Bytes per read in mux mode (smux frames them into ≤ 1016-byte PSH frames anyway).
 const MUX_READ: usize = 16 * 1024;
+/// Most bytes gathered from the connection's queue into one write to the target.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// What a connection task reports.
 #[derive(Debug)]
@@ -486,13 +488,31 @@ async fn conn_task(
             () = cancel.cancelled() => return,
             d = rx.recv() => d,
         };
-        let Some(data) = data else {
+        let Some(mut data) = data else {
             break;
         };
+        // Whatever else is queued goes out in the same write.
+        let mut end = false;
+        while data.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => data.extend_from_slice(&more),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    end = true;
+                    break;
+                }
+            }
+        }
         let written = tokio::select! {
             () = cancel.cancelled() => return,
             r = wr.write_all(&data) => r,
         };
+        if end {
+            if written.is_err() {
+                return;
+            }
+            break;
+        }
         if written.is_err() {
             return;
         }
