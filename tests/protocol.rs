@@ -1011,7 +1011,27 @@ proptest! {
     #[test]
     fn prop_ack_roundtrip(t in arb_text(), id in arb_text(), seq in any::<i64>(), s in any::<bool>()) {
         let a = AcknowledgeContent { message_type: t, message_id: id, sequence_number: seq, is_sequential_message: s };
+        prop_assert_eq!(AcknowledgeContent::decode_sequence_number(&a.encode()).unwrap(), seq);
         prop_assert_eq!(AcknowledgeContent::decode(&a.encode()).unwrap(), a);
+    }
+
+    /// The session's allocation-free ack parser accepts exactly what the full one accepts.
+    #[test]
+    fn prop_ack_sequence_parser_agrees(
+        t in prop_oneof![arb_text().prop_map(|t| format!("{t:?}")), Just("7".to_owned()), Just("null".to_owned())],
+        seq in prop_oneof![any::<i64>().prop_map(|n| n.to_string()), Just("\"5\"".to_owned()), Just("1.5".to_owned())],
+        flag in prop_oneof![Just("true"), Just("0")],
+        junk in arb_text(),
+        cut in any::<usize>(),
+    ) {
+        let text = format!(
+            r#"{{"AcknowledgedMessageType":{t},"AcknowledgedMessageId":{junk:?},"AcknowledgedMessageSequenceNumber":{seq},"IsSequentialMessage":{flag},"Extra":[1]}}"#
+        );
+        let bytes = &text.as_bytes()[..cut % (text.len() + 1)];
+        prop_assert_eq!(
+            AcknowledgeContent::decode_sequence_number(bytes).ok(),
+            AcknowledgeContent::decode(bytes).ok().map(|a| a.sequence_number)
+        );
     }
 
     #[test]
@@ -1183,7 +1203,7 @@ fn decode_all(frames: &[Vec<u8>]) -> Vec<ClientMessage> {
 }
 
 fn transmits(s: &mut Session) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| s.poll_transmit()).collect()
+    std::iter::from_fn(|| s.poll_transmit().map(|f| f.to_vec())).collect()
 }
 
 fn events(s: &mut Session) -> Vec<SessionEvent> {
@@ -2512,7 +2532,7 @@ fn run_pair(sc: &Scenario) -> Outcome {
 
         // Transmit.
         while let Some(f) = client.poll_transmit() {
-            link.send(Dir::ToAgent, now, f);
+            link.send(Dir::ToAgent, now, f.to_vec());
         }
         while let Some(f) = agent.poll_transmit() {
             let m = ClientMessage::decode_exact(&f).unwrap();
@@ -2525,7 +2545,7 @@ fn run_pair(sc: &Scenario) -> Outcome {
                 );
                 continue;
             }
-            link.send(Dir::ToClient, now, f);
+            link.send(Dir::ToClient, now, f.to_vec());
         }
 
         if client_closed && agent_closed {
@@ -2793,6 +2813,17 @@ fn debug_json_hand_written_and_errors() {
     assert!(v.get("payload").is_none());
     assert_eq!(v["payload_text"], r#"{"rows":40,"cols":120}"#);
     assert_eq!(message_from_json(&v).unwrap(), m);
+}
+
+#[test]
+fn go_json_escapes_only_what_go_escapes() {
+    // Other characters with the same 0xE2 lead byte (U+2027, '€', U+202A) and a line separator
+    // at the very end: only <, >, &, U+2028 and U+2029 become \u escapes.
+    let v = json!("a<b>&\u{2027}€\u{2028}x\u{202A}\u{2029}");
+    assert_eq!(
+        String::from_utf8(to_go_json(&v)).unwrap(),
+        "\"a\\u003cb\\u003e\\u0026\u{2027}€\\u2028x\u{202A}\\u2029\""
+    );
 }
 
 #[test]

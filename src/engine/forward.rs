@@ -46,10 +46,10 @@ use crate::protocol::version::{self, PortMode};
 
 /// Mux mode: smux bytes taken from the streams ahead of the session's input channel. Small,
 /// so that bytes wait in the per-stream send buffers (bounded, fair) rather than here.
-const OUTQ_BYTES: usize = 16 * 1024;
+const OUTQ_BYTES: usize = 32 * 1024;
 /// Mux mode: the most smux bytes per input item. Several frames per item: each item costs a
 /// channel hop and a turn of the driver's loop, whatever its size.
-const INPUT_ITEM: usize = 8 * 1024;
+const INPUT_ITEM: usize = 16 * 1024;
 /// `proxy`: the longest wait for the last bytes to be written to stdout after the stream closed.
 const PROXY_FLUSH_MAX: Duration = Duration::from_secs(60);
 /// The longest wait for a terminated session's driver to confirm the end.
@@ -1167,7 +1167,7 @@ async fn read_local(
     stats: Arc<ForwardStats>,
     stop: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 32 * 1024];
     loop {
         let room = capacity.notified();
         tokio::pin!(room);

@@ -10,6 +10,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -29,21 +31,35 @@ impl serde_json::ser::Formatter for GoFormatter {
     where
         W: ?Sized + std::io::Write,
     {
+        // Bytes, not chars (this runs for every acknowledgement): each escaped character
+        // starts with a byte that is never a UTF-8 continuation byte ('<', '>', '&', or the
+        // 0xE2 lead byte of U+2028/U+2029), so a byte scan cannot split a character.
+        let bytes = fragment.as_bytes();
         let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escape: &[u8] = match c {
-                '<' => b"\\u003c",
-                '>' => b"\\u003e",
-                '&' => b"\\u0026",
-                '\u{2028}' => b"\\u2028",
-                '\u{2029}' => b"\\u2029",
-                _ => continue,
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            let escape: Option<(&[u8], usize)> = match b {
+                b'<' => Some((b"\\u003c", 1)),
+                b'>' => Some((b"\\u003e", 1)),
+                b'&' => Some((b"\\u0026", 1)),
+                0xE2 => match bytes.get(i + 1..i + 3) {
+                    Some([0x80, 0xA8]) => Some((b"\\u2028", 3)),
+                    Some([0x80, 0xA9]) => Some((b"\\u2029", 3)),
+                    _ => None,
+                },
+                _ => None,
             };
-            w.write_all(fragment.get(start..i).unwrap_or_default().as_bytes())?;
-            w.write_all(escape)?;
-            start = i + c.len_utf8();
+            match escape {
+                Some((escape, len)) => {
+                    w.write_all(bytes.get(start..i).unwrap_or_default())?;
+                    w.write_all(escape)?;
+                    i += len;
+                    start = i;
+                }
+                None => i += 1,
+            }
         }
-        w.write_all(fragment.get(start..).unwrap_or_default().as_bytes())
+        w.write_all(bytes.get(start..).unwrap_or_default())
     }
 }
 
@@ -165,6 +181,28 @@ impl AcknowledgeContent {
     /// Parses; unknown keys are ignored.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         from_json("Acknowledge", bytes)
+    }
+
+    /// The acknowledged sequence number: what [`Self::decode`] accepts and returns in
+    /// `sequence_number`, without allocating the two strings (one call per data message sent).
+    pub fn decode_sequence_number(bytes: &[u8]) -> Result<i64, ProtocolError> {
+        #[derive(Deserialize)]
+        struct View<'a> {
+            #[serde(rename = "AcknowledgedMessageType", default, borrow)]
+            _message_type: Cow<'a, str>,
+            #[serde(rename = "AcknowledgedMessageId", default, borrow)]
+            _message_id: Cow<'a, str>,
+            #[serde(rename = "AcknowledgedMessageSequenceNumber")]
+            sequence_number: i64,
+            #[serde(rename = "IsSequentialMessage", default)]
+            _is_sequential_message: bool,
+        }
+        serde_json::from_slice::<View<'_>>(bytes)
+            .map(|v| v.sequence_number)
+            .map_err(|e| ProtocolError::InvalidPayload {
+                kind: "Acknowledge",
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -380,7 +381,8 @@ impl Rng {
 /// One unacknowledged stream message.
 struct OutgoingEntry {
     seq: i64,
-    frame: Vec<u8>,
+    /// Shared with `transmits`: a resend or a pending transmit costs no copy.
+    frame: Bytes,
     /// `None` while held by a pause.
     first_sent: Option<u64>,
     last_sent: Option<u64>,
@@ -454,7 +456,7 @@ pub struct Session {
     receive_ready: bool,
     undelivered_bytes: usize,
 
-    transmits: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Bytes>,
     events: VecDeque<SessionEvent>,
     stats: SessionStats,
 }
@@ -657,7 +659,7 @@ impl Session {
     // polling
 
     /// Next frame to write to the websocket as a binary message.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }
 
@@ -1398,7 +1400,7 @@ impl Session {
             payload_type,
             payload,
         };
-        let frame = msg.encode();
+        let frame = Bytes::from(msg.encode());
         let sent = if self.paused {
             None
         } else {
@@ -1428,7 +1430,7 @@ impl Session {
             payload_type: PayloadType::Null,
             payload,
         };
-        self.transmits.push_back(msg.encode());
+        self.transmits.push_back(Bytes::from(msg.encode()));
     }
 
     /// Moves pending local data into the outgoing buffer while running and below the cap.
@@ -1541,14 +1543,11 @@ impl Session {
     }
 
     fn on_ack(&mut self, payload: &[u8]) {
-        let ack = match AcknowledgeContent::decode(payload) {
-            Ok(a) => a,
+        let acked = match AcknowledgeContent::decode_sequence_number(payload) {
+            Ok(seq) => seq,
             Err(e) => return self.drop_frame(e),
         };
-        let Ok(idx) = self
-            .outgoing
-            .binary_search_by_key(&ack.sequence_number, |e| e.seq)
-        else {
+        let Ok(idx) = self.outgoing.binary_search_by_key(&acked, |e| e.seq) else {
             self.stats.stale_acks += 1;
             return;
         };

@@ -752,7 +752,7 @@ impl Agent {
         };
         while let Some(f) = self.session.poll_transmit() {
             layer.outgoing(
-                f,
+                f.to_vec(),
                 now,
                 &mut self.dice,
                 self.state.fault_counters(),
