@@ -50,6 +50,10 @@ const OUTQ_BYTES: usize = 32 * 1024;
 /// Mux mode: the most smux bytes per input item. Several frames per item: each item costs a
 /// channel hop and a turn of the driver's loop, whatever its size.
 const INPUT_ITEM: usize = 16 * 1024;
+/// Mux mode: most bytes gathered into one write to a local connection.
+const LOCAL_WRITE_BATCH: usize = 64 * 1024;
+/// Mux mode: most session events handled per loop turn.
+const EVENT_BATCH: usize = 64;
 /// `proxy`: the longest wait for the last bytes to be written to stdout after the stream closed.
 const PROXY_FLUSH_MAX: Duration = Duration::from_secs(60);
 /// The longest wait for a terminated session's driver to confirm the end.
@@ -857,58 +861,71 @@ impl Runner {
                     }
                     _ => return SessionEnd::Ended("the session's input closed".to_owned()),
                 },
-                ev = session.events.recv() => match ev {
-                    Some(EngineEvent::Output(bytes)) => {
-                        let result = lock(&mux).map(|mut m| m.handle_incoming(&bytes, now_ms()));
-                        if let Some(Err(e)) = result {
-                            self.terminate(&mut session).await;
-                            return SessionEnd::Ended(format!("port-forwarding protocol error: {e}"));
-                        }
-                        while let Some(event) = lock(&mux).and_then(|mut m| m.poll_event()) {
-                            match event {
-                                MuxEvent::Data(id, data) => {
-                                    if let Some(tx) = conns.get(&id).and_then(|c| c.to_local.as_ref()) {
-                                        // Waits when this client is slow: smux v1 has no
-                                        // per-stream window (module docs).
-                                        let _ = tx.send(data).await;
-                                    }
-                                }
-                                MuxEvent::Fin(id) => {
-                                    // A smux FIN closes the stream: flush what came, close
-                                    // our side too.
-                                    if let Some(c) = conns.get_mut(&id) {
-                                        c.to_local = None;
-                                        c.stop_reading.cancel();
-                                    }
-                                    if let Some(mut m) = lock(&mux) {
-                                        let _ = m.close(id);
-                                    }
-                                }
-                                MuxEvent::Closed(id) | MuxEvent::Refused(id) => {
-                                    if let Some(c) = conns.remove(&id) {
-                                        c.stop_reading.cancel();
-                                        if once {
-                                            finished_writers.push(c.writer);
-                                        }
-                                    }
-                                    self.stats.connections_open.store(conns.len() as u64, Ordering::Relaxed);
-                                    self.stats.refresh_connected();
-                                }
-                                MuxEvent::KeepaliveTimeout => {
+                ev = session.events.recv() => {
+                    // Whatever else the session has produced is handled in the same turn.
+                    let mut ev = ev;
+                    for turn in 1..=EVENT_BATCH {
+                        match ev {
+                            Some(EngineEvent::Output(bytes)) => {
+                                let result = lock(&mux).map(|mut m| m.handle_incoming(&bytes, now_ms()));
+                                if let Some(Err(e)) = result {
                                     self.terminate(&mut session).await;
-                                    return SessionEnd::Ended("the agent stopped answering keepalives".to_owned());
+                                    return SessionEnd::Ended(format!("port-forwarding protocol error: {e}"));
                                 }
-                                _ => {}
+                                while let Some(event) = lock(&mux).and_then(|mut m| m.poll_event()) {
+                                    match event {
+                                        MuxEvent::Data(id, data) => {
+                                            if let Some(tx) = conns.get(&id).and_then(|c| c.to_local.as_ref()) {
+                                                // Waits when this client is slow: smux v1 has no
+                                                // per-stream window (module docs).
+                                                let _ = tx.send(data).await;
+                                            }
+                                        }
+                                        MuxEvent::Fin(id) => {
+                                            // A smux FIN closes the stream: flush what came, close
+                                            // our side too.
+                                            if let Some(c) = conns.get_mut(&id) {
+                                                c.to_local = None;
+                                                c.stop_reading.cancel();
+                                            }
+                                            if let Some(mut m) = lock(&mux) {
+                                                let _ = m.close(id);
+                                            }
+                                        }
+                                        MuxEvent::Closed(id) | MuxEvent::Refused(id) => {
+                                            if let Some(c) = conns.remove(&id) {
+                                                c.stop_reading.cancel();
+                                                if once {
+                                                    finished_writers.push(c.writer);
+                                                }
+                                            }
+                                            self.stats.connections_open.store(conns.len() as u64, Ordering::Relaxed);
+                                            self.stats.refresh_connected();
+                                        }
+                                        MuxEvent::KeepaliveTimeout => {
+                                            self.terminate(&mut session).await;
+                                            return SessionEnd::Ended("the agent stopped answering keepalives".to_owned());
+                                        }
+                                        _ => {}
+                                    }
+                                }
                             }
+                            Some(other) => {
+                                if let Some(end) = self.common_event(other) {
+                                    return end;
+                                }
+                            }
+                            None => return SessionEnd::Ended("the session task ended".to_owned()),
+                        }
+                        if turn == EVENT_BATCH {
+                            break;
+                        }
+                        match session.events.try_recv() {
+                            Ok(next) => ev = Some(next),
+                            Err(_) => break,
                         }
                     }
-                    Some(other) => {
-                        if let Some(end) = self.common_event(other) {
-                            return end;
-                        }
-                    }
-                    None => return SessionEnd::Ended("the session task ended".to_owned()),
-                },
+                }
                 conn = acceptor.accept(), if pending.is_none() => match conn {
                     Ok(c) => {
                         pending = Some(c);
@@ -1144,7 +1161,13 @@ async fn write_local(
     mut rx: mpsc::Receiver<Vec<u8>>,
     stats: Arc<ForwardStats>,
 ) {
-    while let Some(bytes) = rx.recv().await {
+    while let Some(mut bytes) = rx.recv().await {
+        // What else has arrived goes out in the same write (a message is only 1 KiB).
+        while bytes.len() < LOCAL_WRITE_BATCH
+            && let Ok(more) = rx.try_recv()
+        {
+            bytes.extend_from_slice(&more);
+        }
         if writer.write_all(&bytes).await.is_err() {
             break;
         }
