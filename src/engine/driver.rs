@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::transport::{self, WsStream};
 use super::{CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionOptions};
 use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
-use crate::protocol::{Session, SessionConfig, SessionEvent};
+use crate::protocol::{Session, SessionConfig, SessionEvent, SessionState};
 
 /// Most websocket messages handled per wake-up before the answers are flushed.
 const READ_BATCH: usize = 64;
@@ -279,7 +279,14 @@ impl Driver {
     /// loop turn and a write each). Stops when the session is backlogged, like the read itself.
     async fn take_ready_ws(&mut self) -> Option<CloseReason> {
         for _ in 0..READ_BATCH {
-            if self.session.is_receive_backlogged() {
+            // After channel_closed the peer's close frame must not be read as a lost
+            // connection: the loop reports the end first.
+            if self.session.is_receive_backlogged()
+                || matches!(
+                    self.session.state(),
+                    SessionState::Closed | SessionState::Failed
+                )
+            {
                 break;
             }
             let Some(msg) = self.ws.next().now_or_never() else {
