@@ -123,10 +123,11 @@ mod b64opt {
 }
 
 /// A Go string slice: `null` when empty.
+/// A list written as `null` when empty, and `null` read as empty (Go's nil slices).
 mod nullable_vec {
     use super::*;
 
-    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
         if v.is_empty() {
             s.serialize_none()
         } else {
@@ -134,8 +135,10 @@ mod nullable_vec {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
     }
 }
 
@@ -410,26 +413,8 @@ pub struct HandshakeRequestPayload {
     #[serde(rename = "AgentVersion", default)]
     pub agent_version: String,
     /// Actions, `SessionType` first.
-    #[serde(rename = "RequestedClientActions", default, with = "nullable_actions")]
+    #[serde(rename = "RequestedClientActions", default, with = "nullable_vec")]
     pub requested_client_actions: Vec<RequestedClientAction>,
-}
-
-mod nullable_actions {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(v: &[RequestedClientAction], s: S) -> Result<S::Ok, S::Error> {
-        if v.is_empty() {
-            s.serialize_none()
-        } else {
-            v.serialize(s)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<RequestedClientAction>, D::Error> {
-        Ok(Option::<Vec<RequestedClientAction>>::deserialize(d)?.unwrap_or_default())
-    }
 }
 
 impl HandshakeRequestPayload {
@@ -563,33 +548,11 @@ pub struct HandshakeResponsePayload {
     #[serde(rename = "ClientVersion", default)]
     pub client_version: String,
     /// One entry per requested action, same order.
-    #[serde(
-        rename = "ProcessedClientActions",
-        default,
-        with = "nullable_processed"
-    )]
+    #[serde(rename = "ProcessedClientActions", default, with = "nullable_vec")]
     pub processed_client_actions: Vec<ProcessedClientAction>,
     /// Errors; `null` when empty.
     #[serde(rename = "Errors", default, with = "nullable_vec")]
     pub errors: Vec<String>,
-}
-
-mod nullable_processed {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(v: &[ProcessedClientAction], s: S) -> Result<S::Ok, S::Error> {
-        if v.is_empty() {
-            s.serialize_none()
-        } else {
-            v.serialize(s)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<ProcessedClientAction>, D::Error> {
-        Ok(Option::<Vec<ProcessedClientAction>>::deserialize(d)?.unwrap_or_default())
-    }
 }
 
 impl HandshakeResponsePayload {
