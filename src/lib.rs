@@ -4,7 +4,8 @@
 //! fuzz targets can use the same code. Layering, from the bottom up:
 //!
 //! - [`protocol`]: the sans-IO Session Manager data channel and smux (no tokio, AWS, terminal);
-//! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
+//! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough
+//!   ([`clock`]: the millisecond time it and the sandbox agent give the protocol core);
 //! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
 //! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
 //! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
@@ -24,6 +25,7 @@ pub mod audit;
 pub mod aws;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod engine;

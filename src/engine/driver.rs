@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::transport::{self, WsStream};
 use super::{CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionOptions};
 use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
+use crate::clock::Clock;
 use crate::protocol::{Session, SessionConfig, SessionEvent, SessionState};
 
 /// Most websocket messages handled per wake-up before the answers are flushed.
@@ -38,35 +39,6 @@ pub struct Channels {
     pub events: mpsc::Sender<EngineEvent>,
     /// Stops the driver.
     pub cancel: CancellationToken,
-}
-
-/// Milliseconds for the protocol core: monotonic, anchored to the wall clock once so that
-/// CreatedDate stays a plausible epoch time.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    start: Instant,
-    base_ms: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            start: Instant::now(),
-            base_ms,
-        }
-    }
-
-    fn now(&self) -> u64 {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.base_ms.saturating_add(elapsed)
-    }
-
-    fn instant_at(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms.saturating_sub(self.base_ms))
-    }
 }
 
 /// A random 64-bit seed for message ids and backoff jitter.
@@ -355,7 +327,7 @@ impl Driver {
     async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         let mut fed = false;
         while let Some(frame) = self.session.poll_transmit() {
-            self.ws.feed(Message::Binary(frame.into())).await?;
+            self.ws.feed(Message::Binary(frame)).await?;
             fed = true;
         }
         if fed {

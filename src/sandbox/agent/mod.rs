@@ -41,6 +41,7 @@ use self::port::{BlockedWrite, Outcome, Ports};
 use self::shell::{Shell, ShellSpec};
 use super::faults::{Dice, FaultKind, FaultLayer, Verdict};
 use super::state::{SandboxState, SessionInfo, SessionStatus};
+use crate::clock::Clock;
 use crate::protocol::version::emulated_agent_port_mode;
 use crate::protocol::{
     Flag, Session, SessionConfig, SessionEvent, SessionType, channel_closed_frame,
@@ -142,34 +143,6 @@ impl AgentRegistry {
     /// Signals every session task to stop, without waiting (for `Drop`).
     pub(crate) fn cancel_all(&self) {
         self.shutdown.cancel();
-    }
-}
-
-/// Milliseconds for the protocol core, anchored to the wall clock once.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    start: Instant,
-    base_ms: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            start: Instant::now(),
-            base_ms,
-        }
-    }
-
-    fn now(&self) -> u64 {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.base_ms.saturating_add(elapsed)
-    }
-
-    fn instant_at(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms.saturating_sub(self.base_ms))
     }
 }
 
@@ -746,7 +719,7 @@ impl Agent {
         let now = Instant::now();
         let Some(layer) = &mut self.layer else {
             while let Some(f) = self.session.poll_transmit() {
-                self.outbox.push_back(Message::Binary(f.into()));
+                self.outbox.push_back(Message::Binary(f));
             }
             return;
         };
