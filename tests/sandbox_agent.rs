@@ -101,6 +101,16 @@ async fn open(
     document: &str,
     parameters: &[(&str, String)],
 ) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
+    open_with_capacity(api, target, document, parameters, 4096).await
+}
+
+async fn open_with_capacity(
+    api: &Arc<SdkApi>,
+    target: &str,
+    document: &str,
+    parameters: &[(&str, String)],
+    event_capacity: usize,
+) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
     let req = StartSessionRequest {
         target: target.to_owned(),
         document: document.to_owned(),
@@ -112,7 +122,7 @@ async fn open(
     };
     let started = api.start_session(&req).await.unwrap();
     let mut options = SessionOptions::new(target);
-    options.event_capacity = 4096;
+    options.event_capacity = event_capacity;
     let api: Arc<dyn SsmApi> = api.clone();
     spawn_session(api, started, options).await.unwrap()
 }
@@ -789,6 +799,42 @@ async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    env.stop().await;
+}
+
+/// A shell that prints a lot and exits while its reader is slow: the session must end with
+/// channel_closed, not take the service's close frame (which follows channel_closed at once)
+/// for a lost connection and fail to resume a session that is over. (It did, once the driver
+/// read on while an event waited for the reader.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_sees_the_end_of_a_chatty_session_as_channel_closed() {
+    let env = Env::start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open_with_capacity(&api, &target, "SSM-sudo", &[], 4).await;
+    handle
+        .send(b"head -c 1500000 /dev/zero | tr '\\0' x; exit\n".to_vec())
+        .await
+        .unwrap();
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.closed.is_none() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ev)) => seen.take(ev),
+            Ok(None) => panic!("event channel closed before Closed"),
+            Err(_) => panic!("timed out waiting for the end"),
+        }
+        // The reader is slower than the shell.
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?} after {} reconnect attempts",
+        seen.closed,
+        seen.reconnecting
+    );
+    assert_eq!(seen.reconnecting, 0);
+    assert!(count(&seen.text(), "x") >= 1_000_000, "most of the output arrived");
     env.stop().await;
 }
 

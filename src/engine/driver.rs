@@ -154,7 +154,9 @@ impl Driver {
                 .session
                 .poll_timeout()
                 .map(|ms| self.clock.instant_at(ms));
-            let read_ws = !self.session.is_receive_backlogged();
+            // After channel_closed nothing more is read: the peer's close frame would look
+            // like a lost connection while the end still waits for the caller to take events.
+            let read_ws = !self.session.is_receive_backlogged() && !self.session_over();
             if !read_ws {
                 // Unread frames are our doing: silence from the peer proves nothing now.
                 self.mark_received();
@@ -251,14 +253,7 @@ impl Driver {
     /// loop turn and a write each). Stops when the session is backlogged, like the read itself.
     async fn take_ready_ws(&mut self) -> Option<CloseReason> {
         for _ in 0..READ_BATCH {
-            // After channel_closed the peer's close frame must not be read as a lost
-            // connection: the loop reports the end first.
-            if self.session.is_receive_backlogged()
-                || matches!(
-                    self.session.state(),
-                    SessionState::Closed | SessionState::Failed
-                )
-            {
+            if self.session.is_receive_backlogged() || self.session_over() {
                 break;
             }
             let Some(msg) = self.ws.next().now_or_never() else {
@@ -306,6 +301,14 @@ impl Driver {
                 Err(mpsc::error::TryRecvError::Disconnected) => self.on_input(None),
             }
         }
+    }
+
+    /// The session has ended (channel_closed or a fatal error); only its events remain.
+    fn session_over(&self) -> bool {
+        matches!(
+            self.session.state(),
+            SessionState::Closed | SessionState::Failed
+        )
     }
 
     fn mark_received(&mut self) {
