@@ -834,7 +834,10 @@ async fn a_slow_reader_sees_the_end_of_a_chatty_session_as_channel_closed() {
         seen.reconnecting
     );
     assert_eq!(seen.reconnecting, 0);
-    assert!(count(&seen.text(), "x") >= 1_000_000, "most of the output arrived");
+    assert!(
+        count(&seen.text(), "x") >= 1_000_000,
+        "most of the output arrived"
+    );
     env.stop().await;
 }
 

@@ -236,6 +236,20 @@ fn reason_prompt() {
 }
 
 #[test]
+fn reason_prompt_before_a_forward() {
+    // The default rule (Environment=prod) asks before a forward to a prod instance too.
+    let mut opts = options(false);
+    if let Some(class) = opts.classes.get_mut("sudo") {
+        class.forward_documents = vec![DOC_PORT.to_owned()];
+    }
+    opts.forwards = vec![saved("web", "web-prod-01", "0:80", false, false)];
+    let mut app = app_with(80, 24, opts);
+    press(&mut app, &["F", "s"]);
+    type_text(&mut app, "INC-7 check");
+    snapshot("reason_forward", &app);
+}
+
+#[test]
 fn command_mode_with_completions() {
     let mut app = app(80, 24, false);
     press(&mut app, &[":"]);
@@ -273,8 +287,9 @@ fn stats(state: ForwardState, open: u64, bytes: (u64, u64), uptime_ms: u64) -> F
 /// traffic, reconnecting, failed at start, unresolvable, stopped, idle with keepalive.
 fn with_forwards(width: u16, height: u16, readonly: bool) -> App {
     let mut opts = options(readonly);
-    // These forwards target prod instances; the reason rule (which refuses them in the tab,
-    // tested in app::tests) would turn every row into the same refusal.
+    // These forwards target prod instances; the reason rule (which fails them at autostart
+    // and asks when they are started by hand, tested in app::tests) would turn every row
+    // into the same refusal.
     opts.ui.reason_required_tags.clear();
     if let Some(class) = opts.classes.get_mut("sudo") {
         class.forward_documents = vec![DOC_PORT.to_owned(), DOC_REMOTE_HOST.to_owned()];

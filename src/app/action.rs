@@ -302,6 +302,8 @@ pub enum Effect {
         document: String,
         /// Keep idle sessions alive.
         keepalive: bool,
+        /// Why (the reason prompt's answer), recorded with the session and in the audit log.
+        reason: Option<String>,
     },
     /// Stop forward `id` (closing its connections and terminating its session), answered
     /// with [`Action::ForwardStopped`].

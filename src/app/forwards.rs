@@ -371,6 +371,18 @@ fn user_text(e: UserError) -> String {
     }
 }
 
+/// Why `prepare_start` did not produce a start.
+enum Refusal {
+    /// It cannot start; the text says why.
+    Failed(String),
+    /// It can once someone gives a reason (required, or asked for by `always_ask_reason`).
+    AskReason {
+        instance: Box<Instance>,
+        document: String,
+        required: Option<String>,
+    },
+}
+
 impl App {
     /// The caller's class as the access rules take it.
     fn policy_class(&self) -> Option<Class<'_>> {
@@ -589,66 +601,137 @@ impl App {
         self.start_forward(id)
     }
 
-    /// Resolves, checks and starts forward `id`; a refusal marks it failed with the reason
-    /// (a saved forward) or leaves it as it was with a status line (a user action on a live
-    /// one), so the table always says why something did not start.
+    /// Resolves, checks and starts forward `id` at the user's request; a refusal marks it
+    /// failed with the reason (so the table always says why something did not start), and a
+    /// target that needs a reason (or `always_ask_reason`) opens the reason prompt first.
     pub(super) fn start_forward(&mut self, id: u64) -> Vec<Effect> {
-        match self.prepare_start(id) {
-            Ok(effect) => vec![effect],
-            Err(why) => {
-                if let Some(f) = self.forwards.get_mut(id) {
-                    f.phase = Phase::Failed(why.clone());
-                    f.last_error = Some(why.clone());
-                    let name = f.name.clone();
-                    self.set_status(Level::Warn, format!("forward {name} not started: {why}"));
-                }
+        match self.prepare_start(id, None) {
+            Err(Refusal::AskReason {
+                instance,
+                document,
+                required,
+            }) => {
+                self.reason = Some(super::ReasonPrompt {
+                    purpose: super::ReasonFor::Forward(id),
+                    instance: *instance,
+                    document,
+                    required,
+                    input: String::new(),
+                    error: None,
+                });
+                self.modes.push(Mode::Reason);
                 Vec::new()
             }
+            other => self.started_or_failed(id, other),
         }
     }
 
-    fn prepare_start(&mut self, id: u64) -> Result<Effect, String> {
+    /// Starts forward `id` with the reason the prompt got (`None`: left empty, allowed).
+    pub(super) fn start_forward_with_reason(
+        &mut self,
+        id: u64,
+        reason: Option<String>,
+    ) -> Vec<Effect> {
+        let result = self.prepare_start(id, Some(reason));
+        self.started_or_failed(id, result)
+    }
+
+    /// Starts a saved forward with nobody at the keyboard: a target that requires a reason
+    /// fails with the way out; `always_ask_reason` alone does not hold it back.
+    fn autostart_forward(&mut self, id: u64) -> Vec<Effect> {
+        let result = match self.prepare_start(id, None) {
+            Err(Refusal::AskReason { required: None, .. }) => self.prepare_start(id, Some(None)),
+            other => other,
+        };
+        self.started_or_failed(id, result)
+    }
+
+    fn started_or_failed(&mut self, id: u64, result: Result<Effect, Refusal>) -> Vec<Effect> {
+        let why = match result {
+            Ok(effect) => return vec![effect],
+            Err(Refusal::Failed(why)) => why,
+            Err(Refusal::AskReason { required, .. }) => format!(
+                "a reason is required ({}); select it and press s to give one, or use `ssmtui forward --reason TEXT`",
+                required.as_deref().unwrap_or("always asked")
+            ),
+        };
+        if let Some(f) = self.forwards.get_mut(id) {
+            f.phase = Phase::Failed(why.clone());
+            f.last_error = Some(why.clone());
+            let name = f.name.clone();
+            self.set_status(Level::Warn, format!("forward {name} not started: {why}"));
+        }
+        Vec::new()
+    }
+
+    /// The start effect for forward `id`. `reason`: `None` before anyone was asked (a rule or
+    /// `always_ask_reason` then asks for one), `Some(answer)` once the prompt was answered.
+    fn prepare_start(
+        &mut self,
+        id: u64,
+        reason: Option<Option<String>>,
+    ) -> Result<Effect, Refusal> {
         if self.opts.readonly {
-            return Err("read-only mode: forwards cannot be started".to_owned());
+            return Err(Refusal::Failed(
+                "read-only mode: forwards cannot be started".to_owned(),
+            ));
         }
         let Some(entry) = self.forwards.get(id) else {
-            return Err("no such forward".to_owned());
+            return Err(Refusal::Failed("no such forward".to_owned()));
         };
         let Some(spec) = entry.spec.clone() else {
-            return Err(entry
-                .phase
-                .failure()
-                .unwrap_or("the spec does not parse")
-                .to_owned());
+            return Err(Refusal::Failed(
+                entry
+                    .phase
+                    .failure()
+                    .unwrap_or("the spec does not parse")
+                    .to_owned(),
+            ));
         };
         let instance = if entry.saved {
-            self.resolve_saved(&entry.target_input)?
+            self.resolve_saved(&entry.target_input)
+                .map_err(Refusal::Failed)?
         } else if entry.generation != self.generation {
             // The instance was picked in another account or region; starting it with the
             // current client would ask the wrong account for that instance id.
-            return Err(
+            return Err(Refusal::Failed(
                 "added under another profile or region; switch back, or add it again here"
                     .to_owned(),
-            );
+            ));
         } else {
             entry
                 .instance
                 .clone()
-                .ok_or_else(|| "the forward has no target".to_owned())?
+                .ok_or_else(|| Refusal::Failed("the forward has no target".to_owned()))?
         };
-        let document = self.forward_document(spec.document())?;
-        if let Some(why) = super::access::reason_rule(
+        let document = self
+            .forward_document(spec.document())
+            .map_err(Refusal::Failed)?;
+        let required = super::access::reason_rule(
             &instance,
             &self.opts.ui.reason_required_tags,
             self.class.as_ref(),
-        ) {
-            // The forwards tab has no reason field yet; refusing keeps the rule intact.
-            return Err(format!(
-                "a reason is required ({why}); start this forward with `ssmtui forward --reason TEXT`"
-            ));
-        }
+        );
+        let reason = match reason {
+            Some(None) if required.is_some() => {
+                return Err(Refusal::AskReason {
+                    instance: Box::new(instance),
+                    document,
+                    required,
+                });
+            }
+            Some(answer) => answer,
+            None if required.is_some() || self.opts.ui.always_ask_reason => {
+                return Err(Refusal::AskReason {
+                    instance: Box::new(instance),
+                    document,
+                    required,
+                });
+            }
+            None => None,
+        };
         let Some(entry) = self.forwards.get_mut(id) else {
-            return Err("no such forward".to_owned());
+            return Err(Refusal::Failed("no such forward".to_owned()));
         };
         entry.run += 1;
         entry.reset_run();
@@ -662,6 +745,7 @@ impl App {
             spec,
             document,
             keepalive: entry.keepalive,
+            reason,
         })
     }
 
@@ -720,7 +804,7 @@ impl App {
             .collect();
         let mut effects = Vec::new();
         for id in ids {
-            effects.extend(self.start_forward(id));
+            effects.extend(self.autostart_forward(id));
         }
         if !effects.is_empty() {
             self.set_status(

@@ -90,9 +90,20 @@ pub struct Status {
     pub level: Level,
 }
 
-/// The reason prompt before a shell.
+/// What a reason prompt starts once answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonFor {
+    /// A shell on the prompt's instance.
+    Shell,
+    /// Forward `id` of the forwards tab.
+    Forward(u64),
+}
+
+/// The reason prompt before a shell or a forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasonPrompt {
+    /// What Enter starts.
+    pub purpose: ReasonFor,
     /// The target (kept, so a refresh meanwhile cannot change it).
     pub instance: Instance,
     /// The document the shell will use.
@@ -668,6 +679,7 @@ impl App {
         }
         if required.is_some() || self.opts.ui.always_ask_reason {
             self.reason = Some(ReasonPrompt {
+                purpose: ReasonFor::Shell,
                 instance,
                 document,
                 required,
@@ -695,9 +707,17 @@ impl App {
         };
         match intent {
             Intent::Cancel => {
+                let purpose = prompt.purpose;
                 self.reason = None;
                 self.modes.pop();
-                self.set_status(Level::Info, "shell not opened".to_owned());
+                let message = match purpose {
+                    ReasonFor::Shell => "shell not opened".to_owned(),
+                    ReasonFor::Forward(id) => format!(
+                        "forward {} not started",
+                        self.forwards.get(id).map_or("?", |f| f.name.as_str())
+                    ),
+                };
+                self.set_status(Level::Info, message);
             }
             Intent::DeleteChar => {
                 prompt.input.pop();
@@ -711,10 +731,15 @@ impl App {
                     prompt.error = Some(format!("a reason is required: {why}"));
                     return Vec::new();
                 }
+                let purpose = prompt.purpose;
                 let instance = prompt.instance.clone();
                 let document = prompt.document.clone();
                 self.reason = None;
                 self.modes.pop();
+                let reason = (!text.is_empty()).then_some(text);
+                if let ReasonFor::Forward(id) = purpose {
+                    return self.start_forward_with_reason(id, reason);
+                }
                 self.set_status(
                     Level::Info,
                     format!("opening a shell on {}…", instance.label()),
@@ -722,7 +747,7 @@ impl App {
                 return vec![Effect::OpenShell {
                     instance: Box::new(instance),
                     document,
-                    reason: (!text.is_empty()).then_some(text),
+                    reason,
                 }];
             }
             _ => {}

@@ -1066,6 +1066,7 @@ fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document
             spec: ForwardSpec::parse("0:8080").unwrap(),
             document: DOC_PORT.into(),
             keepalive: true,
+            reason: None,
         }]
     );
     assert_eq!(app.view(), View::Forwards);
@@ -1496,8 +1497,9 @@ fn an_added_forward_does_not_restart_in_another_account() {
 }
 
 #[test]
-fn a_forward_to_a_target_that_requires_a_reason_is_refused_with_the_way_out() {
-    // The tab has no reason field: the default rule (Environment=prod) must not be skipped.
+fn a_forward_to_a_target_that_requires_a_reason_asks_for_one() {
+    // Autostart has nobody to ask: the default rule (Environment=prod) must not be skipped,
+    // so the saved forward fails and says how to give a reason.
     let opts = AppOptions {
         forwards: vec![saved("web", "web-prod", "0:80", true)],
         ..opts()
@@ -1514,8 +1516,97 @@ fn a_forward_to_a_target_that_requires_a_reason_is_refused_with_the_way_out() {
         done: true,
     });
     assert!(effects.is_empty(), "{effects:?}");
-    let web = app.forwards.get(1).unwrap();
-    let why = web.phase.failure().unwrap();
+    let why = app.forwards.get(1).unwrap().phase.failure().unwrap();
     assert!(why.starts_with("a reason is required"), "{why}");
+    assert!(why.contains("press s to give one"), "{why}");
     assert!(why.contains("ssmtui forward --reason"), "{why}");
+
+    // "s" on it opens the reason prompt; Esc leaves it as it was.
+    press(&mut app, &["F"]);
+    assert_eq!(press(&mut app, &["s"]), []);
+    assert_eq!(app.mode(), Mode::Reason);
+    let prompt = app.reason.as_ref().unwrap();
+    assert_eq!(prompt.purpose, ReasonFor::Forward(1));
+    assert_eq!(
+        prompt.required.as_deref(),
+        Some("target is tagged Environment=prod")
+    );
+    assert_eq!(press(&mut app, &["esc"]), []);
+    assert_eq!(status(&app), "forward web not started");
+    assert_eq!(app.view(), View::Forwards);
+    assert!(app.forwards.get(1).unwrap().phase.failure().is_some());
+
+    // A blank answer is refused while required; a real one starts the forward with it.
+    press(&mut app, &["s"]);
+    type_text(&mut app, " ");
+    assert_eq!(press(&mut app, &["enter"]), []);
+    assert_eq!(app.mode(), Mode::Reason);
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "CHG-7 db migration");
+    let effects = press(&mut app, &["enter"]);
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::StartForward { id: 1, instance, reason: Some(r), .. }]
+                if instance.id == "i-1" && r == "CHG-7 db migration"
+        ),
+        "{effects:?}"
+    );
+    assert_eq!(app.mode(), Mode::Forwards);
+    assert_eq!(app.forwards.get(1).unwrap().phase, Phase::Starting);
+}
+
+#[test]
+fn always_ask_reason_asks_before_a_forward_but_not_at_autostart() {
+    let ui = UiConfig {
+        always_ask_reason: true,
+        reason_required_tags: Vec::new(),
+        ..UiConfig::default()
+    };
+    let opts = AppOptions {
+        forwards: vec![
+            saved("auto", "api-staging", "0:80", true),
+            saved("manual", "worker-dev", "0:22", false),
+        ],
+        ui,
+        ..opts()
+    };
+    let mut app = App::new(opts);
+    app.start();
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity(WORLD_ARN)),
+    });
+    let effects = app.update(Action::InstancesPage {
+        generation: 0,
+        result: Ok(three()),
+        done: true,
+    });
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::StartForward {
+                id: 1,
+                reason: None,
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    press(&mut app, &["F", "j"]);
+    assert_eq!(press(&mut app, &["s"]), []);
+    assert_eq!(app.reason.as_ref().unwrap().required, None);
+    // Optional: Enter on an empty answer starts it without one.
+    let effects = press(&mut app, &["enter"]);
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::StartForward {
+                id: 2,
+                reason: None,
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
 }

@@ -491,6 +491,7 @@ impl Runner {
                     spec,
                     document,
                     keepalive,
+                    reason,
                 } => {
                     self.forwards.starting.insert(id, run);
                     let previous = self.forwards.stopping.remove(&id);
@@ -512,7 +513,7 @@ impl Runner {
                                         crate::audit::SessionKind::Forward,
                                         (*instance).clone(),
                                         document.clone(),
-                                        None,
+                                        reason.clone(),
                                     )))
                                 }
                                 None => None,
@@ -521,7 +522,7 @@ impl Runner {
                                 target: instance.id.clone(),
                                 spec,
                                 document,
-                                reason: None,
+                                reason,
                                 keepalive,
                                 audit,
                             };

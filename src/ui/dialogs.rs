@@ -1,4 +1,4 @@
-//! Modal dialogs: the reason prompt before a shell and the yes/no confirmation.
+//! Modal dialogs: the reason prompt before a shell or a forward, and the yes/no confirmation.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::{Theme, centered};
-use crate::app::App;
+use crate::app::{App, ReasonFor};
 
 /// Draws the reason prompt over `area`.
 pub fn render_reason(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -44,10 +44,22 @@ pub fn render_reason(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .borders(Borders::ALL)
         .border_style(theme.border)
         .title(Line::styled(
-            " Why are you opening this shell? ",
+            match p.purpose {
+                ReasonFor::Shell => " Why are you opening this shell? ",
+                ReasonFor::Forward(_) => " Why are you starting this forward? ",
+            },
             theme.title,
         ))
-        .title_bottom(Line::styled(" enter opens · esc cancels ", theme.dim).right_aligned());
+        .title_bottom(
+            Line::styled(
+                match p.purpose {
+                    ReasonFor::Shell => " enter opens · esc cancels ",
+                    ReasonFor::Forward(_) => " enter starts · esc cancels ",
+                },
+                theme.dim,
+            )
+            .right_aligned(),
+        );
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)
