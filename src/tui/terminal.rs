@@ -13,6 +13,7 @@ use crossterm::terminal::{
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
 
 /// The ratatui terminal the runtime draws on.
 pub type Term = Terminal<CrosstermBackend<Stdout>>;
@@ -49,11 +50,19 @@ impl TerminalGuard {
 
     /// Takes the terminal again and forgets what is on screen, so the next draw repaints
     /// everything (the shell wrote over it).
+    ///
+    /// Not `Terminal::clear`: in ratatui 0.30 it asks the terminal for the cursor position
+    /// (an escape-sequence round trip with a 2 s limit), which failed the whole app with
+    /// "the cursor position could not be read" when a loaded machine or a slow link answered
+    /// late, right after a shell. A fullscreen resize clears the screen and resets the
+    /// previous buffer without asking anything.
     pub fn resume(&mut self) -> io::Result<()> {
         enable_raw_mode()?;
         self.active = true;
         execute!(io::stdout(), EnterAlternateScreen, Hide)?;
-        self.terminal.clear()
+        let size = self.terminal.size()?;
+        self.terminal
+            .resize(Rect::new(0, 0, size.width, size.height))
     }
 }
 
