@@ -10,69 +10,18 @@
     reason = "test code"
 )]
 
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::tmux::Tmux;
 
 use ssmtui::sandbox::world::{InstanceState, PingStatus};
 use ssmtui::sandbox::{Sandbox, SandboxConfig};
 
-struct Tmux(String);
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.0, "-f", "/dev/null"]);
-        c
-    }
-    fn run(&self, args: &[&str]) {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    fn type_line(&self, text: &str) {
-        self.run(&["send-keys", "-t", "t", "-l", text]);
-        self.run(&["send-keys", "-t", "t", "Enter"]);
-    }
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
-}
-
 #[test]
 fn prompt_resize_escape_and_terminal_restored() {
-    if !Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if !Tmux::available() {
         eprintln!("skipping the connect tty test: tmux is not installed");
         return;
     }
@@ -100,39 +49,14 @@ fn prompt_resize_escape_and_terminal_restored() {
         "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
     )
     .unwrap();
-    let tmux = Tmux(format!("ssmtui-tty-{}", std::process::id()));
     let bin = env!("CARGO_BIN_EXE_ssmtui");
-    let out = tmux
-        .cmd()
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("TERM", "xterm-256color")
-        .env("SSMTUI_CONFIG", home.join("config.toml"))
-        .env("SSMTUI_STATE_DIR", home.join("state"))
-        .env("AWS_ENDPOINT_URL", sandbox.endpoint_url())
-        .env("AWS_REGION", sandbox.state().region())
-        .env("AWS_ACCESS_KEY_ID", "alice")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "sh",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut env = common::isolated_env(home, &sandbox.endpoint_url(), sandbox.state().region());
+    env.extend([
+        ("TERM", "xterm-256color".into()),
+        ("AWS_ACCESS_KEY_ID", "alice".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ]);
+    let tmux = Tmux::start("tty", "t", &env, 100, 30);
     // The prompt ("$ ", or "# " as root) says the shell is ready for input.
     tmux.wait_for("the local prompt", |s| s.trim_end().ends_with(['$', '#']));
     let before = home.join("stty-before");
@@ -150,8 +74,8 @@ fn prompt_resize_escape_and_terminal_restored() {
     tmux.type_line("clear; stty size");
     tmux.wait_for("the new size remotely", |s| s.contains("25 90"));
     // ~. after a newline ends the session.
-    tmux.run(&["send-keys", "-t", "t", "Enter"]);
-    tmux.run(&["send-keys", "-t", "t", "-l", "~."]);
+    tmux.keys(&["Enter"]);
+    tmux.literal("~.");
     let screen = tmux.wait_for("the local prompt again", |s| s.contains("exit=0"));
     assert!(screen.contains("[terminating the session]"), "{screen}");
     tmux.type_line(&format!("stty -a > '{}'", after.display()));

@@ -11,83 +11,12 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A private tmux server, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "e2e"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    fn literal(&self, text: &str) {
-        self.run(&["send-keys", "-t", "e2e", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "e2e"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the pane until `pred` holds; fails with the last screen after `timeout`.
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        // Generous: CI machines are shared and a debug build under load starts slowly.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(&format!("{text:?}"), |s| s.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use common::tmux::Tmux;
 
 /// The screen without its status line, which is the only line a shell round trip may change.
 fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
@@ -101,15 +30,13 @@ fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
 
 #[test]
 fn filter_shell_round_trip_help_and_quit_in_tmux() {
-    if !tmux_available() {
+    if !Tmux::available() {
         eprintln!("skipping the tmux end-to-end test: tmux is not installed");
         return;
     }
     let bin = env!("CARGO_BIN_EXE_ssmtui");
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let socket = format!("ssmtui-e2e-{}", std::process::id());
-    let tmux = Tmux { socket };
     let (width, height) = (100u16, 30u16);
     // Shells need an access class (the class decides the document); this one takes everyone.
     std::fs::create_dir_all(home.join("config")).unwrap();
@@ -118,36 +45,17 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
         "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
     )
     .unwrap();
-    // The first tmux command starts the server, which passes its environment to the pane.
-    let out = tmux
-        .cmd()
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("TERM", "xterm-256color")
-        .env("PS1", "$ ")
-        .env("SSMTUI_CONFIG_DIR", home.join("config"))
-        .env("SSMTUI_STATE_DIR", home.join("state"))
-        .env("SSMTUI_FAKE_WORLD", "300")
-        .env("SSMTUI_TEST_SHELL_COMMAND", "sh")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            "sh",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let env: Vec<(&str, std::ffi::OsString)> = vec![
+        ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+        ("HOME", home.into()),
+        ("TERM", "xterm-256color".into()),
+        ("PS1", "$ ".into()),
+        ("SSMTUI_CONFIG_DIR", home.join("config").into()),
+        ("SSMTUI_STATE_DIR", home.join("state").into()),
+        ("SSMTUI_FAKE_WORLD", "300".into()),
+        ("SSMTUI_TEST_SHELL_COMMAND", "sh".into()),
+    ];
+    let tmux = Tmux::start("e2e", "e2e", &env, width, height);
     tmux.run(&["set-option", "-g", "escape-time", "10"]);
     // The prompt ("$ ", or "# " as root) says the shell is ready for input.
     tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
@@ -230,7 +138,7 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
 /// stays stopped, an unresolvable one says why; quitting still leaves the terminal intact.
 #[test]
 fn saved_forwards_show_in_the_forwards_tab_in_tmux() {
-    if !tmux_available() {
+    if !Tmux::available() {
         eprintln!("skipping the tmux end-to-end test: tmux is not installed");
         return;
     }
@@ -262,36 +170,16 @@ autostart = true
 "#,
     )
     .unwrap();
-    let socket = format!("ssmtui-e2e-fwd-{}", std::process::id());
-    let tmux = Tmux { socket };
-    let out = tmux
-        .cmd()
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("TERM", "xterm-256color")
-        .env("PS1", "$ ")
-        .env("SSMTUI_CONFIG_DIR", &config_dir)
-        .env("SSMTUI_STATE_DIR", home.join("state"))
-        .env("SSMTUI_FAKE_WORLD", "300")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            "160",
-            "-y",
-            "30",
-            "sh",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let env: Vec<(&str, std::ffi::OsString)> = vec![
+        ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+        ("HOME", home.into()),
+        ("TERM", "xterm-256color".into()),
+        ("PS1", "$ ".into()),
+        ("SSMTUI_CONFIG_DIR", config_dir.clone().into()),
+        ("SSMTUI_STATE_DIR", home.join("state").into()),
+        ("SSMTUI_FAKE_WORLD", "300".into()),
+    ];
+    let tmux = Tmux::start("e2e-fwd", "e2e", &env, 160, 30);
     tmux.run(&["set-option", "-g", "escape-time", "10"]);
     tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
     tmux.literal(&format!("{bin}; echo \"EXIT=$?\""));

@@ -1,4 +1,9 @@
-//! Helpers shared by the integration tests (each test file includes this with `mod common;`).
+//! Helpers shared by the integration tests (each test file includes this with `mod common;`
+//! and uses what it needs, hence the `dead_code` allowance).
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+pub mod tmux;
 
 use std::ffi::OsString;
 use std::path::Path;
