@@ -1496,14 +1496,9 @@ fn an_added_forward_does_not_restart_in_another_account() {
     );
 }
 
-#[test]
-fn a_forward_to_a_target_that_requires_a_reason_asks_for_one() {
-    // Autostart has nobody to ask: the default rule (Environment=prod) must not be skipped,
-    // so the saved forward fails and says how to give a reason.
-    let opts = AppOptions {
-        forwards: vec![saved("web", "web-prod", "0:80", true)],
-        ..opts()
-    };
+/// An app started with `opts` after its identity and the three instances have loaded (the
+/// point where saved forwards autostart), with the effects of that last load.
+fn started_with(opts: AppOptions) -> (App, Vec<Effect>) {
     let mut app = App::new(opts);
     app.start();
     app.update(Action::IdentityLoaded {
@@ -1515,6 +1510,18 @@ fn a_forward_to_a_target_that_requires_a_reason_asks_for_one() {
         result: Ok(three()),
         done: true,
     });
+    (app, effects)
+}
+
+#[test]
+fn a_forward_to_a_target_that_requires_a_reason_asks_for_one() {
+    // Autostart has nobody to ask: the default rule (Environment=prod) must not be skipped,
+    // so the saved forward fails and says how to give a reason.
+    let opts = AppOptions {
+        forwards: vec![saved("web", "web-prod", "0:80", true)],
+        ..opts()
+    };
+    let (mut app, effects) = started_with(opts);
     assert!(effects.is_empty(), "{effects:?}");
     let why = app.forwards.get(1).unwrap().phase.failure().unwrap();
     assert!(why.starts_with("a reason is required"), "{why}");
@@ -1571,17 +1578,7 @@ fn always_ask_reason_asks_before_a_forward_but_not_at_autostart() {
         ui,
         ..opts()
     };
-    let mut app = App::new(opts);
-    app.start();
-    app.update(Action::IdentityLoaded {
-        generation: 0,
-        result: Ok(identity(WORLD_ARN)),
-    });
-    let effects = app.update(Action::InstancesPage {
-        generation: 0,
-        result: Ok(three()),
-        done: true,
-    });
+    let (mut app, effects) = started_with(opts);
     assert!(
         matches!(
             &effects[..],
