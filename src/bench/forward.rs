@@ -109,9 +109,11 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
         .vs("ws relay", rate(&relayed))
         .goal("≥ 0.5 × ws relay")
         .note(format!(
-            "{size} one connection, upload to a loopback sink; sandbox in a child process; \
-             median of {rounds} rounds alternating with the relay",
-            rounds = sizes.pick(1, ROUNDS)
+            "{size} one connection, upload to a loopback sink; sandbox in a child process; {}",
+            match sizes.pick(1, ROUNDS) {
+                1 => "one round".to_owned(),
+                n => format!("median of {n} rounds alternating with the relay"),
+            }
         )),
         Figure::new(
             Group::Forward,
