@@ -64,7 +64,13 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     let fwd_addr = fwd
         .local_addr()
         .context("the forward has no local address")?;
-    let relay = Relay::start(io, sink.addr).await?;
+    let relay = Relay::start(io, sink.addr, Direction::Up).await?;
+    let source = Source::start(io, total).await?;
+    let down_fwd = start_forward(&api, &target, source.addr.port()).await?;
+    let down_fwd_addr = down_fwd
+        .local_addr()
+        .context("the download forward has no local address")?;
+    let down_relay = Relay::start(io, source.addr, Direction::Down).await?;
 
     // Warm up each path once (connection set-up, first smux stream, allocator growth).
     for addr in [sink.addr, relay.addr, fwd_addr] {
@@ -84,12 +90,26 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     let raw = Measured::median(raws);
     let relayed = Measured::median(relays);
     let forwarded = Measured::median(forwards);
+    // The other direction: the far side sends, ours reads (a warm-up each first).
+    download(io, down_relay.addr, total).await?;
+    download(io, down_fwd_addr, total).await?;
+    let mut down_relays = Vec::new();
+    let mut down_forwards = Vec::new();
+    for _ in 0..sizes.pick(1, ROUNDS) {
+        down_relays.push(download(io, down_relay.addr, total).await?);
+        down_forwards.push(download(io, down_fwd_addr, total).await?);
+    }
+    let down_relayed = Measured::median(down_relays);
+    let down_forwarded = Measured::median(down_forwards);
 
     let raw_fan = fan(io, sink.addr, &mut sink, conns, per_conn).await?;
     let fwd_fan = fan(io, fwd_addr, &mut sink, conns, per_conn).await?;
 
     fwd.stop().await;
+    down_fwd.stop().await;
     relay.stop();
+    down_relay.stop();
+    source.stop();
     sink.stop();
     drop(sandbox);
 
@@ -132,6 +152,18 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             "MiB/s",
         ),
     ];
+    figures.push(
+        Figure::new(
+            Group::Forward,
+            "forward.download_throughput",
+            rate(&down_forwarded),
+            "MiB/s",
+        )
+        .vs("ws relay", rate(&down_relayed))
+        .note(format!(
+            "{size} one connection, download from a loopback source; same rounds"
+        )),
+    );
     if let (Some(f), Some(r)) = (forwarded.client_cpu, relayed.client_cpu) {
         let per_gib = |cpu: Duration| cpu.as_secs_f64() / (total as f64 / GIB);
         figures.push(
@@ -343,6 +375,15 @@ async fn fan(
     })
 }
 
+/// Which way a relay carries the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Local connection → far target (the sink).
+    Up,
+    /// Far target (a source) → local connection.
+    Down,
+}
+
 /// The bare websocket relay: a client side on the client runtime (ours) and a server side on
 /// the io runtime (the far side, like the sandbox).
 struct Relay {
@@ -352,13 +393,17 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(io: &Handle, sink: SocketAddr) -> anyhow::Result<Self> {
+    async fn start(io: &Handle, target: SocketAddr, direction: Direction) -> anyhow::Result<Self> {
         let server_listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
         let server_addr = server_listener.local_addr()?;
         let server = io.spawn(async move {
             while let Ok((stream, _)) = server_listener.accept().await {
                 tokio::spawn(async move {
-                    if let Err(e) = relay_server_conn(stream, sink).await {
+                    let result = match direction {
+                        Direction::Up => relay_server_conn(stream, target).await,
+                        Direction::Down => relay_server_download(stream, target).await,
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "bench relay server connection failed");
                     }
                 });
@@ -369,7 +414,11 @@ impl Relay {
         let client = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    if let Err(e) = relay_client_conn(stream, server_addr).await {
+                    let result = match direction {
+                        Direction::Up => relay_client_conn(stream, server_addr).await,
+                        Direction::Down => relay_client_download(stream, server_addr).await,
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "bench relay client connection failed");
                     }
                 });
@@ -427,4 +476,115 @@ async fn relay_server_conn(stream: TcpStream, sink: SocketAddr) -> anyhow::Resul
     }
     out.shutdown().await?;
     Ok(())
+}
+
+/// Download relay, far side: reads the source and sends it in data-channel-sized messages,
+/// one flush per read, then closes.
+async fn relay_server_download(stream: TcpStream, source: SocketAddr) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut ws = tokio_tungstenite::accept_async(stream).await?;
+    let mut from = TcpStream::connect(source).await?;
+    from.set_nodelay(true)?;
+    let mut buf = vec![0u8; WRITE_CHUNK];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        for chunk in buf.get(..n).unwrap_or_default().chunks(RELAY_MESSAGE) {
+            ws.feed(Message::Binary(chunk.to_vec().into())).await?;
+        }
+        ws.flush().await?;
+    }
+    ws.close(None).await?;
+    while let Some(msg) = ws.next().await {
+        if msg.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Download relay, our side: writes every message to the local connection until the close.
+async fn relay_client_download(mut tcp: TcpStream, server: SocketAddr) -> anyhow::Result<()> {
+    tcp.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+    while let Some(msg) = ws.next().await {
+        match msg? {
+            Message::Binary(b) => tcp.write_all(&b).await?,
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    tcp.shutdown().await?;
+    Ok(())
+}
+
+/// A loopback TCP source on the io runtime: every connection gets `bytes` bytes, then EOF.
+struct Source {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Source {
+    async fn start(io: &Handle, bytes: u64) -> anyhow::Result<Self> {
+        let listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
+        let addr = listener.local_addr()?;
+        let task = io.spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let chunk: Vec<u8> = (0..WRITE_CHUNK).map(|i| (i * 7 + 3) as u8).collect();
+                    let mut left = bytes;
+                    while left > 0 {
+                        let n = left.min(WRITE_CHUNK as u64) as usize;
+                        if stream
+                            .write_all(chunk.get(..n).unwrap_or_default())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        left -= n as u64;
+                    }
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// One download from `addr` read to EOF on the io runtime: the time from connect to EOF.
+async fn download(io: &Handle, addr: SocketAddr, bytes: u64) -> anyhow::Result<Measured> {
+    let before = sys::client_cpu(IO_THREAD);
+    let started = Instant::now();
+    let got = tokio::time::timeout(
+        LIMIT,
+        io.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = vec![0u8; WRITE_CHUNK];
+            let mut n = 0u64;
+            loop {
+                match stream.read(&mut buf).await? {
+                    0 => return Ok::<_, std::io::Error>(n),
+                    k => n += k as u64,
+                }
+            }
+        }),
+    )
+    .await
+    .context("timed out waiting for a download")???;
+    let elapsed = started.elapsed();
+    let after = sys::client_cpu(IO_THREAD);
+    anyhow::ensure!(got == bytes, "the download got {got} of {bytes} bytes");
+    Ok(Measured {
+        elapsed,
+        client_cpu: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+    })
 }
