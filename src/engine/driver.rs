@@ -7,7 +7,12 @@
 //! backlogged the websocket is not read, so the agent is slowed by TCP flow control, as it is
 //! by the plugin, whose read loop blocks on its writes (never by refusing messages, which
 //! leaves holes the agent refills at one message per resend tick); input is offered to the
-//! session only while it has room, the rest waits in `pending_input`.
+//! session only while it has room, the rest waits in `pending_input`; once the session has
+//! ended (channel_closed) nothing more is read.
+//!
+//! Each wake-up takes everything already queued (input while the session has room, up to
+//! `READ_BATCH` buffered websocket messages) before one flush: per-message loop turns and
+//! writes, not the protocol, were what limited forward throughput.
 
 use std::collections::HashMap;
 use std::sync::Arc;
