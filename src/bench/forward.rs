@@ -437,60 +437,54 @@ impl Relay {
     }
 }
 
+/// Upload relay, our side: the local connection's bytes go to the far side.
 async fn relay_client_conn(mut tcp: TcpStream, server: SocketAddr) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+    tcp_to_ws(&mut tcp, ws).await
+}
+
+/// Upload relay, far side: the messages go to the sink.
+async fn relay_server_conn(stream: TcpStream, sink: SocketAddr) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let ws = tokio_tungstenite::accept_async(stream).await?;
+    let mut out = TcpStream::connect(sink).await?;
+    out.set_nodelay(true)?;
+    ws_to_tcp(ws, &mut out).await
+}
+
+/// Download relay, far side: the source's bytes go to our side.
+async fn relay_server_download(stream: TcpStream, source: SocketAddr) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let ws = tokio_tungstenite::accept_async(stream).await?;
+    let mut from = TcpStream::connect(source).await?;
+    from.set_nodelay(true)?;
+    tcp_to_ws(&mut from, ws).await
+}
+
+/// Download relay, our side: the messages go to the local connection.
+async fn relay_client_download(mut tcp: TcpStream, server: SocketAddr) -> anyhow::Result<()> {
+    tcp.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+    ws_to_tcp(ws, &mut tcp).await
+}
+
+/// Sends what `tcp` reads until its EOF in data-channel-sized binary messages, one flush per
+/// read (like the session driver), then closes and waits for the close reply, so every
+/// message is known delivered.
+async fn tcp_to_ws<S>(
+    tcp: &mut TcpStream,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; WRITE_CHUNK];
     loop {
         let n = tcp.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        // Same message size as the data channel, one flush per read like its driver.
-        for chunk in buf.get(..n).unwrap_or_default().chunks(RELAY_MESSAGE) {
-            ws.feed(Message::Binary(chunk.to_vec().into())).await?;
-        }
-        ws.flush().await?;
-    }
-    ws.close(None).await?;
-    // Drain until the server's close reply so every message is known delivered.
-    while let Some(msg) = ws.next().await {
-        if msg.is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-async fn relay_server_conn(stream: TcpStream, sink: SocketAddr) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut ws = tokio_tungstenite::accept_async(stream).await?;
-    let mut out = TcpStream::connect(sink).await?;
-    out.set_nodelay(true)?;
-    while let Some(msg) = ws.next().await {
-        match msg? {
-            Message::Binary(b) => out.write_all(&b).await?,
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
-    out.shutdown().await?;
-    Ok(())
-}
-
-/// Download relay, far side: reads the source and sends it in data-channel-sized messages,
-/// one flush per read, then closes.
-async fn relay_server_download(stream: TcpStream, source: SocketAddr) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut ws = tokio_tungstenite::accept_async(stream).await?;
-    let mut from = TcpStream::connect(source).await?;
-    from.set_nodelay(true)?;
-    let mut buf = vec![0u8; WRITE_CHUNK];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
         for chunk in buf.get(..n).unwrap_or_default().chunks(RELAY_MESSAGE) {
             ws.feed(Message::Binary(chunk.to_vec().into())).await?;
         }
@@ -505,10 +499,14 @@ async fn relay_server_download(stream: TcpStream, source: SocketAddr) -> anyhow:
     Ok(())
 }
 
-/// Download relay, our side: writes every message to the local connection until the close.
-async fn relay_client_download(mut tcp: TcpStream, server: SocketAddr) -> anyhow::Result<()> {
-    tcp.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/")).await?;
+/// Writes every binary message to `tcp` until the close, then shuts `tcp` down.
+async fn ws_to_tcp<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    tcp: &mut TcpStream,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     while let Some(msg) = ws.next().await {
         match msg? {
             Message::Binary(b) => tcp.write_all(&b).await?,
