@@ -371,6 +371,16 @@ fn user_text(e: UserError) -> String {
     }
 }
 
+/// How a start came about, which decides what a needed reason does.
+enum Start {
+    /// The user asked: a needed reason (or `always_ask_reason`) opens the prompt.
+    Interactive,
+    /// Autostart, nobody to ask: a required reason fails the start with the way out.
+    Unattended,
+    /// The prompt was answered (`None`: left empty where that is allowed).
+    Answered(Option<String>),
+}
+
 /// Why `prepare_start` did not produce a start.
 enum Refusal {
     /// It cannot start; the text says why.
@@ -605,7 +615,7 @@ impl App {
     /// failed with the reason (so the table always says why something did not start), and a
     /// target that needs a reason (or `always_ask_reason`) opens the reason prompt first.
     pub(super) fn start_forward(&mut self, id: u64) -> Vec<Effect> {
-        match self.prepare_start(id, None) {
+        match self.prepare_start(id, Start::Interactive) {
             Err(Refusal::AskReason {
                 instance,
                 document,
@@ -632,17 +642,7 @@ impl App {
         id: u64,
         reason: Option<String>,
     ) -> Vec<Effect> {
-        let result = self.prepare_start(id, Some(reason));
-        self.started_or_failed(id, result)
-    }
-
-    /// Starts a saved forward with nobody at the keyboard: a target that requires a reason
-    /// fails with the way out; `always_ask_reason` alone does not hold it back.
-    fn autostart_forward(&mut self, id: u64) -> Vec<Effect> {
-        let result = match self.prepare_start(id, None) {
-            Err(Refusal::AskReason { required: None, .. }) => self.prepare_start(id, Some(None)),
-            other => other,
-        };
+        let result = self.prepare_start(id, Start::Answered(reason));
         self.started_or_failed(id, result)
     }
 
@@ -650,10 +650,8 @@ impl App {
         let why = match result {
             Ok(effect) => return vec![effect],
             Err(Refusal::Failed(why)) => why,
-            Err(Refusal::AskReason { required, .. }) => format!(
-                "a reason is required ({}); select it and press s to give one, or use `ssmtui forward --reason TEXT`",
-                required.as_deref().unwrap_or("always asked")
-            ),
+            // Only an interactive start asks, and it opens the prompt instead.
+            Err(Refusal::AskReason { .. }) => "a reason is required".to_owned(),
         };
         if let Some(f) = self.forwards.get_mut(id) {
             f.phase = Phase::Failed(why.clone());
@@ -664,13 +662,8 @@ impl App {
         Vec::new()
     }
 
-    /// The start effect for forward `id`. `reason`: `None` before anyone was asked (a rule or
-    /// `always_ask_reason` then asks for one), `Some(answer)` once the prompt was answered.
-    fn prepare_start(
-        &mut self,
-        id: u64,
-        reason: Option<Option<String>>,
-    ) -> Result<Effect, Refusal> {
+    /// The start effect for forward `id`, or why there is none.
+    fn prepare_start(&mut self, id: u64, start: Start) -> Result<Effect, Refusal> {
         if self.opts.readonly {
             return Err(Refusal::Failed(
                 "read-only mode: forwards cannot be started".to_owned(),
@@ -712,23 +705,28 @@ impl App {
             &self.opts.ui.reason_required_tags,
             self.class.as_ref(),
         );
-        let reason = match reason {
-            Some(None) if required.is_some() => {
+        let reason = match start {
+            // The prompt refuses an empty answer where one is required; never start without.
+            Start::Answered(None) if required.is_some() => {
+                return Err(Refusal::Failed("a reason is required".to_owned()));
+            }
+            Start::Answered(answer) => answer,
+            Start::Unattended => match required {
+                Some(why) => {
+                    return Err(Refusal::Failed(format!(
+                        "a reason is required ({why}); select it and press s to give one, or use `ssmtui forward --reason TEXT`"
+                    )));
+                }
+                None => None,
+            },
+            Start::Interactive if required.is_some() || self.opts.ui.always_ask_reason => {
                 return Err(Refusal::AskReason {
                     instance: Box::new(instance),
                     document,
                     required,
                 });
             }
-            Some(answer) => answer,
-            None if required.is_some() || self.opts.ui.always_ask_reason => {
-                return Err(Refusal::AskReason {
-                    instance: Box::new(instance),
-                    document,
-                    required,
-                });
-            }
-            None => None,
+            Start::Interactive => None,
         };
         let Some(entry) = self.forwards.get_mut(id) else {
             return Err(Refusal::Failed("no such forward".to_owned()));
@@ -804,7 +802,8 @@ impl App {
             .collect();
         let mut effects = Vec::new();
         for id in ids {
-            effects.extend(self.autostart_forward(id));
+            let result = self.prepare_start(id, Start::Unattended);
+            effects.extend(self.started_or_failed(id, result));
         }
         if !effects.is_empty() {
             self.set_status(
