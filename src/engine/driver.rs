@@ -159,9 +159,7 @@ impl Driver {
                 .session
                 .poll_timeout()
                 .map(|ms| self.clock.instant_at(ms));
-            // After channel_closed nothing more is read: the peer's close frame would look
-            // like a lost connection while the end still waits for the caller to take events.
-            let read_ws = !self.session.is_receive_backlogged() && !self.session_over();
+            let read_ws = self.may_read_ws();
             if !read_ws {
                 // Unread frames are our doing: silence from the peer proves nothing now.
                 self.mark_received();
@@ -255,10 +253,10 @@ impl Driver {
 
     /// Handles the websocket messages that are already buffered, without waiting, so that one
     /// flush carries the answers to a whole burst (an ack per data message otherwise costs a
-    /// loop turn and a write each). Stops when the session is backlogged, like the read itself.
+    /// loop turn and a write each). Stops where the read itself would not read.
     async fn take_ready_ws(&mut self) -> Option<CloseReason> {
         for _ in 0..READ_BATCH {
-            if self.session.is_receive_backlogged() || self.session_over() {
+            if !self.may_read_ws() {
                 break;
             }
             let Some(msg) = self.ws.next().now_or_never() else {
@@ -308,12 +306,16 @@ impl Driver {
         }
     }
 
-    /// The session has ended (channel_closed or a fatal error); only its events remain.
-    fn session_over(&self) -> bool {
-        matches!(
-            self.session.state(),
-            SessionState::Closed | SessionState::Failed
-        )
+    /// Whether the websocket may be read: not while the session is backlogged (the agent is
+    /// slowed by TCP flow control instead), and not once it has ended (channel_closed or a
+    /// fatal error): the peer's close frame would look like a lost connection while the end
+    /// still waits for the caller to take its events.
+    fn may_read_ws(&self) -> bool {
+        !self.session.is_receive_backlogged()
+            && !matches!(
+                self.session.state(),
+                SessionState::Closed | SessionState::Failed
+            )
     }
 
     fn mark_received(&mut self) {

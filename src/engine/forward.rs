@@ -771,7 +771,6 @@ impl Runner {
         let mut conns: HashMap<StreamId, Conn> = HashMap::new();
         let input = session.handle.input_sender();
         let mut outq: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-        let mut outq_bytes = 0usize;
         let once = acceptor.is_once();
         let mut had_conn = false;
         let mut finished_writers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -808,29 +807,29 @@ impl Runner {
             // select below) when it is full.
             let mut drained = false;
             loop {
-                if outq_bytes < OUTQ_BYTES
+                let queued: usize = outq.iter().map(Vec::len).sum();
+                if queued < OUTQ_BYTES
                     && let Some(mut m) = lock(&mux)
                 {
-                    while outq_bytes < OUTQ_BYTES
+                    let mut queued = queued;
+                    while queued < OUTQ_BYTES
                         && let Some(bytes) = m.poll_transmit(INPUT_ITEM)
                     {
-                        outq_bytes += bytes.len();
+                        queued += bytes.len();
                         outq.push_back(bytes);
                         drained = true;
                     }
                 }
-                let Some(bytes) = outq.pop_front() else {
+                if outq.is_empty() {
                     break;
-                };
+                }
                 match input.try_reserve() {
                     Ok(permit) => {
-                        outq_bytes -= bytes.len();
-                        permit.send(InputItem::Data(bytes));
+                        if let Some(bytes) = outq.pop_front() {
+                            permit.send(InputItem::Data(bytes));
+                        }
                     }
-                    Err(mpsc::error::TrySendError::Full(())) => {
-                        outq.push_front(bytes);
-                        break;
-                    }
+                    Err(mpsc::error::TrySendError::Full(())) => break,
                     Err(mpsc::error::TrySendError::Closed(())) => {
                         return SessionEnd::Ended("the session's input closed".to_owned());
                     }
@@ -855,10 +854,7 @@ impl Runner {
                     return SessionEnd::Stopped;
                 }
                 permit = input.clone().reserve_owned(), if !outq.is_empty() => match (permit, outq.pop_front()) {
-                    (Ok(permit), Some(bytes)) => {
-                        outq_bytes -= bytes.len();
-                        permit.send(InputItem::Data(bytes));
-                    }
+                    (Ok(permit), Some(bytes)) => { permit.send(InputItem::Data(bytes)); }
                     _ => return SessionEnd::Ended("the session's input closed".to_owned()),
                 },
                 ev = session.events.recv() => {
