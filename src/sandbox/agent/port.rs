@@ -491,28 +491,17 @@ async fn conn_task(
         let Some(mut data) = data else {
             break;
         };
-        // Whatever else is queued goes out in the same write.
-        let mut end = false;
-        while data.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => data.extend_from_slice(&more),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    end = true;
-                    break;
-                }
-            }
+        // Whatever else is queued goes out in the same write (a closed queue still yields
+        // what it holds; the next `recv` then ends the loop).
+        while data.len() < WRITE_BATCH
+            && let Ok(more) = rx.try_recv()
+        {
+            data.extend_from_slice(&more);
         }
         let written = tokio::select! {
             () = cancel.cancelled() => return,
             r = wr.write_all(&data) => r,
         };
-        if end {
-            if written.is_err() {
-                return;
-            }
-            break;
-        }
         if written.is_err() {
             return;
         }
