@@ -33,7 +33,7 @@ pub mod error;
 pub mod launch;
 pub mod logging;
 pub mod output;
-pub mod protocol;
+pub use ssmtui_protocol as protocol;
 pub mod resolve;
 pub mod sandbox;
 pub mod secret;

@@ -266,7 +266,8 @@ fn credentials_problems_exit_4_with_a_hint() {
 fn debug_decode_and_encode_round_trip_tv2() {
     let home = tempfile::tempdir().unwrap();
     let tv2 = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tv2_acknowledge.bin"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/ssmtui-protocol/tests/fixtures/tv2_acknowledge.bin"),
     )
     .unwrap();
     let hex: String = tv2.iter().map(|b| format!("{b:02x} ")).collect();

@@ -11,10 +11,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ssmtui::protocol::debug::{frame_to_json, message_from_json, message_to_json};
-use ssmtui::protocol::message::{ClientMessage, DecodeOptions};
-use ssmtui::protocol::session::{Session, SessionConfig};
-use ssmtui::protocol::types::SessionType;
+use ssmtui_protocol::debug::{frame_to_json, message_from_json, message_to_json};
+use ssmtui_protocol::message::{ClientMessage, DecodeOptions};
+use ssmtui_protocol::session::{Session, SessionConfig};
+use ssmtui_protocol::types::SessionType;
 
 const CAP: usize = 64 * 1024;
 

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ssmtui::protocol::mux::{
+use ssmtui_protocol::mux::{
     Frame, FrameDecoder, HEADER_LEN, MAX_FRAME_DATA, Mux, MuxConfig, MuxError, Role, decode_frame,
 };
 

@@ -4,24 +4,17 @@
 //! Everything is deterministic: randomness comes from proptest or a seeded xorshift, time is a
 //! virtual `now_ms`.
 
-// Helpers outside `#[test]` functions are not covered by clippy.toml's allow-*-in-tests.
-#![allow(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a panic in a test helper is a failed test, which is the point"
-)]
-
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
-use ssmtui::protocol::mux::{
+use ssmtui_protocol::mux::{
     CMD_FIN, CMD_NOP, CMD_PSH, CMD_SYN, CMD_UPD, DEFAULT_MAX_FRAME_DATA, Frame, FrameDecoder,
     FrameHeader, HEADER_LEN, Keepalive, MAX_FRAME_DATA, Mux, MuxConfig, MuxError, MuxEvent, Role,
     StreamId, decode_frame,
 };
-use ssmtui::protocol::version::{
+use ssmtui_protocol::version::{
     CLIENT_VERSION, DottedVersion, LOCAL_PORT_FORWARDING,
     MUX_KEEPALIVE_DISABLED_AFTER_CLIENT_VERSION, MUX_SUPPORTED_CLIENT_VERSION, PortMode,
     SMUX_KEEPALIVE_DISABLED_AFTER_AGENT_VERSION, TCP_MULTIPLEXING_SUPPORTED_AFTER_AGENT_VERSION,

@@ -1,7 +1,8 @@
 //! Sans-IO core of the SSM Session Manager data channel: bytes and `now` in; frames, events
-//! and deadlines out. No sockets, clocks, threads, OS randomness or async runtime live here,
-//! and nothing outside this directory is referenced, so the module can become its own crate
-//! unchanged. The contract is `shared/protocol.md`; section numbers (§) refer to it.
+//! and deadlines out. No sockets, clocks, threads, OS randomness or async runtime live here:
+//! this crate's dependencies leave out tokio, the AWS SDK and the terminal, and its
+//! `clippy.toml` refuses std's clocks, sockets, threads and files. ssmtui re-exports it as
+//! `ssmtui::protocol`. The contract is `shared/protocol.md`; section numbers (§) refer to it.
 //!
 //! # Wire format
 //!
