@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AuditConfig, Paths, paths};
+use crate::error::{Classified, Classify, ErrorKind};
 
 /// What kind of session a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +178,15 @@ impl SessionEnd {
     }
 }
 
+impl Classify for AuditError {
+    fn classified(&self) -> Classified {
+        Classified::new(
+            ErrorKind::Internal,
+            vec!["check the permissions of the audit log and its directory, or point [audit] path elsewhere (`ssmtui config path` shows it)".to_owned()],
+        )
+    }
+}
+
 /// Why the audit log could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -286,7 +296,7 @@ impl AuditLog {
         let mut line = serde_json::to_vec(record).map_err(|e| write_err(io::Error::other(e)))?;
         line.push(b'\n');
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir).map_err(write_err)?;
+            paths::create_private_dir(dir).map_err(write_err)?;
         }
         let size = match fs::metadata(&self.path) {
             Ok(m) => m.len(),
@@ -416,18 +426,6 @@ fn open_append(path: &Path) -> io::Result<File> {
         options.mode(0o600);
     }
     options.open(path)
-}
-
-/// Creates `dir` (and parents) with mode 0700 on Unix if it does not exist.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 #[cfg(test)]

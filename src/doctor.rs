@@ -644,7 +644,7 @@ async fn check_data_key(api: &dyn SsmApi, key: &str) -> Check {
 pub fn writable(name: &str, path: &Path, dir: bool) -> Check {
     let directory = if dir { Some(path) } else { path.parent() };
     let probe = |d: &Path| -> std::io::Result<()> {
-        crate::audit::create_private_dir(d)?;
+        crate::config::paths::create_private_dir(d)?;
         let file = d.join(format!(".ssmtui-doctor-{}", std::process::id()));
         std::fs::OpenOptions::new()
             .write(true)

@@ -1,19 +1,13 @@
-//! Errors become exit codes and messages here, and only here.
+//! What kind of failure ended the program, and how each error type says so.
 //!
-//! Modules raise typed errors (`ConfigError`, later `AwsError`, `ProtocolError`, …). The
-//! subcommands pass them up with `anyhow` context. [`report`] walks the chain once, finds the
-//! most specific classified error, picks the [`ErrorKind`] and its exit code, and prints one
-//! line `error: …` followed by `caused by:` lines and `hint:` lines. The exit codes are part of
-//! the CLI contract and listed in the README.
+//! A leaf: it imports nothing of the crate. Every error type a user can see classifies itself
+//! where it is defined, by implementing [`Classify`] (its [`ErrorKind`], which decides the exit
+//! status, and its `hint:` lines); [`UserError`] is the ready-made classified error for
+//! messages written on the spot. `crate::report` walks an error chain, finds the most specific
+//! classification, and renders it the same way for the CLI (message, causes, hints, exit code)
+//! and the TUI (one line). The exit codes are part of the CLI contract and listed in the README.
 
 use std::fmt;
-use std::io::Write;
-
-use crate::audit::AuditError;
-use crate::aws::AwsError;
-use crate::config::ConfigError;
-use crate::engine::EngineError;
-use crate::output::Closed;
 
 /// What kind of failure ended the program; decides the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +58,25 @@ impl UserError {
         }
     }
 
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
     /// Adds a `hint:` line.
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
         self
+    }
+}
+
+impl Classify for UserError {
+    fn classified(&self) -> Classified {
+        Classified {
+            kind: Some(self.kind),
+            hints: self.hints.clone(),
+        }
     }
 }
 
@@ -81,7 +89,7 @@ impl fmt::Display for UserError {
 impl std::error::Error for UserError {}
 
 /// How the program ended, as decided from an error chain.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
     /// The kind, or `None` when the "error" is really a success (stdout closed by the reader).
     pub kind: Option<ErrorKind>,
@@ -89,131 +97,51 @@ pub struct Classified {
     pub hints: Vec<String>,
 }
 
-/// Finds the most specific classified error in the chain (the outermost one that is known).
-pub fn classify(err: &anyhow::Error) -> Classified {
-    for cause in err.chain() {
-        if cause.downcast_ref::<Closed>().is_some() {
-            return Classified {
-                kind: None,
-                hints: Vec::new(),
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<UserError>() {
-            return Classified {
-                kind: Some(e.kind),
-                hints: e.hints.clone(),
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<EngineError>() {
-            return Classified {
-                kind: Some(e.kind()),
-                hints: e.hints(),
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<AwsError>() {
-            return Classified {
-                kind: Some(e.kind()),
-                hints: e.hints(),
-            };
-        }
-        if cause.downcast_ref::<AuditError>().is_some() {
-            return Classified {
-                kind: Some(ErrorKind::Internal),
-                hints: vec![
-                    "check the permissions of the audit log and its directory, or point [audit] path elsewhere (`ssmtui config path` shows it)"
-                        .to_owned(),
-                ],
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<ConfigError>() {
-            return Classified {
-                kind: Some(ErrorKind::Usage),
-                hints: e.hints(),
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<std::io::Error>()
-            && e.kind() == std::io::ErrorKind::BrokenPipe
-        {
-            return Classified {
-                kind: None,
-                hints: Vec::new(),
-            };
+impl Classified {
+    /// A failure of `kind` with these hints.
+    pub fn new(kind: ErrorKind, hints: Vec<String>) -> Self {
+        Self {
+            kind: Some(kind),
+            hints,
         }
     }
-    Classified {
-        kind: Some(ErrorKind::Internal),
-        hints: vec![
-            "this looks like a bug in ssmtui; run again with -v and look at the log (`ssmtui config path` shows where)"
-                .to_owned(),
-        ],
+
+    /// Not a failure at all: the program ends successfully.
+    pub fn success() -> Self {
+        Self {
+            kind: None,
+            hints: Vec::new(),
+        }
     }
 }
 
-/// Prints the error with its causes and hints to `out` and returns the exit status.
-pub fn report(err: &anyhow::Error, out: &mut dyn Write) -> u8 {
-    let classified = classify(err);
-    let Some(kind) = classified.kind else {
-        return 0;
-    };
-    let mut chain = err.chain();
-    if let Some(top) = chain.next() {
-        let _ = writeln!(out, "error: {top}");
+/// An error type that knows what kind of failure it is and what the user can do about it.
+/// Implemented next to each error type; `crate::report` lists the types it looks for.
+pub trait Classify {
+    /// Its classification.
+    fn classified(&self) -> Classified;
+}
+
+/// An error as one line for a status line or a table: the message and its causes joined with
+/// ": ", then the first hint in parentheses. The "looks like a bug" hint of an internal error
+/// belongs to the CLI's exit path, not to a status line, so internal errors show no hint.
+pub fn one_line(err: &(dyn std::error::Error + 'static), classified: &Classified) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
     }
-    let mut previous = err.to_string();
-    for cause in chain {
-        let text = cause.to_string();
-        // `#[error("…: {0}")]` wrappers repeat their source; print each fact once.
-        if !previous.contains(&text) {
-            let _ = writeln!(out, "  caused by: {text}");
-        }
-        previous = text;
+    match classified.hints.first() {
+        Some(hint) if classified.kind != Some(ErrorKind::Internal) => format!("{text} ({hint})"),
+        _ => text,
     }
-    for hint in &classified.hints {
-        let _ = writeln!(out, "hint: {hint}");
-    }
-    kind.exit_code()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn render(err: &anyhow::Error) -> (u8, String) {
-        let mut buf = Vec::new();
-        let code = report(err, &mut buf);
-        (code, String::from_utf8_lossy(&buf).into_owned())
-    }
-
-    #[test]
-    fn user_error_keeps_kind_and_hints_through_context() {
-        let err = anyhow::Error::new(
-            UserError::new(ErrorKind::NotFound, "no instance matches \"web\"")
-                .hint("closest names: web-1, web-2"),
-        )
-        .context("cannot connect");
-        let (code, text) = render(&err);
-        assert_eq!(code, 3);
-        assert_eq!(
-            text,
-            "error: cannot connect\n  caused by: no instance matches \"web\"\nhint: closest names: web-1, web-2\n"
-        );
-    }
-
-    #[test]
-    fn closed_stdout_is_success() {
-        let err = anyhow::Error::new(Closed).context("printing the list");
-        assert_eq!(render(&err), (0, String::new()));
-        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        assert_eq!(render(&pipe).0, 0);
-    }
-
-    #[test]
-    fn unknown_errors_are_internal_with_a_hint() {
-        let err = anyhow::anyhow!("something odd");
-        let (code, text) = render(&err);
-        assert_eq!(code, 1);
-        assert!(text.starts_with("error: something odd\nhint: this looks like a bug"));
-    }
 
     #[test]
     fn exit_codes_are_the_documented_ones() {
@@ -229,5 +157,20 @@ mod tests {
         .map(|k| k.exit_code())
         .collect();
         assert_eq!(codes, [1, 2, 3, 4, 5, 130]);
+    }
+
+    #[test]
+    fn a_user_error_classifies_itself() {
+        let e = UserError::new(ErrorKind::NotFound, "no instance matches \"web\"")
+            .hint("closest names: web-1");
+        assert_eq!(e.to_string(), "no instance matches \"web\"");
+        assert_eq!(
+            e.classified(),
+            Classified::new(ErrorKind::NotFound, vec!["closest names: web-1".to_owned()])
+        );
+        assert_eq!(
+            one_line(&e, &e.classified()),
+            "no instance matches \"web\" (closest names: web-1)"
+        );
     }
 }

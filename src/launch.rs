@@ -1,264 +1,360 @@
-//! Starting sessions the audited way, shared by `connect`, `forward`, `proxy` and the TUI.
+//! The one place a session starts, for the CLI and the TUI alike: shells, forwards, proxies,
+//! and every later kind of session.
 //!
-//! Every session goes through [`start_audited`]: StartSession (an AccessDenied is explained
-//! with identity, class, document and target), then the audit start line. The audit fails
-//! closed: a session that cannot be recorded is terminated at once. [`run_shell`] adds the
-//! engine and the passthrough and writes the end line with the outcome.
+//! [`Launcher::start`] calls StartSession (an AccessDenied is explained with identity, class,
+//! document and target) and writes the audit start line; the audit fails closed, so a session
+//! that cannot be recorded is terminated at once. What it returns is an
+//! [`engine::started::StartedSession`]: the engine runs it and must finish it, and finishing
+//! is this module's guarantee — every started session ends with an audit end line and, unless
+//! it is already over on the service side, a TerminateSession, whatever happened after
+//! StartSession (the data channel failed, the handshake never came, the user pressed Ctrl-C,
+//! a sibling forward failed, the task was dropped). [`Launcher::run_shell`] and
+//! [`Launcher::forward`] build the two session kinds on it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::access::{self, ChosenClass};
+use async_trait::async_trait;
+
+use crate::access::{self, Who};
 use crate::audit::{AuditLog, EndStatus, SessionAudit, SessionEnd, SessionKind, SessionStart};
-use crate::aws::{Identity, Instance, SessionTarget, SsmApi, StartSessionRequest};
+use crate::aws::{Instance, SsmApi, StartSessionRequest};
+use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, PortSessions};
 use crate::engine::shell::{self, ShellOptions, ShellOutcome};
+use crate::engine::started::{EndOutcome, Ending, Finish, StartedSession};
 use crate::engine::{self, CloseReason, SessionOptions};
 use crate::error::{ErrorKind, UserError};
+use crate::forwarding::ForwardSpec;
+use crate::signals::Interrupts;
 
-/// Who is starting sessions, and from where (the five Ws' who and where).
-#[derive(Debug, Clone)]
-pub struct Who {
+/// The longest wait for TerminateSession when ending a session that may still be open.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What starts sessions: the API, the audit log, and who is asking (identity, class,
+/// profile, region), resolved once by the caller through `crate::access`.
+#[derive(Clone)]
+pub struct Launcher {
+    /// The API client.
+    pub api: Arc<dyn SsmApi>,
+    /// Where sessions are recorded.
+    pub audit: AuditLog,
     /// The caller.
-    pub identity: Identity,
-    /// The caller's class.
-    pub class: Option<ChosenClass>,
-    /// The profile, if named.
-    pub profile: Option<String>,
-    /// The region.
-    pub region: Option<String>,
+    pub who: Who,
 }
 
-/// What the interactive UI needs to audit sessions: the log and the config (for the class).
-#[derive(Debug, Clone)]
-pub struct AuditContext {
-    /// Where records go.
-    pub log: AuditLog,
-    /// The configuration, for class membership.
-    pub config: crate::config::Config,
-}
-
-impl AuditContext {
-    /// Who is calling through `api`, with their configured class.
-    pub async fn who(&self, api: &dyn SsmApi) -> anyhow::Result<Who> {
-        let identity = api.caller_identity().await?;
-        let class = access::class_for(&self.config, &identity.arn)?.map(ChosenClass::from_config);
-        let (profile, region) = api.location();
-        Ok(Who {
-            identity,
-            class,
-            profile,
-            region,
-        })
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launcher")
+            .field("audit", &self.audit)
+            .field("who", &self.who)
+            .finish_non_exhaustive()
     }
+}
+
+/// A forward to start.
+#[derive(Debug, Clone)]
+pub struct ForwardPlan {
+    /// Forward (a listener) or proxy (stdin/stdout).
+    pub kind: SessionKind,
+    /// The target.
+    pub instance: Instance,
+    /// What to forward.
+    pub spec: ForwardSpec,
+    /// The port-forwarding document (from the caller's class).
+    pub document: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Keep idle sessions alive (defeats the idle timeout; opt-in).
+    pub keepalive: bool,
 }
 
 /// What to start.
 #[derive(Debug, Clone)]
-pub struct Start<'a> {
+pub struct Plan {
     /// Shell, forward or proxy.
     pub kind: SessionKind,
     /// The target.
-    pub instance: &'a Instance,
-    /// The document.
-    pub document: &'a str,
+    pub instance: Instance,
+    /// The document (from the caller's class).
+    pub document: String,
     /// Document parameters.
     pub parameters: HashMap<String, Vec<String>>,
     /// Why.
     pub reason: Option<String>,
 }
 
-/// StartSession plus the audit start line; terminates the session if it cannot be audited.
-pub async fn start_audited(
-    api: &dyn SsmApi,
-    audit: &AuditLog,
-    who: &Who,
-    start: Start<'_>,
-) -> anyhow::Result<(SessionTarget, SessionAudit)> {
-    let class_ref = who.class.as_ref().map(ChosenClass::as_class);
-    let started = api
-        .start_session(&StartSessionRequest {
-            target: start.instance.id.clone(),
-            document: start.document.to_owned(),
-            parameters: start.parameters,
-            reason: start.reason.clone(),
-        })
-        .await
-        .map_err(|e| {
-            access::explain_start_denied(
-                e,
-                access::Attempt {
-                    identity: &who.identity,
-                    class: class_ref,
-                    document: start.document,
-                    instance: start.instance,
-                },
-            )
-        })?;
-    let record = SessionStart {
-        session_id: started.session_id.clone(),
-        kind: Some(start.kind),
-        identity_arn: who.identity.arn.clone(),
-        account: who.identity.account.clone(),
-        profile: who.profile.clone(),
-        region: who.region.clone(),
-        class: who.class.as_ref().map(|c| c.name.clone()),
-        document: start.document.to_owned(),
-        target_id: start.instance.id.clone(),
-        target_name: start.instance.name.clone(),
-        reason: start.reason,
-    };
-    match audit.start(record) {
-        Ok(a) => {
-            tracing::info!(session_id = %started.session_id, target = %start.instance.id, document = start.document, kind = ?start.kind, "session started");
-            Ok((started, a))
-        }
-        Err(e) => {
-            let _ = api.terminate_session(&started.session_id).await;
-            Err(anyhow::Error::new(e).context("the session was ended because it cannot be audited"))
-        }
-    }
-}
-
-/// An audited shell: start, passthrough until the end, end line with the outcome.
-pub async fn run_shell(
-    api: Arc<dyn SsmApi>,
-    audit: &AuditLog,
-    who: &Who,
-    instance: &Instance,
-    document: &str,
-    reason: Option<String>,
-    options: &ShellOptions,
-) -> anyhow::Result<ShellOutcome> {
-    let start = Start {
-        kind: SessionKind::Shell,
-        instance,
-        document,
-        parameters: HashMap::new(),
-        reason,
-    };
-    let (started, record) = start_audited(api.as_ref(), audit, who, start).await?;
-    if options.interactive {
-        eprint!(
-            "connected to {} with {document}{}; session {} (~? for escapes)\r\n",
-            instance.label(),
-            who.class
-                .as_ref()
-                .map(|c| format!(" (class {})", c.name))
-                .unwrap_or_default(),
-            started.session_id,
-        );
-    }
-    let session_id = started.session_id.clone();
-    let outcome = async {
-        let (handle, mut events) =
-            engine::spawn_session(Arc::clone(&api), started, SessionOptions::new(&instance.id))
-                .await?;
-        shell::run(&handle, &mut events, options).await
-    }
-    .await;
-    let mut end = match &outcome {
-        Ok(o) => match &o.reason {
-            CloseReason::Failed(message) => SessionEnd::failed(message.clone()),
-            CloseReason::Terminated => SessionEnd::new(EndStatus::Terminated),
-            CloseReason::ChannelClosed { .. } | CloseReason::Detached => {
-                SessionEnd::new(EndStatus::Exited)
-            }
-        },
-        Err(e) => SessionEnd::failed(format!("{e:#}")),
-    };
-    end.exit_code = outcome
-        .as_ref()
-        .ok()
-        .and_then(|o| o.exit_code)
-        .map(i64::from);
-    if outcome.is_err() {
-        // The data channel never worked: do not leave the session dangling as Active.
-        let _ = api.terminate_session(&session_id).await;
-    }
-    if let Err(e) = record.end(end) {
-        tracing::warn!(error = %e, "cannot write the end of the session to the audit log");
-        eprint!("warning: {e}\r\n");
-    }
-    let outcome = outcome?;
-    if let CloseReason::Failed(message) = &outcome.reason {
-        return Err(anyhow::Error::new(
-            UserError::new(ErrorKind::Network, format!("the session failed: {message}"))
-                .hint("run `ssmtui sessions` to see whether it is still active"),
-        ));
-    }
-    Ok(outcome)
-}
-
-/// Audit records for the sessions of one forward (or proxy): a start line when each session
-/// starts, an end line with the bytes it moved when it ends.
-pub struct ForwardAuditLog {
-    log: AuditLog,
-    who: Who,
-    kind: SessionKind,
-    instance: Instance,
-    document: String,
-    reason: Option<String>,
-    open: std::sync::Mutex<HashMap<String, SessionAudit>>,
-}
-
-impl ForwardAuditLog {
-    /// Records sessions of `kind` to `instance` with `document`.
-    pub fn new(
-        log: AuditLog,
-        who: Who,
-        kind: SessionKind,
-        instance: Instance,
-        document: String,
-        reason: Option<String>,
-    ) -> Self {
-        Self {
-            log,
-            who,
-            kind,
-            instance,
-            document,
-            reason,
-            open: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl engine::forward::ForwardAudit for ForwardAuditLog {
-    fn started(&self, session_id: &str) -> Result<(), String> {
-        let record = self
-            .log
-            .start(SessionStart {
-                session_id: session_id.to_owned(),
-                kind: Some(self.kind),
-                identity_arn: self.who.identity.arn.clone(),
-                account: self.who.identity.account.clone(),
-                profile: self.who.profile.clone(),
-                region: self.who.region.clone(),
-                class: self.who.class.as_ref().map(|c| c.name.clone()),
-                document: self.document.clone(),
-                target_id: self.instance.id.clone(),
-                target_name: self.instance.name.clone(),
-                reason: self.reason.clone(),
+impl Launcher {
+    /// StartSession plus the audit start line. The session is ended (audit end line,
+    /// TerminateSession when needed) through the returned value, also when it is dropped.
+    pub async fn start(&self, plan: &Plan) -> anyhow::Result<StartedSession> {
+        let target = self
+            .api
+            .start_session(&StartSessionRequest {
+                target: plan.instance.id.clone(),
+                document: plan.document.clone(),
+                parameters: plan.parameters.clone(),
+                reason: plan.reason.clone(),
             })
-            .map_err(|e| e.to_string())?;
-        if let Ok(mut open) = self.open.lock() {
-            open.insert(session_id.to_owned(), record);
+            .await
+            .map_err(|e| {
+                access::explain_start_denied(
+                    e,
+                    access::Attempt {
+                        identity: &self.who.identity,
+                        class: self.who.class(),
+                        document: &plan.document,
+                        instance: &plan.instance,
+                    },
+                )
+            })?;
+        let record = SessionStart {
+            session_id: target.session_id.clone(),
+            kind: Some(plan.kind),
+            identity_arn: self.who.identity.arn.clone(),
+            account: self.who.identity.account.clone(),
+            profile: self.who.profile.clone(),
+            region: self.who.region.clone(),
+            class: self.who.class.as_ref().map(|c| c.name.clone()),
+            document: plan.document.clone(),
+            target_id: plan.instance.id.clone(),
+            target_name: plan.instance.name.clone(),
+            reason: plan.reason.clone(),
+        };
+        match self.audit.start(record) {
+            Ok(audit) => {
+                tracing::info!(session_id = %target.session_id, target = %plan.instance.id, document = %plan.document, kind = ?plan.kind, "session started");
+                let finish = AuditedEnd {
+                    api: Arc::clone(&self.api),
+                    session_id: target.session_id.clone(),
+                    audit,
+                };
+                Ok(StartedSession::new(target, Box::new(finish)))
+            }
+            Err(e) => {
+                let _ = terminate(self.api.as_ref(), &target.session_id).await;
+                Err(anyhow::Error::new(e)
+                    .context("the session was ended because it cannot be audited"))
+            }
         }
-        Ok(())
     }
 
-    fn ended(&self, session_id: &str, error: Option<&str>, bytes_sent: u64, bytes_received: u64) {
-        let Some(record) = self.open.lock().ok().and_then(|mut o| o.remove(session_id)) else {
-            return;
+    /// An audited shell on `instance`: start, passthrough until the end (or until `stop`
+    /// fires, which terminates it and ends with an "interrupted" error, exit 130), then the
+    /// end line with the outcome.
+    pub async fn run_shell(
+        &self,
+        instance: &Instance,
+        document: &str,
+        reason: Option<String>,
+        options: &ShellOptions,
+        stop: &Interrupts,
+    ) -> anyhow::Result<ShellOutcome> {
+        let plan = Plan {
+            kind: SessionKind::Shell,
+            instance: instance.clone(),
+            document: document.to_owned(),
+            parameters: HashMap::new(),
+            reason,
         };
-        let mut end = match error {
-            Some(why) => SessionEnd::failed(why),
-            None => SessionEnd::new(EndStatus::Terminated),
-        };
-        end.bytes_sent = Some(bytes_sent);
-        end.bytes_received = Some(bytes_received);
-        if let Err(e) = record.end(end) {
-            tracing::warn!(error = %e, "cannot write the end of a forward session to the audit log");
+        let mut started = self.start(&plan).await?;
+        if options.interactive {
+            eprint!(
+                "connected to {} with {document}{}; session {} (~? for escapes)\r\n",
+                instance.label(),
+                self.who
+                    .class
+                    .as_ref()
+                    .map(|c| format!(" (class {})", c.name))
+                    .unwrap_or_default(),
+                started.session_id(),
+            );
         }
+        let outcome = async {
+            let target = started
+                .take_target()
+                .ok_or_else(|| anyhow::anyhow!("the session had no data channel"))?;
+            let (handle, mut events) = engine::spawn_session(
+                Arc::clone(&self.api),
+                target,
+                SessionOptions::new(&instance.id),
+            )
+            .await?;
+            shell::run(&handle, &mut events, options, stop.token()).await
+        }
+        .await;
+        let mut ending = match &outcome {
+            Ok(o) => {
+                let mut ending = match &o.reason {
+                    CloseReason::ChannelClosed { .. } => Ending::new(EndOutcome::Exited),
+                    CloseReason::Terminated => Ending::new(EndOutcome::Terminated),
+                    CloseReason::Detached => Ending::interrupted("the session was detached"),
+                    CloseReason::Failed(message) => Ending::failed(message.clone()),
+                };
+                if o.interrupted {
+                    ending = Ending {
+                        outcome: EndOutcome::Interrupted,
+                        detail: Some(interrupted_by(stop.signal())),
+                        terminated: o.reason == CloseReason::Terminated,
+                        ..ending
+                    };
+                }
+                ending
+            }
+            Err(e) => Ending::failed(format!("{e:#}")),
+        };
+        ending.exit_code = outcome.as_ref().ok().and_then(|o| o.exit_code);
+        started.finish(ending).await;
+        let outcome = outcome?;
+        if outcome.interrupted {
+            return Err(anyhow::Error::new(
+                UserError::new(
+                    ErrorKind::Interrupted,
+                    format!(
+                        "{}; the session was terminated",
+                        interrupted_by(stop.signal())
+                    ),
+                )
+                .hint("the audit log records the session as interrupted"),
+            ));
+        }
+        if let CloseReason::Failed(message) = &outcome.reason {
+            return Err(anyhow::Error::new(
+                UserError::new(ErrorKind::Network, format!("the session failed: {message}"))
+                    .hint("run `ssmtui sessions` to see whether it is still active"),
+            ));
+        }
+        Ok(outcome)
+    }
+
+    /// Starts an audited forward: its first session now (so a denial is reported now), later
+    /// ones when a connection arrives after the previous session ended.
+    pub async fn forward(
+        &self,
+        plan: ForwardPlan,
+        acceptor: Acceptor,
+    ) -> anyhow::Result<ForwardHandle> {
+        let request = ForwardRequest {
+            target: plan.instance.id.clone(),
+            spec: plan.spec.clone(),
+            keepalive: plan.keepalive,
+        };
+        let sessions = Arc::new(PortStarter {
+            launcher: self.clone(),
+            spec: plan.spec,
+            plan: Plan {
+                kind: plan.kind,
+                instance: plan.instance,
+                document: plan.document,
+                parameters: HashMap::new(),
+                reason: plan.reason,
+            },
+        });
+        forward::start(sessions, Arc::clone(&self.api), request, acceptor).await
+    }
+}
+
+/// "interrupted by SIGTERM", or "interrupted" when no signal is known.
+fn interrupted_by(signal: Option<&'static str>) -> String {
+    signal.map_or_else(
+        || "interrupted".to_owned(),
+        |s| format!("interrupted by {s}"),
+    )
+}
+
+/// The sessions of one forward: each started through the launcher with the forward's
+/// parameters.
+struct PortStarter {
+    launcher: Launcher,
+    spec: ForwardSpec,
+    plan: Plan,
+}
+
+#[async_trait]
+impl PortSessions for PortStarter {
+    async fn start(&self, local_port: u16) -> anyhow::Result<StartedSession> {
+        let mut plan = self.plan.clone();
+        plan.parameters.insert(
+            "portNumber".to_owned(),
+            vec![self.spec.remote_port.to_string()],
+        );
+        plan.parameters
+            .insert("localPortNumber".to_owned(), vec![local_port.to_string()]);
+        if let Some(host) = &self.spec.host {
+            plan.parameters
+                .insert("host".to_owned(), vec![host.clone()]);
+        }
+        self.launcher.start(&plan).await
+    }
+}
+
+/// TerminateSession, bounded in time.
+async fn terminate(api: &dyn SsmApi, session_id: &str) -> Result<(), String> {
+    match tokio::time::timeout(TERMINATE_TIMEOUT, api.terminate_session(session_id)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            TERMINATE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The end of an audited session: TerminateSession when it may still be open, then the audit
+/// end line.
+struct AuditedEnd {
+    api: Arc<dyn SsmApi>,
+    session_id: String,
+    audit: SessionAudit,
+}
+
+impl AuditedEnd {
+    fn write(self, ending: Ending, terminate_error: Option<String>) {
+        let mut end = SessionEnd::new(match ending.outcome {
+            EndOutcome::Exited => EndStatus::Exited,
+            EndOutcome::Terminated => EndStatus::Terminated,
+            EndOutcome::Failed => EndStatus::Failed,
+            EndOutcome::Interrupted => EndStatus::Interrupted,
+        });
+        end.error = match (ending.detail, terminate_error) {
+            (Some(d), Some(t)) => Some(format!("{d}; TerminateSession failed: {t}")),
+            (None, Some(t)) => Some(format!("TerminateSession failed: {t}")),
+            (d, None) => d.filter(|_| ending.outcome != EndOutcome::Exited),
+        };
+        end.exit_code = ending.exit_code.map(i64::from);
+        end.bytes_sent = ending.bytes_sent;
+        end.bytes_received = ending.bytes_received;
+        if let Err(e) = self.audit.end(end) {
+            tracing::warn!(error = %e, "cannot write the end of a session to the audit log");
+            eprint!("warning: {e}\r\n");
+        }
+    }
+}
+
+#[async_trait]
+impl Finish for AuditedEnd {
+    async fn finish(self: Box<Self>, ending: Ending) {
+        let terminate_error = if ending.needs_terminate() {
+            terminate(self.api.as_ref(), &self.session_id).await.err()
+        } else {
+            None
+        };
+        tracing::info!(session_id = %self.session_id, outcome = ?ending.outcome, "session finished");
+        self.write(ending, terminate_error);
+    }
+
+    fn abandon(self: Box<Self>, ending: Ending) {
+        if ending.needs_terminate()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let api = Arc::clone(&self.api);
+            let id = self.session_id.clone();
+            runtime.spawn(async move {
+                if let Err(e) = terminate(api.as_ref(), &id).await {
+                    tracing::warn!(session_id = %id, error = %e, "cannot terminate an abandoned session");
+                }
+            });
+        }
+        self.write(ending, None);
     }
 }

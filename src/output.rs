@@ -6,10 +6,18 @@
 
 use std::io::{self, Write};
 
+use crate::error::{Classified, Classify};
+
 /// Stdout was closed by the reader; stop writing and exit successfully.
 #[derive(Debug, thiserror::Error)]
 #[error("stdout was closed")]
 pub struct Closed;
+
+impl Classify for Closed {
+    fn classified(&self) -> Classified {
+        Classified::success()
+    }
+}
 
 /// Writes `text` to stdout and flushes it.
 pub fn print_out(text: &str) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 //! caller. Only running instances whose agent is Online can be connected to; the others are
 //! reported with the reason so the user is not left guessing.
 
+use crate::access::Unreachable;
 use crate::aws::{Instance, TagFilter};
 use crate::error::{ErrorKind, UserError};
 
@@ -96,21 +97,6 @@ fn is_instance_id(text: &str) -> bool {
     hex.is_some_and(|h| (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Why an instance cannot be connected to now, or `None` if it can.
-pub fn unavailable_reason(instance: &Instance) -> Option<String> {
-    if instance.state != "running" && instance.state != "unknown" {
-        return Some(format!("is {}", instance.state));
-    }
-    match instance.ping.as_deref() {
-        Some("Online") => None,
-        Some(other) => Some(match &instance.last_ping {
-            Some(t) => format!("has its SSM agent {other} since {t}"),
-            None => format!("has its SSM agent {other}"),
-        }),
-        None => Some("is not managed by Systems Manager (no SSM agent registration)".to_owned()),
-    }
-}
-
 /// The outcome of matching a target against the instance list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -121,17 +107,18 @@ pub enum Resolved {
 }
 
 /// Matches and picks connectable instances; errors (exit 3) say what was found instead.
-/// `blocked` gives a reason an otherwise connectable instance is off limits (class scope).
+/// `reach` says why an instance cannot take a session (`crate::access::reachability` with the
+/// caller's class: its state, its agent, the class's scope).
 pub fn resolve(
     spec: &TargetSpec,
     input: &str,
     instances: &[Instance],
-    blocked: &dyn Fn(&Instance) -> Option<String>,
+    reach: &dyn Fn(&Instance) -> Option<Unreachable>,
 ) -> Result<Resolved, UserError> {
     let matched: Vec<&Instance> = instances.iter().filter(|i| spec.matches(i)).collect();
     let usable: Vec<Instance> = matched
         .iter()
-        .filter(|i| unavailable_reason(i).is_none() && blocked(i).is_none())
+        .filter(|i| reach(i).is_none())
         .map(|i| (*i).clone())
         .collect();
     match usable.len() {
@@ -153,9 +140,7 @@ pub fn resolve(
             let lines: Vec<String> = matched
                 .iter()
                 .map(|i| {
-                    let why = blocked(i)
-                        .or_else(|| unavailable_reason(i))
-                        .unwrap_or_default();
+                    let why = reach(i).map(|u| u.phrase()).unwrap_or_default();
                     format!("{} {why}", i.label())
                 })
                 .collect();
@@ -269,8 +254,8 @@ mod tests {
         ]
     }
 
-    fn none(_: &Instance) -> Option<String> {
-        None
+    fn none(i: &Instance) -> Option<Unreachable> {
+        crate::access::reachability(i, None)
     }
 
     #[test]
@@ -344,8 +329,18 @@ mod tests {
             format!("{missing:?}").contains("closest names: web-1"),
             "{missing:?}"
         );
-        let blocked = |_: &Instance| Some("is outside your class".to_owned());
+        let blocked = |_: &Instance| {
+            Some(Unreachable::OutOfScope {
+                class: "no-sudo".into(),
+                key: "Environment".into(),
+                allowed: vec!["dev".into()],
+                value: Some("prod".into()),
+            })
+        };
         let e = resolve(&TargetSpec::parse("web-1").unwrap(), "web-1", &w, &blocked).unwrap_err();
-        assert!(format!("{e:?}").contains("outside your class"));
+        assert!(
+            format!("{e:?}").contains("is outside the no-sudo class's scope"),
+            "{e:?}"
+        );
     }
 }

@@ -283,7 +283,7 @@ fn a_forced_sudo_session_is_explained() {
         },
     );
     let mut text = Vec::new();
-    assert_eq!(ssmtui::error::report(&explained, &mut text), 4);
+    assert_eq!(ssmtui::report::report(&explained, &mut text), 4);
     let text = String::from_utf8(text).unwrap();
     assert!(
         text.contains(":document/SSM-sudo (your role may not use this document)"),

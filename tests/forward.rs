@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use ssmtui::access::Who;
+use ssmtui::audit::{AuditLog, SessionKind};
+use ssmtui::aws::Instance;
 use ssmtui::aws::SsmApi;
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::config::AwsConfig;
-use ssmtui::engine::forward::{
-    self, Acceptor, DOC_PORT, ForwardHandle, ForwardRequest, ForwardSpec, ForwardState,
-};
+use ssmtui::engine::forward::{self, Acceptor, ForwardHandle};
+use ssmtui::forwarding::{DOC_PORT, ForwardSpec, ForwardState};
+use ssmtui::launch::{ForwardPlan, Launcher};
 use ssmtui::sandbox::world::CURRENT_AGENT_VERSION;
 use ssmtui::sandbox::{
     Faults, PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig, SessionStatus,
@@ -329,15 +332,33 @@ impl Env {
     async fn forward(&self, target: &str, remote_port: u16) -> ForwardHandle {
         let spec = ForwardSpec::parse(&format!("0:{remote_port}")).unwrap();
         let listener = forward::bind(&spec).await.unwrap();
-        let request = ForwardRequest {
-            target: target.to_owned(),
-            document: spec.document().to_owned(),
-            spec,
-            reason: None,
-            keepalive: false,
-            audit: None,
+        let api = self.api().await;
+        let launcher = Launcher {
+            who: Who {
+                identity: api.caller_identity().await.unwrap(),
+                class: None,
+                profile: None,
+                region: Some(self.sb().state().region().to_owned()),
+            },
+            api,
+            audit: AuditLog::new(self.home.path().join("state/audit.jsonl"), 1 << 30, 0),
         };
-        forward::start(self.api().await, request, Acceptor::Tcp(listener))
+        let instance = Instance {
+            id: target.to_owned(),
+            ..Instance::default()
+        };
+        launcher
+            .forward(
+                ForwardPlan {
+                    kind: SessionKind::Forward,
+                    instance: instance.clone(),
+                    spec: spec.clone(),
+                    document: spec.document().to_owned(),
+                    reason: None,
+                    keepalive: false,
+                },
+                Acceptor::Tcp(listener),
+            )
             .await
             .unwrap()
     }

@@ -17,7 +17,7 @@ use ssmtui::aws::Identity;
 use ssmtui::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use ssmtui::config::keymap::{Key, Keymap};
 use ssmtui::config::{ClassConfig, ForwardConfig, Theme, UiConfig};
-use ssmtui::engine::forward::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardState};
+use ssmtui::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardState};
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
@@ -47,6 +47,7 @@ fn options(readonly: bool) -> AppOptions {
     AppOptions {
         ui,
         classes,
+        remembered: BTreeMap::new(),
         keymap: Keymap::defaults().unwrap(),
         profile: Some("platform-dev".to_owned()),
         region: Some("eu-west-1".to_owned()),

@@ -113,6 +113,11 @@ pub fn choose(memory: &Memory, profile: &str, pick: &Candidate) -> ChosenClass {
     chosen(&pick.class, &pick.document)
 }
 
+/// A remembered choice as the caller's class.
+pub fn remembered(choice: &RememberedClass) -> ChosenClass {
+    chosen(&choice.class, &choice.document)
+}
+
 fn chosen(class: &str, document: &str) -> ChosenClass {
     ChosenClass {
         name: class.to_owned(),
@@ -245,7 +250,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, DiscoveryError::Nothing));
-        let shown = crate::error::classify(&err.into_user_error());
-        assert_eq!(shown.kind, Some(ErrorKind::Usage));
+        let shown = err.into_user_error();
+        let user = shown.downcast_ref::<UserError>().unwrap();
+        assert_eq!(user.kind(), ErrorKind::Usage);
     }
 }

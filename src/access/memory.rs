@@ -55,6 +55,11 @@ impl Memory {
         }
     }
 
+    /// Every remembered class, by profile.
+    pub fn remembered_classes(&self) -> BTreeMap<String, RememberedClass> {
+        read::<ClassChoices>(&self.dir.join(CLASS_CHOICE_FILE)).profiles
+    }
+
     /// The class remembered for `profile`.
     pub fn class_for_profile(&self, profile: &str) -> Option<RememberedClass> {
         read::<ClassChoices>(&self.dir.join(CLASS_CHOICE_FILE))
@@ -107,7 +112,7 @@ fn write<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("the state file has no directory"))?;
-    crate::audit::create_private_dir(dir)?;
+    crate::config::paths::create_private_dir(dir)?;
     let tmp = path.with_extension("json.tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

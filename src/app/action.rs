@@ -8,8 +8,9 @@
 use std::net::SocketAddr;
 
 use super::forwards::ForwardSample;
+use crate::access::Who;
 use crate::aws::{Identity, Instance, SessionSummary};
-use crate::engine::forward::ForwardSpec;
+use crate::forwarding::ForwardSpec;
 
 /// A user intent: the action names of the keymap, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +273,8 @@ pub enum Effect {
         document: String,
         /// Why, when asked.
         reason: Option<String>,
+        /// Who starts it: identity and class, as the audit log records them.
+        who: Box<Who>,
     },
     /// `ssm:TerminateSession`, answered with [`Action::SessionTerminated`].
     TerminateSession {
@@ -304,6 +307,8 @@ pub enum Effect {
         keepalive: bool,
         /// Why (the reason prompt's answer), recorded with the session and in the audit log.
         reason: Option<String>,
+        /// Who starts its sessions: identity and class, as the audit log records them.
+        who: Box<Who>,
     },
     /// Stop forward `id` (closing its connections and terminating its session), answered
     /// with [`Action::ForwardStopped`].

@@ -21,10 +21,8 @@ use super::{Action, App, Effect, Level, Mode, View};
 use crate::access::{self as policy, Class};
 use crate::aws::Instance;
 use crate::config::ForwardConfig;
-use crate::engine::forward::{
-    DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState,
-};
-use crate::error::UserError;
+use crate::error::{Classify, UserError};
+use crate::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState};
 use crate::resolve::{self, Resolved, TargetSpec};
 
 /// Time constant of the rate's moving average, in seconds: long enough to smooth out bursts
@@ -363,12 +361,7 @@ impl ForwardsState {
 
 /// A user error as one line: the message and its first hint.
 fn user_text(e: UserError) -> String {
-    let message = e.to_string();
-    let hints = crate::error::classify(&anyhow::Error::new(e)).hints;
-    match hints.first() {
-        Some(h) => format!("{message} ({h})"),
-        None => message,
-    }
+    crate::error::one_line(&e, &e.classified())
 }
 
 /// How a start came about, which decides what a needed reason does.
@@ -396,21 +389,18 @@ enum Refusal {
 impl App {
     /// The caller's class as the access rules take it.
     fn policy_class(&self) -> Option<Class<'_>> {
-        self.class.as_ref().map(|c| Class {
-            name: &c.name,
-            config: &c.config,
-        })
+        self.class.as_ref().map(policy::ChosenClass::as_class)
     }
 
     /// The port-forwarding document for `wanted` (chosen by the spec), or why there is none.
     pub fn forward_document(&self, wanted: &str) -> Result<String, String> {
         if self.class.is_none() && !self.opts.classes.is_empty() {
             // Without a class the allowed documents are unknown; guessing could bypass them.
-            return Err(match (&self.identity, &self.identity_error) {
-                (Some(id), _) => format!(
-                    "your identity \"{}\" belongs to no access class, so no forwarding document is allowed",
-                    id.arn
-                ),
+            return Err(match (&self.class_error, &self.identity_error) {
+                // The same words `ssmtui forward` uses for the same identity.
+                (Some(refused), _) => {
+                    format!("{refused}, so no forwarding document is allowed")
+                }
                 (None, Some(e)) => format!("the caller identity is unknown ({e})"),
                 (None, None) => {
                     "the caller identity has not loaded yet, so the forwarding document is unknown"
@@ -429,8 +419,8 @@ impl App {
         if self.opts.readonly {
             return Some("read-only mode: forwards cannot be started".to_owned());
         }
-        if let Some(reason) = row.access.reason() {
-            return Some(reason.to_owned());
+        if let Some(why) = &row.access {
+            return Some(why.short());
         }
         // Refuse up front only when neither document is allowed; a class allowing one of the
         // two is told about the other when the spec needs it.
@@ -700,10 +690,10 @@ impl App {
         let document = self
             .forward_document(spec.document())
             .map_err(Refusal::Failed)?;
-        let required = super::access::reason_rule(
+        let required = policy::reason_required(
+            self.class.as_ref().map(policy::ChosenClass::as_class),
             &instance,
             &self.opts.ui.reason_required_tags,
-            self.class.as_ref(),
         );
         let reason = match start {
             // The prompt refuses an empty answer where one is required; never start without.
@@ -728,6 +718,12 @@ impl App {
             }
             Start::Interactive => None,
         };
+        let who = self.who().ok_or_else(|| {
+            Refusal::Failed(match &self.identity_error {
+                Some(e) => format!("the caller identity is unknown ({e})"),
+                None => "the caller identity has not loaded yet".to_owned(),
+            })
+        })?;
         let Some(entry) = self.forwards.get_mut(id) else {
             return Err(Refusal::Failed("no such forward".to_owned()));
         };
@@ -744,6 +740,7 @@ impl App {
             document,
             keepalive: entry.keepalive,
             reason,
+            who: Box::new(who),
         })
     }
 
@@ -775,8 +772,8 @@ impl App {
         let spec = TargetSpec::parse(&text).map_err(user_text)?;
         let all = self.instances.all_instances();
         let class = self.policy_class();
-        let blocked = |i: &Instance| policy::out_of_scope(class, i);
-        match resolve::resolve(&spec, input, &all, &blocked).map_err(user_text)? {
+        let reach = |i: &Instance| policy::reachability(i, class);
+        match resolve::resolve(&spec, input, &all, &reach).map_err(user_text)? {
             Resolved::One(i) => Ok(*i),
             Resolved::Many(many) => Err(user_text(resolve::ambiguous(input, &many))),
         }
@@ -788,8 +785,10 @@ impl App {
         if self.forwards.autostarted || !self.instances.loaded() {
             return Vec::new();
         }
+        // Sessions are audited with the caller's identity (and class, when classes decide the
+        // documents), so wait until STS has answered either way.
         let identity_settled = self.identity.is_some() || self.identity_error.is_some();
-        if !self.opts.classes.is_empty() && !identity_settled {
+        if !identity_settled {
             return Vec::new();
         }
         self.forwards.autostarted = true;

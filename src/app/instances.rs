@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Matcher, Utf32Str, Utf32String};
 
-use super::access::{Access, ClassInfo, reachability};
+use crate::access::{ChosenClass, Unreachable, reachability};
 use crate::aws::Instance;
 
 /// A sortable column.
@@ -55,12 +55,12 @@ pub struct Row {
     /// The instance.
     pub instance: Instance,
     /// Whether the caller can open a session on it.
-    pub access: Access,
+    pub access: Option<Unreachable>,
     haystack: Utf32String,
 }
 
 impl Row {
-    fn new(instance: Instance, class: Option<&ClassInfo>) -> Self {
+    fn new(instance: Instance, class: Option<&ChosenClass>) -> Self {
         // Name first, so the name's match positions can be found on the name alone.
         let mut text = String::with_capacity(64);
         for part in [
@@ -78,7 +78,7 @@ impl Row {
             text.push_str(value);
             text.push(' ');
         }
-        let access = reachability(&instance, class);
+        let access = reachability(&instance, class.map(ChosenClass::as_class));
         Self {
             instance,
             access,
@@ -277,10 +277,7 @@ impl InstancesState {
     /// Number of rows hidden because they are unreachable (`[ui] unreachable = "hide"`).
     pub fn hidden_unreachable(&self) -> usize {
         if self.hide_unreachable {
-            self.rows
-                .iter()
-                .filter(|r| r.access != Access::Reachable)
-                .count()
+            self.rows.iter().filter(|r| r.access.is_some()).count()
         } else {
             0
         }
@@ -329,7 +326,7 @@ impl InstancesState {
     }
 
     /// Adds a page; the list is rebuilt when it is shown progressively or complete.
-    pub fn add_page(&mut self, page: Vec<Instance>, done: bool, class: Option<&ClassInfo>) {
+    pub fn add_page(&mut self, page: Vec<Instance>, done: bool, class: Option<&ChosenClass>) {
         if let Some(pending) = &mut self.pending {
             pending.extend(page);
             if !done {
@@ -360,9 +357,9 @@ impl InstancesState {
     }
 
     /// The caller's class changed: reachability changes with it.
-    pub fn set_class(&mut self, class: Option<&ClassInfo>) {
+    pub fn set_class(&mut self, class: Option<&ChosenClass>) {
         for row in &mut self.rows {
-            row.access = reachability(&row.instance, class);
+            row.access = reachability(&row.instance, class.map(ChosenClass::as_class));
         }
         let selected = self.selected_id();
         self.applied = None;
@@ -439,7 +436,7 @@ impl InstancesState {
             let Some(row) = self.rows.get(idx as usize) else {
                 continue;
             };
-            if hide && row.access != Access::Reachable {
+            if hide && row.access.is_some() {
                 continue;
             }
             if filter_empty || matches(row, &self.filter, &mut self.matcher) {

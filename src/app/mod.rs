@@ -6,7 +6,6 @@
 //! from an older `generation` (before a profile/region switch) are dropped; every refused action
 //! leaves a status line saying why.
 
-pub mod access;
 pub mod action;
 pub mod forwards;
 pub mod instances;
@@ -15,10 +14,10 @@ pub mod sessions;
 
 use std::collections::BTreeMap;
 
-pub use access::{Access, ClassInfo};
 pub use action::{Action, Effect, Intent};
 pub use mode::{Mode, ModeStack, View};
 
+use crate::access::{self, ChosenClass, Who};
 use crate::aws::profiles::REGIONS;
 use crate::aws::{Identity, Instance};
 use crate::config::keymap::{Key, Keymap};
@@ -35,7 +34,7 @@ pub const TICK_MS: u64 = 100;
 pub const LIST_CHROME_ROWS: u16 = 7;
 
 /// Longest reason AWS accepts.
-pub const MAX_REASON: usize = 256;
+pub use crate::rules::MAX_REASON;
 
 /// The `:` commands, for completion.
 pub const COMMANDS: [&str; 6] = [
@@ -54,6 +53,9 @@ pub struct AppOptions {
     pub ui: UiConfig,
     /// `[classes.*]`.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// With no classes configured: the class chosen earlier among the account's tagged
+    /// documents, by profile (`None` as "default"), as `ssmtui connect` remembers it.
+    pub remembered: BTreeMap<String, ChosenClass>,
     /// The effective key table.
     pub keymap: Keymap,
     /// Profile in use (`None`: the default chain).
@@ -167,8 +169,10 @@ pub struct App {
     pub identity: Option<Identity>,
     /// Why STS failed, if it did.
     pub identity_error: Option<String>,
-    /// The caller's class.
-    pub class: Option<ClassInfo>,
+    /// The caller's class (configured, or remembered from discovery).
+    pub class: Option<ChosenClass>,
+    /// Why the caller has no class, when the policy refused them one.
+    pub class_error: Option<String>,
     /// The status line.
     pub status: Option<Status>,
     /// The `:` input.
@@ -208,6 +212,7 @@ impl App {
             identity: None,
             identity_error: None,
             class: None,
+            class_error: None,
             status: None,
             command: CommandLine::default(),
             filter_input: String::new(),
@@ -296,6 +301,16 @@ impl App {
         }
     }
 
+    /// Who would start sessions now: the caller and their class, once STS has answered.
+    pub fn who(&self) -> Option<Who> {
+        Some(Who {
+            identity: self.identity.clone()?,
+            class: self.class.clone(),
+            profile: self.opts.profile.clone(),
+            region: self.opts.region.clone(),
+        })
+    }
+
     /// Resolves a key for the focused mode: a bound action, or a character for a text input.
     pub fn resolve_key(&self, key: Key) -> Option<Action> {
         let mode = self.mode();
@@ -345,7 +360,18 @@ impl App {
                 }
                 match result {
                     Ok(identity) => {
-                        self.class = access::resolve_class(&identity.arn, &self.opts.classes);
+                        let profile = self.opts.profile.as_deref().unwrap_or("default");
+                        let remembered = self.opts.remembered.get(profile).cloned();
+                        match access::known_class(&self.opts.classes, remembered, &identity.arn) {
+                            Ok(class) => {
+                                self.class = class;
+                                self.class_error = None;
+                            }
+                            Err(e) => {
+                                self.class = None;
+                                self.class_error = Some(e.to_string());
+                            }
+                        }
                         self.identity = Some(identity);
                         self.identity_error = None;
                         self.instances.set_class(self.class.as_ref());
@@ -415,6 +441,7 @@ impl App {
                         self.identity = None;
                         self.identity_error = None;
                         self.class = None;
+                        self.class_error = None;
                         self.instances.clear();
                         self.sessions = SessionsState::default();
                         self.set_status(Level::Info, format!("switched to {}", self.where_label()));
@@ -640,20 +667,20 @@ impl App {
         if self.opts.readonly {
             return Some("read-only mode: sessions cannot be started".to_owned());
         }
-        if let Some(reason) = row.access.reason() {
-            return Some(reason.to_owned());
+        if let Some(why) = &row.access {
+            return Some(why.short());
         }
         if self.class.is_none() {
             // The class decides the document; guessing the account default could bypass the
             // class's restrictions (and the issue forbids a silent fallback).
-            return Some(if self.opts.classes.is_empty() {
-                "no access class is configured: add [classes] to the config, or pick a tagged class once with `ssmtui connect`".to_owned()
+            return Some(if let Some(refused) = &self.class_error {
+                // The same words `ssmtui connect` uses for the same identity.
+                refused.clone()
             } else if self.identity.is_none() {
                 "the caller identity has not loaded yet, so the session document is unknown"
                     .to_owned()
             } else {
-                "your identity belongs to no access class, so no session document applies"
-                    .to_owned()
+                "no access class is configured: add [classes] to the config, or pick a tagged class once with `ssmtui connect`".to_owned()
             });
         }
         None
@@ -669,10 +696,10 @@ impl App {
         };
         let instance = row.instance.clone();
         let (document, _) = self.shell_document();
-        let required = access::reason_rule(
+        let required = access::reason_required(
+            self.class.as_ref().map(ChosenClass::as_class),
             &instance,
             &self.opts.ui.reason_required_tags,
-            self.class.as_ref(),
         );
         if self.mode() == Mode::Details {
             self.modes.pop();
@@ -693,10 +720,14 @@ impl App {
             Level::Info,
             format!("opening a shell on {}…", instance.label()),
         );
+        let Some(who) = self.who() else {
+            return Vec::new();
+        };
         vec![Effect::OpenShell {
             instance: Box::new(instance),
             document,
             reason: None,
+            who: Box::new(who),
         }]
     }
 
@@ -744,10 +775,14 @@ impl App {
                     Level::Info,
                     format!("opening a shell on {}…", instance.label()),
                 );
+                let Some(who) = self.who() else {
+                    return Vec::new();
+                };
                 return vec![Effect::OpenShell {
                     instance: Box::new(instance),
                     document,
                     reason,
+                    who: Box::new(who),
                 }];
             }
             _ => {}

@@ -8,9 +8,7 @@ use crate::app::forwards::{FormField, ForwardSample, Phase};
 use crate::aws::SessionSummary;
 use crate::aws::fake::{WORLD_ARN, world_instances, world_sessions};
 use crate::config::ClassConfig;
-use crate::engine::forward::{
-    DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState,
-};
+use crate::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState};
 
 /// A class every caller belongs to, so shells have a document.
 fn everyone_class() -> BTreeMap<String, ClassConfig> {
@@ -32,6 +30,7 @@ fn opts() -> AppOptions {
     AppOptions {
         ui: UiConfig::default(),
         classes: everyone_class(),
+        remembered: BTreeMap::new(),
         keymap: Keymap::defaults().unwrap(),
         profile: Some("dev".into()),
         region: Some("eu-west-1".into()),
@@ -389,7 +388,7 @@ fn disabled_actions_say_why() {
         (
             inst("i-7", "web-prod", "prod"),
             classed,
-            "class no-sudo cannot reach Environment=prod (allowed: Environment = staging, dev)",
+            "outside the no-sudo class's scope: Environment must be staging or dev (it is prod)",
         ),
     ] {
         let mut app = loaded_with(options, vec![instance]);
@@ -473,6 +472,7 @@ fn reason_prompt_flow() {
             instance: Box::new(inst("i-1", "web-prod", "prod")),
             document: "SSM-sudo".into(),
             reason: Some("INC-42 q?".into()),
+            who: Box::new(app.who().unwrap()),
         }]
     );
     assert_eq!(app.mode(), Mode::Instances);
@@ -1067,6 +1067,7 @@ fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document
             document: DOC_PORT.into(),
             keepalive: true,
             reason: None,
+            who: Box::new(app.who().unwrap()),
         }]
     );
     assert_eq!(app.view(), View::Forwards);

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
+use crate::error::{Classified, Classify, ErrorKind};
+
 pub use model::{
     DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
     SessionTarget, StartSessionRequest, TagFilter,
@@ -158,10 +160,15 @@ fn profile_suffix(profile: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+impl Classify for AwsError {
+    fn classified(&self) -> Classified {
+        Classified::new(self.kind(), self.hints())
+    }
+}
+
 impl AwsError {
     /// The exit-code class of this error.
-    pub fn kind(&self) -> crate::error::ErrorKind {
-        use crate::error::ErrorKind;
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Credentials { .. } | Self::Rejected { .. } | Self::AccessDenied { .. } => {
                 ErrorKind::Auth

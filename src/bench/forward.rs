@@ -34,10 +34,13 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{
     ChildSandbox, Figure, Group, IO_THREAD, Results, Sizes, mib_per_s, pick_instance, sys,
 };
+use crate::access::Who;
+use crate::audit::SessionKind;
+use crate::aws::Instance;
 use crate::aws::SsmApi;
-use crate::engine::forward::{
-    self, Acceptor, DOC_PORT, ForwardHandle, ForwardRequest, ForwardSpec,
-};
+use crate::engine::forward::{self, Acceptor, ForwardHandle};
+use crate::forwarding::{DOC_PORT, ForwardSpec};
+use crate::launch::{ForwardPlan, Launcher};
 
 /// Bytes per websocket message in the relay: the data channel's payload limit.
 const RELAY_MESSAGE: usize = 1024;
@@ -206,7 +209,8 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     })
 }
 
-/// Starts a forward `0:port` to the instance (it dials the sink on its loopback).
+/// Starts a forward `0:port` to the instance (it dials the sink on its loopback), the way
+/// `ssmtui forward` does: through [`Launcher`], recorded in the benchmark's scratch audit log.
 pub(crate) async fn start_forward(
     api: &Arc<dyn SsmApi>,
     target: &str,
@@ -214,15 +218,33 @@ pub(crate) async fn start_forward(
 ) -> anyhow::Result<ForwardHandle> {
     let spec = ForwardSpec::parse(&format!("0:{port}"))?;
     let listener = forward::bind(&spec).await?;
-    let request = ForwardRequest {
-        target: target.to_owned(),
-        spec,
-        document: DOC_PORT.to_owned(),
-        reason: None,
-        keepalive: false,
-        audit: None,
+    let launcher = Launcher {
+        api: Arc::clone(api),
+        audit: super::scratch_audit_log(),
+        who: Who {
+            identity: api.caller_identity().await?,
+            class: None,
+            profile: None,
+            region: None,
+        },
     };
-    forward::start(Arc::clone(api), request, Acceptor::Tcp(listener)).await
+    let instance = Instance {
+        id: target.to_owned(),
+        ..Instance::default()
+    };
+    launcher
+        .forward(
+            ForwardPlan {
+                kind: SessionKind::Forward,
+                instance: instance.clone(),
+                spec: spec.clone(),
+                document: DOC_PORT.to_owned(),
+                reason: None,
+                keepalive: false,
+            },
+            Acceptor::Tcp(listener),
+        )
+        .await
 }
 
 /// A loopback TCP sink on the io runtime: reports `(bytes, when)` at each connection's EOF.

@@ -49,6 +49,7 @@ async fn load(api: &dyn SsmApi) -> anyhow::Result<Loaded> {
     let mut app = App::new(AppOptions {
         ui: UiConfig::default(),
         classes: BTreeMap::new(),
+        remembered: BTreeMap::new(),
         keymap: Keymap::defaults()?,
         profile: None,
         region: None,

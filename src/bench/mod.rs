@@ -266,7 +266,16 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
             }),
         }
     }
+    let _ = std::fs::remove_file(scratch_audit_log().path());
     results
+}
+
+/// Where the benchmarks' sessions are recorded: they start sessions the product's way, audit
+/// line included, into a file of this process that the run removes at the end.
+pub(crate) fn scratch_audit_log() -> crate::audit::AuditLog {
+    let path =
+        std::env::temp_dir().join(format!("ssmtui-bench-audit-{}.jsonl", std::process::id()));
+    crate::audit::AuditLog::new(path, 16 * 1024 * 1024, 0)
 }
 
 struct Runtimes {

@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::Context;
 use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
@@ -12,8 +11,9 @@ use crate::audit::AuditLog;
 use crate::aws::{AwsError, SsmApi};
 use crate::engine::shell::ShellOptions;
 use crate::error::{ErrorKind, UserError};
-use crate::launch;
 use crate::resolve::TargetSpec;
+use crate::rules::validate_reason;
+use crate::signals::Interrupts;
 
 /// Open a shell on an instance.
 ///
@@ -45,9 +45,6 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "CHAR", default_value = "~")]
     pub escape: String,
 }
-
-/// Maximum length of a StartSession Reason.
-pub const MAX_REASON: usize = 256;
 
 /// Runs `connect`.
 pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
@@ -83,17 +80,12 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             interactive: std::io::stdin().is_terminal(),
             posix_target: instance.platform_type.as_deref() != Some("Windows"),
         };
-        let audit = AuditLog::from_config(&config.audit, &ctx.paths);
-        let outcome = launch::run_shell(
-            Arc::clone(&target.api),
-            &audit,
-            &target.who,
-            instance,
-            &document,
-            reason,
-            &options,
-        )
-        .await?;
+        let launcher = target.launcher(AuditLog::from_config(&config.audit, &ctx.paths));
+        // From here a signal ends the session properly instead of killing us mid-way.
+        let interrupts = Interrupts::watch()?;
+        let outcome = launcher
+            .run_shell(instance, &document, reason, &options, &interrupts)
+            .await?;
         Ok::<u8, anyhow::Error>(outcome.exit_code.map_or(0, |c| (c & 0xff) as u8))
     })?;
     Ok(ExitCode::from(code))
@@ -141,22 +133,5 @@ fn parse_escape(text: &str) -> Result<Option<u8>, UserError> {
             format!("\"{text}\" is not a usable escape character"),
         )
         .hint("give one printable ASCII character, such as ~ or %, or \"none\"")),
-    }
-}
-
-/// Checks a reason against the StartSession limits.
-pub fn validate_reason(reason: Option<&str>) -> Result<Option<String>, UserError> {
-    match reason.map(str::trim) {
-        None => Ok(None),
-        Some("") => Err(UserError::new(ErrorKind::Usage, "the reason is empty")
-            .hint("say why you connect, e.g. --reason \"INC-1234 disk full\"")),
-        Some(r) if r.chars().count() > MAX_REASON => Err(UserError::new(
-            ErrorKind::Usage,
-            format!(
-                "the reason is {} characters long; AWS accepts at most {MAX_REASON}",
-                r.chars().count()
-            ),
-        )),
-        Some(r) => Ok(Some(r.to_owned())),
     }
 }

@@ -156,18 +156,15 @@ pub async fn open_product(
     if super::tui::has_terminal() {
         let region = api.region().to_owned();
         let api: std::sync::Arc<dyn SsmApi> = std::sync::Arc::new(api);
-        let audit = std::sync::Arc::new(crate::launch::AuditContext {
-            log: crate::audit::AuditLog::from_config(&setup.config.audit, &ctx.paths),
-            config: setup.config.clone(),
-        });
+        let audit = crate::audit::AuditLog::from_config(&setup.config.audit, &ctx.paths);
         let services = crate::tui::runtime::Services {
             api: std::sync::Arc::clone(&api),
             // Profiles and regions of the user's real AWS setup mean nothing here.
             factory: std::sync::Arc::new(crate::tui::runtime::SameApi(api)),
             launcher: Some(std::sync::Arc::new(crate::tui::EngineLauncher::new(
-                std::sync::Arc::clone(&audit),
+                audit.clone(),
             ))),
-            audit: Some(audit),
+            audit,
         };
         super::tui::run_app(
             ctx,

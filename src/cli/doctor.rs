@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         Err(e) => (
             ConfigState::Invalid {
                 error: e.to_string(),
-                hint: crate::error::classify(e).hints.into_iter().next(),
+                hint: crate::report::classify(e).hints.into_iter().next(),
             },
             &defaults,
         ),

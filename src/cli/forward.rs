@@ -8,18 +8,23 @@ use super::Context;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
-use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, ForwardSpec};
+use crate::engine::forward::{self, Acceptor, ForwardHandle};
 use crate::error::{ErrorKind, UserError};
-use crate::launch::ForwardAuditLog;
+use crate::forwarding::ForwardSpec;
+use crate::humanize::human_bytes;
+use crate::launch::ForwardPlan;
 use crate::resolve::TargetSpec;
+use crate::rules::validate_reason;
+use crate::signals::Interrupts;
 
 /// Forward local ports to an instance, or to hosts reachable from it, until Ctrl-C.
 ///
 /// SPEC is like ssh -L: [BIND:]LOCAL:[HOST:]REMOTE. `8080:80` forwards local port 8080 to port
 /// 80 on the instance; `5432:db.internal:5432` reaches db.internal through the instance; `0:80`
 /// picks a free local port (printed). Listeners bind to 127.0.0.1 unless BIND says otherwise.
-/// Many connections share one session per forward. Ctrl-C stops the forwards, terminates their
-/// sessions and exits 0.
+/// Many connections share one session per forward. Ctrl-C (or SIGTERM, SIGHUP) stops the
+/// forwards, terminates their sessions and exits 0. If one SPEC cannot start, the forwards
+/// already started are stopped too.
 #[derive(Debug, clap::Args)]
 pub struct ForwardArgs {
     /// Instance id, Name tag value, key=value tag filters, or an alias
@@ -55,7 +60,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             spec.bind, spec.local_port
         );
     }
-    let reason = super::connect::validate_reason(args.reason.as_deref())?;
+    let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
     let target_spec = TargetSpec::parse(&target_text)?;
@@ -73,30 +78,39 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
         };
         let target = resolve_target(ctx, &config, &args.target, &target_spec, choice, None).await?;
         let reason = super::target::reason_for(&target, reason).await?;
+        let documents = specs
+            .iter()
+            .map(|spec| access::forward_document(target.class(), spec.document()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let launcher = target.launcher(AuditLog::from_config(&config.audit, &ctx.paths));
+        // From here a signal stops the forwards properly instead of killing us mid-way.
+        let interrupts = Interrupts::watch()?;
         let mut forwards: Vec<(ForwardSpec, ForwardHandle)> = Vec::new();
-        for (spec, listener) in specs.into_iter().zip(listeners) {
-            let document = access::forward_document(target.class(), spec.document())?;
-            let request = ForwardRequest {
-                target: target.instance.id.clone(),
-                spec: spec.clone(),
-                document: document.clone(),
-                reason: reason.clone(),
-                keepalive: args.keepalive,
-                audit: Some(std::sync::Arc::new(ForwardAuditLog::new(
-                    AuditLog::from_config(&config.audit, &ctx.paths),
-                    target.who.clone(),
-                    SessionKind::Forward,
-                    target.instance.clone(),
-                    document.clone(),
-                    reason.clone(),
-                ))),
+        for ((spec, listener), document) in specs.into_iter().zip(listeners).zip(documents) {
+            let started = launcher
+                .forward(
+                    ForwardPlan {
+                        kind: SessionKind::Forward,
+                        instance: target.instance.clone(),
+                        spec: spec.clone(),
+                        document: document.clone(),
+                        reason: reason.clone(),
+                        keepalive: args.keepalive,
+                    },
+                    Acceptor::Tcp(listener),
+                )
+                .await;
+            let handle = match started {
+                Ok(handle) => handle,
+                Err(e) => {
+                    // The forwards already running must not outlive this failure: stop them
+                    // (their sessions are terminated and their audit lines closed) first.
+                    for (_, running) in forwards {
+                        running.stop().await;
+                    }
+                    return Err(e.context(format!("cannot start the forward {spec}")));
+                }
             };
-            let handle = forward::start(
-                std::sync::Arc::clone(&target.api),
-                request,
-                Acceptor::Tcp(listener),
-            )
-            .await?;
             if let Some(addr) = handle.local_addr() {
                 println!(
                     "forwarding {addr} -> {}:{}",
@@ -110,21 +124,16 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
         // Often enough that a refused connection is reported while the user still looks at it.
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut reported = vec![0u64; forwards.len()];
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
+        let failed = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                () = interrupts.token().cancelled() => break None,
                 _ = tick.tick() => {
                     if forwards.iter().all(|(_, h)| h.is_finished()) {
                         let why = forwards
                             .first()
                             .and_then(|(_, h)| h.stats().snapshot().last_error)
                             .unwrap_or_else(|| "every forward stopped".to_owned());
-                        return Err(anyhow::Error::new(UserError::new(
-                            ErrorKind::Network,
-                            format!("the forwards failed: {why}"),
-                        )));
+                        break Some(why);
                     }
                     let errors = connect_errors(&forwards, &mut reported);
                     if live && !errors.is_empty() {
@@ -138,7 +147,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-        }
+        };
         if live {
             eprintln!();
         }
@@ -148,7 +157,13 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
         for (_, handle) in forwards {
             handle.stop().await;
         }
-        Ok::<(), anyhow::Error>(())
+        match failed {
+            Some(why) => Err(anyhow::Error::new(UserError::new(
+                ErrorKind::Network,
+                format!("the forwards failed: {why}"),
+            ))),
+            None => Ok::<(), anyhow::Error>(()),
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -200,21 +215,6 @@ pub fn status_line(forwards: &[(ForwardSpec, ForwardHandle)]) -> String {
         .join("  |  ")
 }
 
-/// Bytes in B/KiB/MiB/GiB with one decimal.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("TiB"))
-}
-
 trait LocalPortLabel {
     fn local_port_label(&self, handle: &ForwardHandle) -> String;
 }
@@ -224,18 +224,5 @@ impl LocalPortLabel for ForwardSpec {
         handle
             .local_addr()
             .map_or_else(|| self.local_port.to_string(), |a| a.port().to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 }

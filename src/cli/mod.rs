@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clap::{ColorChoice, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, Loaded, Paths};
-use crate::error::{self, ErrorKind};
+use crate::error::ErrorKind;
 
 /// Session Manager for engineers: browse instances, open shells and port forwards over AWS
 /// Systems Manager with a native data channel (no plugin, no token in `ps`). Without a
@@ -162,7 +162,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let mut stderr = std::io::stderr().lock();
-            ExitCode::from(error::report(&err, &mut stderr))
+            ExitCode::from(crate::report::report(&err, &mut stderr))
         }
     }
 }

@@ -11,9 +11,9 @@ use crate::access::discovery::{self, Candidate, Discovery};
 use crate::access::memory::Memory;
 use crate::access::{self, ChosenClass, ReasonDecision};
 use crate::aws::{Instance, SsmApi};
-use crate::cli::connect::validate_reason;
 use crate::config::Config;
 use crate::error::{ErrorKind, UserError};
+use crate::rules::validate_reason;
 
 /// Whether the user can be asked: stdin and stderr are both terminals.
 pub fn can_ask() -> bool {
@@ -123,7 +123,7 @@ pub async fn caller_class(
     arn: &str,
     document: Option<&str>,
 ) -> anyhow::Result<Option<ChosenClass>> {
-    if let Some(class) = access::class_for(config, arn)? {
+    if let Some(class) = access::class_for(&config.classes, arn)? {
         return Ok(Some(ChosenClass::from_config(class)));
     }
     if document.is_some() {
@@ -162,7 +162,7 @@ pub async fn session_reason(
     instance: &Instance,
     memory: &Memory,
 ) -> anyhow::Result<Option<String>> {
-    match access::decide_reason(given, class.map(ChosenClass::as_class), instance) {
+    match access::decide_reason(given, class.map(ChosenClass::as_class), instance, &[]) {
         ReasonDecision::Use(reason) => Ok(reason),
         ReasonDecision::Ask { why } => {
             if !can_ask() {

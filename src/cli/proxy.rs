@@ -7,10 +7,13 @@ use super::Context;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
-use crate::engine::forward::{self, Acceptor, ForwardRequest, ForwardSpec, LocalConn};
+use crate::engine::forward::{Acceptor, LocalConn};
 use crate::error::{ErrorKind, UserError};
-use crate::launch::ForwardAuditLog;
+use crate::forwarding::{ForwardSpec, ForwardState};
+use crate::launch::ForwardPlan;
 use crate::resolve::TargetSpec;
+use crate::rules::validate_reason;
+use crate::signals::Interrupts;
 
 /// Connect stdin/stdout to a port on an instance (default 22), for ssh.
 ///
@@ -43,13 +46,13 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             .hint("give the port on the instance, e.g. 22")
             .into());
     }
-    let reason = super::connect::validate_reason(args.reason.as_deref())?;
+    let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
     let target_spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
     let runtime = super::runtime()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let choice = Choice {
             first: args.first,
             any: args.any,
@@ -63,25 +66,34 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             remote_port: args.port,
         };
         let document = access::forward_document(target.class(), spec.document())?;
-        let request_error = spec.connect_error();
-        let request = ForwardRequest {
-            target: target.instance.id.clone(),
-            spec,
-            document: document.clone(),
-            reason: reason.clone(),
-            keepalive: false,
-            audit: Some(std::sync::Arc::new(ForwardAuditLog::new(
-                AuditLog::from_config(&config.audit, &ctx.paths),
-                target.who.clone(),
-                SessionKind::Proxy,
-                target.instance.clone(),
-                document.clone(),
-                reason.clone(),
-            ))),
-        };
+        let launcher = target.launcher(AuditLog::from_config(&config.audit, &ctx.paths));
+        // From here a signal ends the session properly instead of killing us mid-way.
+        let interrupts = Interrupts::watch()?;
         let conn = LocalConn::new(tokio::io::stdin(), tokio::io::stdout());
-        let mut handle = forward::start(target.api, request, Acceptor::Once(Some(conn))).await?;
-        handle.wait().await;
+        let mut handle = launcher
+            .forward(
+                ForwardPlan {
+                    kind: SessionKind::Proxy,
+                    instance: target.instance.clone(),
+                    spec: spec.clone(),
+                    document: document.clone(),
+                    reason,
+                    keepalive: false,
+                },
+                Acceptor::Once(Some(conn)),
+            )
+            .await?;
+        tokio::select! {
+            () = handle.wait() => {}
+            () = interrupts.token().cancelled() => {
+                handle.stop().await;
+                let why = interrupts.signal().map_or_else(|| "interrupted".to_owned(), |s| format!("interrupted by {s}"));
+                return Err(anyhow::Error::new(UserError::new(
+                    ErrorKind::Interrupted,
+                    format!("{why}; the session was terminated"),
+                )));
+            }
+        }
         let stats = handle.stats().snapshot();
         // The agent could not reach the port: the stream just closed, so without this the
         // user (or ssh) would see an unexplained end of file and exit status 0.
@@ -92,20 +104,21 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             > 0
         {
             return Err(anyhow::Error::new(
-                UserError::new(ErrorKind::Network, request_error).hint(
+                UserError::new(ErrorKind::Network, spec.connect_error()).hint(
                     "check that something listens on that port on the instance (and that its firewall allows the agent)",
                 ),
             ));
         }
-        if let crate::engine::forward::ForwardState::Failed(why) = stats.state {
+        if let ForwardState::Failed(why) = stats.state {
             return Err(anyhow::Error::new(UserError::new(
                 ErrorKind::Network,
                 format!("the proxy session failed: {why}"),
             )));
         }
         Ok::<(), anyhow::Error>(())
-    })?;
+    });
     // stdin may still be held by tokio's blocking reader; exit without waiting for it.
     runtime.shutdown_background();
+    result?;
     Ok(ExitCode::SUCCESS)
 }

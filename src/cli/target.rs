@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use super::prompt;
 use crate::access::memory::Memory;
-use crate::access::{self, ChosenClass};
+use crate::access::{self, Who};
+use crate::audit::AuditLog;
 use crate::aws::{AwsError, Instance, SsmApi};
 use crate::config::Config;
 use crate::error::{ErrorKind, UserError};
-use crate::launch::Who;
+use crate::launch::Launcher;
 use crate::resolve::{self, Resolved, TargetSpec};
 
 /// A resolved target and who is asking.
@@ -29,7 +30,16 @@ pub struct Target {
 impl Target {
     /// The class as `access` functions take it.
     pub fn class(&self) -> Option<access::Class<'_>> {
-        self.who.class.as_ref().map(ChosenClass::as_class)
+        self.who.class()
+    }
+
+    /// What starts sessions for this caller, recording them in `audit`.
+    pub fn launcher(&self, audit: AuditLog) -> Launcher {
+        Launcher {
+            api: Arc::clone(&self.api),
+            audit,
+            who: self.who.clone(),
+        }
     }
 }
 
@@ -58,9 +68,9 @@ pub async fn resolve_target(
     let memory = Memory::new(&ctx.paths.state_dir);
     let class =
         prompt::caller_class(config, &memory, api.as_ref(), &identity.arn, document).await?;
-    let class_ref = class.as_ref().map(ChosenClass::as_class);
-    let blocked = |i: &Instance| access::out_of_scope(class_ref, i);
-    let instance = match resolve::resolve(spec, input, &instances, &blocked)? {
+    let class_ref = class.as_ref().map(access::ChosenClass::as_class);
+    let reach = |i: &Instance| access::reachability(i, class_ref);
+    let instance = match resolve::resolve(spec, input, &instances, &reach)? {
         Resolved::One(i) => *i,
         Resolved::Many(many) => choose(input, many, choice).await?,
     };

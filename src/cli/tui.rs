@@ -11,6 +11,7 @@
 //! - `SSMTUI_TEST_SHELL_COMMAND=CMD` (only together with the fake world) runs `sh -c CMD` on the
 //!   terminal in place of a remote shell, to exercise the shell takeover.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +19,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::Context;
+use crate::access::ChosenClass;
+use crate::access::discovery;
 use crate::app::{App, AppOptions};
+use crate::audit::AuditLog;
 use crate::aws::SsmApi;
 use crate::aws::fake::FakeApi;
 use crate::aws::profiles::profile_names;
@@ -64,7 +68,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     api: api.clone(),
                     factory: Arc::new(SameApi(api)),
                     launcher,
-                    audit: None,
+                    audit: AuditLog::from_config(&config.audit, &ctx.paths),
                 };
                 let profile = config.aws.profile.clone().or(Some("fake-world".to_owned()));
                 let region = config.aws.region.clone().or(Some("eu-west-1".to_owned()));
@@ -72,10 +76,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             None => {
                 let sdk = SdkApi::new(&config.aws).await?;
-                let audit = Arc::new(crate::launch::AuditContext {
-                    log: crate::audit::AuditLog::from_config(&config.audit, &ctx.paths),
-                    config: config.clone(),
-                });
+                let audit = AuditLog::from_config(&config.audit, &ctx.paths);
                 let profile = sdk.profile().map(str::to_owned);
                 let region = Some(sdk.region().to_owned());
                 let services = Services {
@@ -83,10 +84,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SdkFactory {
                         aws: config.aws.clone(),
                     }),
-                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(Arc::clone(
-                        &audit,
-                    )))),
-                    audit: Some(audit),
+                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(audit.clone()))),
+                    audit,
                 };
                 (services, profile, region)
             }
@@ -112,7 +111,8 @@ pub async fn run_app(
     }
     let app = App::new(AppOptions {
         ui,
-        classes: classes_with_remembered(config, ctx),
+        classes: config.classes.clone(),
+        remembered: remembered_classes(ctx),
         keymap,
         profile,
         region,
@@ -145,29 +145,14 @@ fn fake_world_size() -> anyhow::Result<Option<usize>> {
     }
 }
 
-/// The configured classes; with none configured, the class the user picked earlier for this
-/// profile (`ssmtui connect` asks once among documents tagged `ssmtui:class`), as a class that
-/// applies to the caller. Without either, the UI refuses shells and says why.
-fn classes_with_remembered(
-    config: &crate::config::Config,
-    ctx: &Context,
-) -> std::collections::BTreeMap<String, crate::config::ClassConfig> {
-    if !config.classes.is_empty() {
-        return config.classes.clone();
-    }
+/// The classes the user picked earlier among the account's tagged documents, by profile
+/// (`ssmtui connect` asks once per profile). The app uses the one for its profile when no
+/// classes are configured; without either it refuses sessions and says why.
+fn remembered_classes(ctx: &Context) -> BTreeMap<String, ChosenClass> {
     let memory = crate::access::memory::Memory::new(&ctx.paths.state_dir);
-    let profile = crate::access::discovery::profile_key(config.aws.profile.as_deref());
     memory
-        .class_for_profile(&profile)
-        .map(|remembered| {
-            std::collections::BTreeMap::from([(
-                remembered.class,
-                crate::config::ClassConfig {
-                    document: remembered.document,
-                    principals: vec!["*".to_owned()],
-                    ..crate::config::ClassConfig::default()
-                },
-            )])
-        })
-        .unwrap_or_default()
+        .remembered_classes()
+        .into_iter()
+        .map(|(profile, r)| (profile, discovery::remembered(&r)))
+        .collect()
 }

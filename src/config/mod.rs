@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Classified, Classify, ErrorKind};
+
 pub use paths::Paths;
 
 /// Errors reading or validating configuration.
@@ -61,6 +63,12 @@ pub enum ConfigError {
         /// How to fix it.
         hint: String,
     },
+}
+
+impl Classify for ConfigError {
+    fn classified(&self) -> Classified {
+        Classified::new(ErrorKind::Usage, self.hints())
+    }
 }
 
 impl ConfigError {
@@ -513,7 +521,7 @@ impl Config {
         }
         self.validate_classes(path)?;
         for rule in &self.ui.reason_required_tags {
-            if parse_tag_rule(rule).is_none() {
+            if crate::rules::parse_tag_rule(rule).is_none() {
                 return Err(invalid(
                     format!("ui.reason_required_tags contains \"{rule}\", which is not key=value"),
                     "write tag rules as \"Key=Value\", e.g. \"Environment=prod\"",
@@ -548,14 +556,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Splits a `Key=Value` tag rule (used by `[ui] reason_required_tags` and
-/// `[classes.X] reason_required_tags`); `None` when there is no `=` or either side is empty.
-pub fn parse_tag_rule(rule: &str) -> Option<(&str, &str)> {
-    let (key, value) = rule.split_once('=')?;
-    let (key, value) = (key.trim(), value.trim());
-    (!key.is_empty() && !value.is_empty()).then_some((key, value))
 }
 
 impl Config {
@@ -598,7 +598,7 @@ impl Config {
                 ));
             }
             for pattern in &class.principals {
-                if let Some(problem) = crate::access::glob_problem(pattern) {
+                if let Some(problem) = crate::rules::glob_problem(pattern) {
                     return Err(invalid(
                         format!(
                             "classes.{name}.principals has the pattern \"{pattern}\", which {problem}"
@@ -616,7 +616,7 @@ impl Config {
                 }
             }
             for rule in &class.reason_required_tags {
-                if crate::access::parse_tag_rule(rule).is_none() {
+                if crate::rules::parse_tag_rule(rule).is_none() {
                     return Err(invalid(
                         format!(
                             "classes.{name}.reason_required_tags has \"{rule}\", which is not Key=Value"
@@ -625,16 +625,15 @@ impl Config {
                     ));
                 }
             }
-            if let Some(reason) = &class.default_reason {
+            if let Some(reason) = &class.default_reason
+                && crate::rules::reason_problem(reason).is_some()
+            {
                 let n = reason.trim().chars().count();
-                if n == 0 || n > 256 {
-                    return Err(invalid(
-                        format!(
-                            "classes.{name}.default_reason must be 1 to 256 characters, not {n}"
-                        ),
-                        "AWS accepts StartSession reasons of 1 to 256 characters",
-                    ));
-                }
+                let max = crate::rules::MAX_REASON;
+                return Err(invalid(
+                    format!("classes.{name}.default_reason must be 1 to {max} characters, not {n}"),
+                    &format!("AWS accepts StartSession reasons of 1 to {max} characters"),
+                ));
             }
         }
         Ok(())

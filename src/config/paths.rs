@@ -85,3 +85,14 @@ pub fn expand_home(path: &Path) -> PathBuf {
     }
     path.to_path_buf()
 }
+/// Creates `dir` (and parents) with mode 0700 on Unix if it does not exist.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}

@@ -17,6 +17,7 @@
 pub mod driver;
 pub mod forward;
 pub mod shell;
+pub mod started;
 pub mod transport;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsError, SessionTarget, SsmApi};
+use crate::error::{Classified, Classify, ErrorKind};
 use crate::protocol::{Flag, ProtocolError, SessionType};
 
 /// Tunables of a session driver.
@@ -150,13 +152,19 @@ pub enum EngineError {
     Ended,
 }
 
+impl Classify for EngineError {
+    fn classified(&self) -> Classified {
+        Classified::new(self.kind(), self.hints())
+    }
+}
+
 impl EngineError {
     /// Exit-code class.
-    pub fn kind(&self) -> crate::error::ErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Aws(e) => e.kind(),
-            Self::BadStreamUrl(_) | Self::Protocol(_) => crate::error::ErrorKind::Internal,
-            _ => crate::error::ErrorKind::Network,
+            Self::BadStreamUrl(_) | Self::Protocol(_) => ErrorKind::Internal,
+            _ => ErrorKind::Network,
         }
     }
 

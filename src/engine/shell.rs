@@ -18,7 +18,18 @@
 //!
 //! Stdin is read by a small thread that polls with a timeout and stops when asked, so after
 //! the session ends no reader is left behind to steal the TUI's next keystroke.
+//!
+//! Input never blocks output: keystrokes (and pastes) wait in a small queue that the loop
+//! hands to the session only as it has room, while session events keep being drained. If the
+//! loop awaited the session's input channel instead, a large paste into an echoing program
+//! would stop it taking events; the driver would then stop reading the websocket, no
+//! acknowledgement would arrive, and the input would never get room. The stdin reader is
+//! paused while the queue is full, which bounds the memory a paste can take.
+//!
+//! When the caller's `stop` token is cancelled (a signal), the session is terminated and the
+//! outcome says it was interrupted.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +37,16 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::{CloseReason, EngineEvent, SessionCommand, SessionHandle};
+use super::{CloseReason, EngineEvent, InputItem, SessionCommand, SessionHandle};
+
+/// Input items waiting for room in the session before stdin is read again.
+const INPUT_QUEUE: usize = 8;
+/// After a stop, the longest wait for the driver to confirm the termination.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// The longest exit status text the exit marker may carry (`-2147483648`).
+const MAX_STATUS_LEN: usize = 11;
 
 /// How the passthrough behaves.
 #[derive(Debug, Clone)]
@@ -47,6 +66,8 @@ pub struct ShellOutcome {
     pub exit_code: Option<i32>,
     /// Why the session ended.
     pub reason: CloseReason,
+    /// The caller's `stop` token ended it (a signal).
+    pub interrupted: bool,
 }
 
 const BEGIN_MARKER: &[u8] = b"\x1essmtui-begin\x1e";
@@ -57,11 +78,13 @@ pub const PRELUDE: &[u8] = b"bind 'set enable-bracketed-paste off' 2>/dev/null; 
 /// Pipe mode's last line: the exit marker with the last status, then `exit`.
 pub const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
 
-/// Runs the passthrough until the session ends.
+/// Runs the passthrough until the session ends, or until `stop` is cancelled (then the session
+/// is terminated first).
 pub async fn run(
     handle: &SessionHandle,
     events: &mut mpsc::Receiver<EngineEvent>,
     options: &ShellOptions,
+    stop: &CancellationToken,
 ) -> anyhow::Result<ShellOutcome> {
     let _raw = if options.interactive {
         Some(RawModeGuard::enable()?)
@@ -77,22 +100,47 @@ pub async fn run(
         handle.send(PRELUDE.to_vec()).await?;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (mut stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&stop));
+    let reader_stop = Arc::new(AtomicBool::new(false));
+    let (mut stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&reader_stop));
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdout = tokio::io::stdout();
     let mut escapes = EscapeState::new(options.escape.filter(|_| options.interactive));
     let mut filter = framed.then(OutputFilter::default);
     let mut exit_code = None;
     let mut stdin_open = true;
+    let input = handle.input_sender();
+    let mut queue: VecDeque<InputItem> = VecDeque::new();
+    let mut stop_deadline: Option<tokio::time::Instant> = None;
 
     let outcome = loop {
+        let stopping = stop_deadline.is_some();
         tokio::select! {
-            chunk = stdin_rx.recv(), if stdin_open => match chunk {
+            () = stop.cancelled(), if !stopping => {
+                // Terminate through the driver, then keep draining events until it confirms.
+                handle.command(SessionCommand::Terminate).await?;
+                stop_deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+                stdin_open = false;
+                queue.clear();
+            }
+            () = sleep_until_opt(stop_deadline) => {
+                handle.cancel();
+                break ShellOutcome {
+                    exit_code,
+                    reason: CloseReason::Failed("the termination was not confirmed in time".to_owned()),
+                    interrupted: true,
+                };
+            }
+            permit = input.reserve(), if !queue.is_empty() => {
+                let (Ok(permit), Some(item)) = (permit, queue.pop_front()) else {
+                    return Err(super::EngineError::Ended.into());
+                };
+                permit.send(item);
+            }
+            chunk = stdin_rx.recv(), if stdin_open && queue.len() < INPUT_QUEUE => match chunk {
                 Some(bytes) => {
                     let (send, action) = escapes.feed(&bytes);
                     if !send.is_empty() {
-                        handle.send(send).await?;
+                        queue.push_back(InputItem::Data(send));
                     }
                     match action {
                         EscapeAction::None => {}
@@ -110,17 +158,19 @@ pub async fn run(
                 None => {
                     stdin_open = false;
                     if framed {
-                        handle.send(EPILOGUE.to_vec()).await?;
+                        queue.push_back(InputItem::Data(EPILOGUE.to_vec()));
                     } else if !options.interactive {
                         // End of input: ^D at the start of a line ends the remote shell, as it
                         // would at a terminal.
-                        handle.send(b"\n\x04".to_vec()).await?;
+                        queue.push_back(InputItem::Data(b"\n\x04".to_vec()));
                     }
                 }
             },
             _ = winch.recv(), if options.interactive => {
                 if let Ok((cols, rows)) = crossterm::terminal::size() {
-                    handle.resize(u32::from(cols), u32::from(rows)).await?;
+                    // Ordered with the keystrokes: what is typed after a resize runs at the
+                    // new size.
+                    queue.push_back(InputItem::Resize { cols: u32::from(cols), rows: u32::from(rows) });
                 }
             }
             ev = events.recv() => match ev {
@@ -147,18 +197,25 @@ pub async fn run(
                 Some(EngineEvent::Reconnecting { attempt: 1, reason }) => {
                     eprint!("[connection lost ({reason}); reconnecting…]{}", if options.interactive { "\r\n" } else { "\n" });
                 }
-                Some(EngineEvent::Closed(reason)) => break ShellOutcome { exit_code, reason },
+                Some(EngineEvent::Closed(reason)) => break ShellOutcome { exit_code, reason, interrupted: stopping },
                 Some(_) => {}
-                None => break ShellOutcome { exit_code, reason: CloseReason::Detached },
+                None => break ShellOutcome { exit_code, reason: CloseReason::Detached, interrupted: stopping },
             },
         }
     };
     // Wait for the reader to be gone before giving the terminal back: a TUI resuming at once
     // queries the cursor position, and a reader still polling would swallow the answer.
-    stop.store(true, Ordering::Relaxed);
+    reader_stop.store(true, Ordering::Relaxed);
     drop(stdin_rx);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     Ok(outcome)
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 const ESCAPE_HELP: &str = "\r\nSupported escape sequences (after a newline):\r\n  ~.  terminate the session\r\n  ~?  this help\r\n  ~~  send the escape character itself\r\n";
@@ -226,7 +283,9 @@ impl EscapeState {
     }
 }
 
-/// Drops output outside the begin/exit markers and extracts the exit status.
+/// Drops output outside the begin/exit markers and extracts the exit status. It holds back at
+/// most an exit marker with its status: output that only looks like the start of a marker is
+/// released once it cannot be one.
 #[derive(Debug, Default)]
 pub struct OutputFilter {
     begun: bool,
@@ -273,21 +332,35 @@ impl OutputFilter {
             }
             self.skip_newline = false;
         }
-        if let Some(i) = find(&self.buf, EXIT_MARKER) {
+        let mut shown = Vec::new();
+        while let Some(i) = find(&self.buf, EXIT_MARKER) {
             let tail = self.buf.get(i + EXIT_MARKER.len()..).unwrap_or_default();
-            if let Some(end) = tail.iter().position(|&b| b == 0x1e) {
-                let code = std::str::from_utf8(tail.get(..end).unwrap_or_default())
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
-                self.exit_code = Some(code.unwrap_or(0));
-                let shown = self.buf.get(..i).unwrap_or_default().to_vec();
-                self.buf.clear();
-                return shown;
+            let end = tail
+                .iter()
+                .take(MAX_STATUS_LEN + 1)
+                .position(|&b| b == 0x1e);
+            match end {
+                Some(end) => {
+                    let code = std::str::from_utf8(tail.get(..end).unwrap_or_default())
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok());
+                    if let Some(code) = code {
+                        shown.extend_from_slice(self.buf.get(..i).unwrap_or_default());
+                        self.exit_code = Some(code);
+                        self.buf.clear();
+                        return shown;
+                    }
+                }
+                None if tail.len() <= MAX_STATUS_LEN => {
+                    // The marker has started but its end has not arrived: show what precedes
+                    // it and hold back the marker (never more than a marker and a status).
+                    shown.extend(self.buf.drain(..i));
+                    return shown;
+                }
+                None => {}
             }
-            // The marker has started but its end has not arrived: show what precedes it.
-            let shown = self.buf.get(..i).unwrap_or_default().to_vec();
-            self.buf.drain(..i);
-            return shown;
+            // Not our marker, only output that looks like its start: release it and look on.
+            shown.extend(self.buf.drain(..=i));
         }
         // Hold back a possible marker prefix at the end.
         let hold = (1..EXIT_MARKER.len())
@@ -295,7 +368,8 @@ impl OutputFilter {
             .find(|&n| self.buf.ends_with(EXIT_MARKER.get(..n).unwrap_or_default()))
             .unwrap_or(0);
         let cut = self.buf.len() - hold;
-        self.buf.drain(..cut).collect()
+        shown.extend(self.buf.drain(..cut));
+        shown
     }
 }
 
@@ -403,5 +477,31 @@ mod tests {
         assert_eq!(f.feed(stream), b"hello\nworld\n");
         assert_eq!(f.exit_code, Some(3));
         assert!(f.feed(b"more").is_empty());
+    }
+
+    #[test]
+    fn output_filter_holds_back_at_most_a_marker() {
+        let mut f = OutputFilter::default();
+        assert!(f.feed(b"\x1essmtui-begin\x1e\n").is_empty());
+        // Output that starts like an exit marker and never ends like one is released, not
+        // buffered forever.
+        let mut shown = f.feed(b"a\x1essmtui-exit:");
+        assert_eq!(shown, b"a");
+        for _ in 0..10_000 {
+            shown.extend(f.feed(b"0123456789"));
+        }
+        assert!(
+            f.buf.len() <= EXIT_MARKER.len() + MAX_STATUS_LEN,
+            "{}",
+            f.buf.len()
+        );
+        assert_eq!(shown.len(), 1 + EXIT_MARKER.len() + 100_000 - f.buf.len());
+        assert_eq!(f.exit_code, None);
+        // A look-alike with a non-numeric status is output too; the real marker still counts.
+        let mut g = OutputFilter::default();
+        let out =
+            g.feed(b"\x1essmtui-begin\x1e\nx\x1essmtui-exit:no\x1e y\n\x1essmtui-exit:7\x1e\n");
+        assert_eq!(out, b"x\x1essmtui-exit:no\x1e y\n");
+        assert_eq!(g.exit_code, Some(7));
     }
 }

@@ -153,7 +153,7 @@ fn role_suffix(permission_set: &str) -> String {
 
 /// IAM-style wildcards: `*` matches any run (also empty), `?` one character.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    crate::access::wildcard_match(pattern, text, true)
+    crate::rules::wildcard_match(pattern, text, true)
 }
 
 #[cfg(test)]

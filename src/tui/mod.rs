@@ -11,11 +11,15 @@ pub mod runtime;
 pub mod terminal;
 
 use std::process::Stdio;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::access::Who;
+use crate::audit::AuditLog;
 use crate::aws::{Instance, SsmApi};
-use std::sync::Arc;
+use crate::launch::Launcher;
+use crate::signals::Interrupts;
 
 /// How a shell ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,14 +34,17 @@ pub struct ShellOutcome {
 /// it before returning).
 #[async_trait]
 pub trait ShellLauncher: Send + Sync {
-    /// Runs a shell on `target` with the session `document` and the user's `reason`, until it
-    /// ends.
+    /// Runs a shell on `target` with the session `document` and the user's `reason` for `who`
+    /// (the app's caller and class, which the audit log records), until it ends or `stop`
+    /// fires (SIGTERM, SIGHUP).
     async fn run_shell(
         &self,
         api: Arc<dyn SsmApi>,
+        who: &Who,
         target: &Instance,
         document: &str,
         reason: Option<String>,
+        stop: &Interrupts,
     ) -> anyhow::Result<ShellOutcome>;
 }
 
@@ -47,8 +54,8 @@ pub trait ShellLauncher: Send + Sync {
 pub const ENV_TEST_SHELL: &str = "SSMTUI_TEST_SHELL_COMMAND";
 
 /// Runs `sh -c COMMAND` on the terminal in place of a remote shell, with `SSMTUI_TARGET`,
-/// `SSMTUI_DOCUMENT` and `SSMTUI_REASON` in its environment. For tests and manual testing of
-/// the takeover; it does not contact AWS.
+/// `SSMTUI_DOCUMENT`, `SSMTUI_REASON` and `SSMTUI_CLASS` in its environment. For tests and
+/// manual testing of the takeover; it does not contact AWS.
 #[derive(Debug, Clone)]
 pub struct CommandLauncher {
     command: String,
@@ -68,9 +75,11 @@ impl ShellLauncher for CommandLauncher {
     async fn run_shell(
         &self,
         _api: Arc<dyn SsmApi>,
+        who: &Who,
         target: &Instance,
         document: &str,
         reason: Option<String>,
+        stop: &Interrupts,
     ) -> anyhow::Result<ShellOutcome> {
         // The child shares our process group, so a Ctrl-C typed in it (cooked mode) is
         // delivered to ssmtui too; catching SIGINT here keeps the TUI alive underneath.
@@ -82,14 +91,26 @@ impl ShellLauncher for CommandLauncher {
             .env("SSMTUI_TARGET", &target.id)
             .env("SSMTUI_DOCUMENT", document)
             .env("SSMTUI_REASON", reason.unwrap_or_default())
+            .env(
+                "SSMTUI_CLASS",
+                who.class
+                    .as_ref()
+                    .map(|c| c.name.as_str())
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
+            .kill_on_drop(true)
             .spawn()?;
         loop {
             tokio::select! {
                 status = child.wait() => {
                     return Ok(ShellOutcome { exit_code: status?.code() });
+                }
+                () = stop.token().cancelled() => {
+                    let _ = child.kill().await;
+                    anyhow::bail!("the shell was stopped");
                 }
                 _ = interrupts.recv() => {}
             }
@@ -97,17 +118,17 @@ impl ShellLauncher for CommandLauncher {
     }
 }
 
-/// Opens real Session Manager shells through the engine: StartSession with the class's
+/// Opens real Session Manager shells through [`crate::launch`]: StartSession with the class's
 /// document, the audit start/end lines, and the same passthrough `ssmtui connect` uses
 /// (escapes, resize, raw mode).
 #[derive(Debug, Clone)]
 pub struct EngineLauncher {
-    audit: Arc<crate::launch::AuditContext>,
+    audit: AuditLog,
 }
 
 impl EngineLauncher {
-    /// A launcher auditing through `audit`.
-    pub fn new(audit: Arc<crate::launch::AuditContext>) -> Self {
+    /// A launcher recording its sessions in `audit`.
+    pub fn new(audit: AuditLog) -> Self {
         Self { audit }
     }
 }
@@ -117,26 +138,25 @@ impl ShellLauncher for EngineLauncher {
     async fn run_shell(
         &self,
         api: Arc<dyn SsmApi>,
+        who: &Who,
         target: &Instance,
         document: &str,
         reason: Option<String>,
+        stop: &Interrupts,
     ) -> anyhow::Result<ShellOutcome> {
-        let who = self.audit.who(api.as_ref()).await?;
         let options = crate::engine::shell::ShellOptions {
             escape: Some(b'~'),
             interactive: true,
             posix_target: target.platform_type.as_deref() != Some("Windows"),
         };
-        let outcome = crate::launch::run_shell(
+        let launcher = Launcher {
             api,
-            &self.audit.log,
-            &who,
-            target,
-            document,
-            reason,
-            &options,
-        )
-        .await?;
+            audit: self.audit.clone(),
+            who: who.clone(),
+        };
+        let outcome = launcher
+            .run_shell(target, document, reason, &options, stop)
+            .await?;
         Ok(ShellOutcome {
             exit_code: outcome.exit_code,
         })

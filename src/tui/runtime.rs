@@ -31,12 +31,16 @@ use tokio::time::Instant;
 use super::events::{EventInput, TermEvent};
 use super::terminal::TerminalGuard;
 use super::{ShellLauncher, ShellOutcome};
+use crate::access::Who;
 use crate::app::forwards::{ForwardSample, SAMPLE_MS};
 use crate::app::{Action, App, Effect, TICK_MS};
+use crate::audit::{AuditLog, SessionKind};
 use crate::aws::{AwsError, Instance, SessionState, SsmApi};
 use crate::config::AwsConfig;
 use crate::config::keymap::Key;
-use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest};
+use crate::engine::forward::{self, Acceptor, ForwardHandle};
+use crate::launch::{ForwardPlan, Launcher};
+use crate::signals::Interrupts;
 
 /// Minimum time between two frames (~60 fps).
 pub const FRAME: Duration = Duration::from_millis(16);
@@ -101,8 +105,8 @@ pub struct Services {
     pub factory: Arc<dyn ApiFactory>,
     /// Opens shells; `None` while this build has no session engine.
     pub launcher: Option<Arc<dyn ShellLauncher>>,
-    /// Audits forward sessions; `None` for the fake world.
-    pub audit: Option<Arc<crate::launch::AuditContext>>,
+    /// Where forward sessions are recorded (shells: the launcher's own).
+    pub audit: AuditLog,
 }
 
 enum Msg {
@@ -147,26 +151,6 @@ fn stop_in_background(
     })
 }
 
-/// The error text of any failure with its first hint, for the forwards tab.
-fn describe_any(e: &anyhow::Error) -> String {
-    let classified = crate::error::classify(e);
-    match classified.hints.first() {
-        // The internal-error hint ("looks like a bug") belongs to the CLI's edge, not a table.
-        Some(hint) if classified.kind != Some(crate::error::ErrorKind::Internal) => {
-            format!("{e:#} ({hint})")
-        }
-        _ => format!("{e:#}"),
-    }
-}
-
-/// The error text of an AWS failure with its first hint, for the status line.
-fn describe(e: &AwsError) -> String {
-    match e.hints().first() {
-        Some(hint) => format!("{e} ({hint})"),
-        None => e.to_string(),
-    }
-}
-
 struct Runner {
     app: App,
     guard: TerminalGuard,
@@ -176,7 +160,9 @@ struct Runner {
     api: Arc<dyn SsmApi>,
     factory: Arc<dyn ApiFactory>,
     launcher: Option<Arc<dyn ShellLauncher>>,
-    audit: Option<Arc<crate::launch::AuditContext>>,
+    audit: AuditLog,
+    /// SIGTERM and SIGHUP: the loop quits (stopping every forward), a shell is terminated.
+    interrupts: Interrupts,
     terminal_owner: Arc<Semaphore>,
     forwards: Forwards,
     quit: bool,
@@ -198,6 +184,7 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
         factory: services.factory,
         launcher: services.launcher,
         audit: services.audit,
+        interrupts: Interrupts::watch_termination()?,
         terminal_owner: Arc::new(Semaphore::new(1)),
         forwards: Forwards::default(),
         quit: false,
@@ -247,6 +234,10 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
                 runner.perform(effects).await
             }
             () = tokio::time::sleep_until(render_at), if dirty => Ok(()),
+            () = runner.interrupts.token().cancelled() => {
+                runner.quit = true;
+                Ok(())
+            }
         };
         if let Err(e) = outcome {
             break Err(e);
@@ -329,6 +320,24 @@ async fn stop_all(forwards: Forwards, rx: &mut mpsc::Receiver<Msg>) {
 }
 
 impl Runner {
+    /// `who` with the profile and region the API client in use actually points at (the app's
+    /// own labels may be display names, such as the demo's).
+    fn located(&self, mut who: Who) -> Who {
+        let (profile, region) = self.api.location();
+        who.profile = profile;
+        who.region = region;
+        who
+    }
+
+    /// What starts sessions for `who` with the current API client.
+    fn launcher_for(&self, who: Who) -> Launcher {
+        Launcher {
+            api: self.api.clone(),
+            audit: self.audit.clone(),
+            who: self.located(who),
+        }
+    }
+
     fn dispatch(&mut self, action: Action) -> Vec<Effect> {
         self.app.update(action)
     }
@@ -431,7 +440,10 @@ impl Runner {
                 Effect::LoadIdentity { generation } => {
                     let api = self.api.clone();
                     self.spawn(async move {
-                        let result = api.caller_identity().await.map_err(|e| describe(&e));
+                        let result = api
+                            .caller_identity()
+                            .await
+                            .map_err(crate::report::one_line_of);
                         Msg::Action(Action::IdentityLoaded { generation, result })
                     });
                 }
@@ -440,7 +452,10 @@ impl Runner {
                     // The trait returns the whole list; it arrives as one final page. A paging
                     // API would post one InstancesPage per page here.
                     self.spawn(async move {
-                        let result = api.list_instances(&[]).await.map_err(|e| describe(&e));
+                        let result = api
+                            .list_instances(&[])
+                            .await
+                            .map_err(crate::report::one_line_of);
                         Msg::Action(Action::InstancesPage {
                             generation,
                             result,
@@ -458,7 +473,7 @@ impl Runner {
                                 a.extend(h);
                                 Ok(a)
                             }
-                            (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
+                            (Err(e), _) | (_, Err(e)) => Err(crate::report::one_line_of(e)),
                         };
                         Msg::Action(Action::SessionsLoaded { generation, result })
                     });
@@ -466,7 +481,10 @@ impl Runner {
                 Effect::TerminateSession { id } => {
                     let api = self.api.clone();
                     self.spawn(async move {
-                        let result = api.terminate_session(&id).await.map_err(|e| describe(&e));
+                        let result = api
+                            .terminate_session(&id)
+                            .await
+                            .map_err(crate::report::one_line_of);
                         Msg::Action(Action::SessionTerminated { id, result })
                     });
                 }
@@ -480,7 +498,7 @@ impl Runner {
                         let result = factory
                             .build(profile, region)
                             .await
-                            .map_err(|e| describe(&e));
+                            .map_err(crate::report::one_line_of);
                         Msg::Switched { generation, result }
                     });
                 }
@@ -492,11 +510,11 @@ impl Runner {
                     document,
                     keepalive,
                     reason,
+                    who,
                 } => {
                     self.forwards.starting.insert(id, run);
                     let previous = self.forwards.stopping.remove(&id);
-                    let api = self.api.clone();
-                    let audit = self.audit.clone();
+                    let launcher = self.launcher_for(*who);
                     self.spawn(async move {
                         if let Some(stop) = previous {
                             let _ = stop.await;
@@ -504,32 +522,22 @@ impl Runner {
                         let result = async {
                             // Bind first: a port in use is reported before any AWS call.
                             let listener = forward::bind(&spec).await?;
-                            let audit: Option<Arc<dyn forward::ForwardAudit>> = match audit {
-                                Some(ctx) => {
-                                    let who = ctx.who(api.as_ref()).await?;
-                                    Some(Arc::new(crate::launch::ForwardAuditLog::new(
-                                        ctx.log.clone(),
-                                        who,
-                                        crate::audit::SessionKind::Forward,
-                                        (*instance).clone(),
-                                        document.clone(),
-                                        reason.clone(),
-                                    )))
-                                }
-                                None => None,
-                            };
-                            let request = ForwardRequest {
-                                target: instance.id.clone(),
-                                spec,
-                                document,
-                                reason,
-                                keepalive,
-                                audit,
-                            };
-                            forward::start(api, request, Acceptor::Tcp(listener)).await
+                            launcher
+                                .forward(
+                                    ForwardPlan {
+                                        kind: SessionKind::Forward,
+                                        instance: *instance,
+                                        spec: spec.clone(),
+                                        document,
+                                        reason,
+                                        keepalive,
+                                    },
+                                    Acceptor::Tcp(listener),
+                                )
+                                .await
                         }
                         .await
-                        .map_err(|e| describe_any(&e));
+                        .map_err(|e| crate::report::one_line(&e));
                         Msg::ForwardStarted { id, run, result }
                     });
                 }
@@ -550,8 +558,9 @@ impl Runner {
                     instance,
                     document,
                     reason,
+                    who,
                 } => {
-                    let outcome = self.take_over(&instance, &document, reason).await?;
+                    let outcome = self.take_over(&who, &instance, &document, reason).await?;
                     let effects = self.dispatch(Action::ShellFinished {
                         target: instance.label(),
                         result: outcome.map(|o| o.exit_code),
@@ -568,6 +577,7 @@ impl Runner {
     /// (fatal); the inner one is the shell's own failure (shown in the status line).
     async fn take_over(
         &mut self,
+        who: &Who,
         instance: &Instance,
         document: &str,
         reason: Option<String>,
@@ -596,7 +606,14 @@ impl Runner {
         }
         tracing::info!(target = %instance.id, document, "shell takeover");
         let outcome = launcher
-            .run_shell(self.api.clone(), instance, document, reason)
+            .run_shell(
+                self.api.clone(),
+                &self.located(who.clone()),
+                instance,
+                document,
+                reason,
+                &self.interrupts,
+            )
             .await
             .map_err(|e| format!("{e:#}"));
         self.guard.resume()?;

@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::{Theme, centered};
-use crate::app::{App, access};
+use crate::access::{ChosenClass, Unreachable, reason_required};
+use crate::app::App;
+use crate::humanize::short_time;
 
 /// Draws the details pane over `area`.
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -38,7 +40,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         field(
             "last ping",
             i.last_ping.as_deref().map_or("—".to_owned(), |p| {
-                access::short_time(p).unwrap_or_else(|| p.to_owned())
+                short_time(p).unwrap_or_else(|| p.to_owned())
             }),
         ),
         field(
@@ -55,7 +57,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         field("private IP", or_dash(&i.private_ip)),
         field("document", document),
     ];
-    lines.push(match row.access.reason() {
+    lines.push(match row.access.as_ref().map(Unreachable::short) {
         None => Line::from(vec![
             Span::styled(format!("{:<14}", "reachable"), theme.label),
             Span::styled("yes", theme.ok),
@@ -65,10 +67,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Span::styled(format!("no: {why}"), theme.warn),
         ]),
     });
-    if let Some(rule) = access::reason_rule(
+    if let Some(rule) = reason_required(
+        app.class.as_ref().map(ChosenClass::as_class),
         i,
         &app.options().ui.reason_required_tags,
-        app.class.as_ref(),
     ) {
         lines.push(field("reason", format!("required ({rule})")));
     }

@@ -12,8 +12,8 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap}
 use super::{Theme, centered};
 use crate::app::App;
 use crate::app::forwards::{FormField, ForwardEntry, KEEPALIVE_NOTE, Phase};
-use crate::cli::forward::human_bytes;
-use crate::engine::forward::{DOC_PORT, ForwardSpec, ForwardState};
+use crate::forwarding::{DOC_PORT, ForwardSpec, ForwardState};
+use crate::humanize::human_bytes;
 
 /// A column of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

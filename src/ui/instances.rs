@@ -8,8 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
 use super::{Theme, spinner};
+use crate::app::App;
 use crate::app::instances::{Column, Row as ListRow};
-use crate::app::{Access, App};
 
 /// Minimum width of the Name column; it takes whatever else is left.
 const NAME_MIN: u16 = 16;
@@ -135,7 +135,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         let row = list.visible_row(pos)?;
         let style = if pos == list.scroll.selected {
             theme.selected
-        } else if row.access != Access::Reachable {
+        } else if row.access.is_some() {
             theme.dim
         } else {
             theme.text
