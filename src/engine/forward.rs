@@ -1049,7 +1049,6 @@ impl Conn {
         if room > outstanding {
             self.credit.send_replace(granted + (room - outstanding));
         }
-
     }
 
     /// Stops reading (the stream is closing); the writer still flushes.

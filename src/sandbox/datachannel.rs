@@ -13,7 +13,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use super::agent::{policy_close, send_and_close};
+use super::agent::{self, policy_close, send_and_close};
 use super::state::SandboxState;
 use crate::protocol::OpenDataChannelInput;
 
@@ -67,7 +67,7 @@ async fn open(state: SandboxState, session_id: String, mut ws: WebSocket) {
         client_version = input.client_version.as_deref().unwrap_or(""),
         "data channel opened"
     );
-    if let Some(mut ws) = state.agents().attach(&state, info, ws) {
+    if let Some(mut ws) = agent::attach(&state, info, ws) {
         send_and_close(&mut ws, policy_close("the session has ended")).await;
     }
 }

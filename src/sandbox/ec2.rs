@@ -12,11 +12,11 @@ use axum::response::Response;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::http::{
-    decode_next_token, ec2_error, encode_next_token, param, request_id, xml_escape, xml_ok,
-};
 use super::identity::{ACCOUNT_ID, Identity, glob_match};
 use super::state::SandboxState;
+use super::wire::{
+    decode_next_token, ec2_error, encode_next_token, param, request_id, xml_escape, xml_ok,
+};
 use super::world::{Instance, PlatformType};
 
 const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";

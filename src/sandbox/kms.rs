@@ -13,9 +13,9 @@ use axum::response::Response;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::http::{access_denied_message, json_error, json_ok};
 use super::identity::Identity;
 use super::state::{KmsError, SandboxState};
+use super::wire::{access_denied_message, json_error, json_ok};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -29,6 +29,8 @@ mod kms;
 pub mod ssm;
 mod state;
 mod sts;
+mod tasks;
+mod wire;
 pub mod world;
 
 use std::net::SocketAddr;

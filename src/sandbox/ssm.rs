@@ -19,11 +19,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::http::{
-    access_denied_message, decode_next_token, encode_next_token, json_error, json_ok,
-};
 use super::identity::{ACCOUNT_ID, Identity, glob_match};
 use super::state::{SandboxState, SessionInfo, SessionStatus, epoch_secs, random_bytes};
+use super::wire::{
+    access_denied_message, decode_next_token, encode_next_token, json_error, json_ok,
+};
 use super::world::{CURRENT_AGENT_VERSION, Document, Instance, PingStatus, World};
 
 /// The document StartSession uses when none is named.

@@ -22,9 +22,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::agent::AgentRegistry;
 use super::faults::{FaultCounters, FaultCounts, FaultKind, Faults};
 use super::identity::Identity;
+use super::tasks::SessionTasks;
 use super::world::{
     Document, GENERAL_KEY_ALIAS, GENERAL_KEY_ID, InstanceState, PingStatus, SESSION_KEY_ALIAS,
     SESSION_KEY_ID, World, key_arn,
@@ -186,7 +186,7 @@ struct Inner {
     fault_counters: FaultCounters,
     timeouts: Mutex<TimeoutOverrides>,
     paths: DataPaths,
-    agents: AgentRegistry,
+    agents: SessionTasks,
     /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
     /// [`SandboxState::record_issued_tokens`]); normally only digests exist.
     issued: Mutex<Option<Vec<Secret>>>,
@@ -254,7 +254,7 @@ impl SandboxState {
                 fault_counters: FaultCounters::default(),
                 timeouts: Mutex::new(TimeoutOverrides::default()),
                 paths,
-                agents: AgentRegistry::default(),
+                agents: SessionTasks::default(),
                 issued: Mutex::new(None),
             }),
         })
@@ -372,7 +372,7 @@ impl SandboxState {
         &self.inner.paths
     }
 
-    pub(crate) fn agents(&self) -> &AgentRegistry {
+    pub(crate) fn agents(&self) -> &SessionTasks {
         &self.inner.agents
     }
 

@@ -3,9 +3,9 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::http::{param, request_id, sts_error, xml_escape, xml_ok};
 use super::identity::{ACCOUNT_ID, Identity};
 use super::state::SandboxState;
+use super::wire::{param, request_id, sts_error, xml_escape, xml_ok};
 
 pub(crate) fn handle(_state: &SandboxState, who: &Identity, form: &[(String, String)]) -> Response {
     match param(form, "Action") {

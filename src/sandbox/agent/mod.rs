@@ -3,8 +3,8 @@
 //!
 //! The task owns a protocol [`Session`] in agent role and the session's workload (a [`Shell`]
 //! on a pty, or [`Ports`] to loopback TCP). Client websockets come and go: the data-channel
-//! handler validates each one's token and hands it to the session's task through the
-//! [`AgentRegistry`]; a websocket that drops just detaches, the session keeps its sequence
+//! handler validates each one's token and hands it to the session's task ([`attach`], through
+//! the state's [`super::tasks::SessionTasks`]); a websocket that drops just detaches, the session keeps its sequence
 //! state and buffers, and the next websocket (opened with a token from ResumeSession) is
 //! attached to the same session, which then retransmits whatever the client missed.
 //!
@@ -22,9 +22,8 @@
 pub mod port;
 pub mod shell;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
 use std::task::ready;
 use std::time::Duration;
 
@@ -35,7 +34,6 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use self::port::{BlockedWrite, Outcome, Ports};
 use self::shell::{Shell, ShellSpec};
@@ -80,70 +78,16 @@ pub const IDLE_MESSAGE: &str = "Your session timed out due to inactivity and has
 pub const MAX_DURATION_MESSAGE: &str =
     "Your session has reached its maximum duration and has been terminated.";
 
-/// The session tasks of a sandbox, by session id.
-#[derive(Debug, Default)]
-pub struct AgentRegistry {
-    agents: Mutex<HashMap<String, mpsc::Sender<WebSocket>>>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-}
-
-impl AgentRegistry {
-    /// Hands a websocket whose token was accepted to the session's task, starting the task on
-    /// the session's first open. Gives the websocket back if the session's task has ended.
-    pub(crate) fn attach(
-        &self,
-        state: &SandboxState,
-        info: SessionInfo,
-        ws: WebSocket,
-    ) -> Option<WebSocket> {
-        let mut agents = self
-            .agents
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = agents.get(&info.session_id) {
-            return tx.try_send(ws).err().map(|e| match e {
-                mpsc::error::TrySendError::Full(ws) | mpsc::error::TrySendError::Closed(ws) => ws,
-            });
-        }
-        let (tx, rx) = mpsc::channel(4);
-        if let Err(e) = tx.try_send(ws) {
-            return Some(e.into_inner());
-        }
-        agents.insert(info.session_id.clone(), tx.clone());
-        drop(agents);
-        let agent = Agent::new(state.clone(), info, rx, self.shutdown.child_token());
-        self.tasks.spawn(agent.run(tx));
-        None
-    }
-
-    fn remove(&self, session_id: &str, tx: &mpsc::Sender<WebSocket>) {
-        let mut agents = self
-            .agents
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if agents.get(session_id).is_some_and(|t| t.same_channel(tx)) {
-            agents.remove(session_id);
-        }
-    }
-
-    /// Stops every session task (shells are killed, connections closed) and waits for them,
-    /// at most `limit`.
-    pub(crate) async fn shutdown(&self, limit: Duration) {
-        self.shutdown.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(limit, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sandbox sessions did not stop in time");
-        }
-    }
-
-    /// Signals every session task to stop, without waiting (for `Drop`).
-    pub(crate) fn cancel_all(&self) {
-        self.shutdown.cancel();
-    }
+/// Hands a websocket whose token was accepted to its session's agent task, starting the task
+/// on the session's first open. Gives the websocket back if the session's task has ended.
+pub(crate) fn attach(state: &SandboxState, info: SessionInfo, ws: WebSocket) -> Option<WebSocket> {
+    let session_id = info.session_id.clone();
+    let owner = state.clone();
+    state
+        .agents()
+        .attach(&session_id, ws, move |inbox, inbox_tx, shutdown| {
+            Agent::new(owner, info, inbox, shutdown).run(inbox_tx)
+        })
 }
 
 /// Why a session task ends.
