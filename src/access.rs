@@ -468,6 +468,7 @@ pub fn explain_start_denied(err: AwsError, attempt: Attempt<'_>) -> anyhow::Erro
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::error::Classify;
 
     fn config() -> Config {
         let text = r#"
@@ -627,10 +628,10 @@ mod tests {
                 "User: x is not authorized to perform: ssm:StartSession on resource: {resource} because no identity-based policy allows it"
             ),
         };
-        let mut out = Vec::new();
         let err = explain_start_denied(denied("arn:aws:ec2:r:1:instance/i-1"), attempt);
-        assert_eq!(crate::report::report(&err, &mut out), 4);
-        let text = String::from_utf8(out).unwrap();
+        let user = err.downcast_ref::<UserError>().unwrap();
+        assert_eq!(user.kind(), ErrorKind::Auth);
+        let text = crate::error::one_line(user, &Classify::classified(user));
         assert!(
             text.contains("likely missing permission: ssm:StartSession on arn:aws:ec2:r:1:instance/i-1 (an ssm:resourceTag condition"),
             "{text}"

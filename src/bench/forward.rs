@@ -34,13 +34,12 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{
     ChildSandbox, Figure, Group, IO_THREAD, Results, Sizes, mib_per_s, pick_instance, sys,
 };
-use crate::access::Who;
 use crate::audit::SessionKind;
 use crate::aws::Instance;
 use crate::aws::SsmApi;
 use crate::engine::forward::{self, Acceptor, ForwardHandle};
 use crate::forwarding::{DOC_PORT, ForwardSpec};
-use crate::launch::{ForwardPlan, Launcher};
+use crate::launch::ForwardPlan;
 
 /// Bytes per websocket message in the relay: the data channel's payload limit.
 const RELAY_MESSAGE: usize = 1024;
@@ -218,16 +217,7 @@ pub(crate) async fn start_forward(
 ) -> anyhow::Result<ForwardHandle> {
     let spec = ForwardSpec::parse(&format!("0:{port}"))?;
     let listener = forward::bind(&spec).await?;
-    let launcher = Launcher {
-        api: Arc::clone(api),
-        audit: super::scratch_audit_log(),
-        who: Who {
-            identity: api.caller_identity().await?,
-            class: None,
-            profile: None,
-            region: None,
-        },
-    };
+    let launcher = super::launcher(api).await?;
     let instance = Instance {
         id: target.to_owned(),
         ..Instance::default()

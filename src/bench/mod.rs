@@ -33,9 +33,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::access::Who;
 use crate::aws::SsmApi;
 use crate::aws::sdk::SdkApi;
 use crate::config::AwsConfig;
+use crate::launch::Launcher;
 use crate::secret::Secret;
 
 /// Name prefix of the threads that play the far side (sources, sinks, relay server): their
@@ -268,6 +270,21 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
     }
     let _ = std::fs::remove_file(scratch_audit_log().path());
     results
+}
+
+/// What the benchmarks start sessions with: the product's own path ([`Launcher`]), as the
+/// sandbox's caller, recorded in [`scratch_audit_log`].
+pub(crate) async fn launcher(api: &Arc<dyn SsmApi>) -> anyhow::Result<Launcher> {
+    Ok(Launcher {
+        api: Arc::clone(api),
+        audit: scratch_audit_log(),
+        who: Who {
+            identity: api.caller_identity().await?,
+            class: None,
+            profile: None,
+            region: None,
+        },
+    })
 }
 
 /// Where the benchmarks' sessions are recorded: they start sessions the product's way, audit

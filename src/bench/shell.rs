@@ -20,8 +20,11 @@ use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use tokio::sync::mpsc;
 
 use super::{ChildSandbox, Figure, Group, Results, Sizes, Skipped, ms, percentile, pick_instance};
-use crate::aws::StartSessionRequest;
+use crate::audit::SessionKind;
+use crate::aws::Instance;
+use crate::engine::started::Ending;
 use crate::engine::{EngineEvent, SessionHandle, SessionOptions, spawn_session};
+use crate::launch::Plan;
 use crate::protocol::Flag;
 
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,17 +50,26 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
 
     // In-process session: StartSession → first prompt, then the echo loop.
     let started = Instant::now();
-    let session = api
-        .start_session(&StartSessionRequest {
-            target: target.clone(),
+    let launcher = super::launcher(&api).await?;
+    let instance = Instance {
+        id: target.clone(),
+        ..Instance::default()
+    };
+    let mut session = launcher
+        .start(&Plan {
+            kind: SessionKind::Shell,
+            instance,
             document: "SSM-sudo".to_owned(),
             parameters: Default::default(),
             reason: None,
         })
         .await?;
+    let data_channel = session
+        .take_target()
+        .ok_or_else(|| anyhow::anyhow!("the session had no data channel"))?;
     let mut options = SessionOptions::new(&target);
     options.event_capacity = 4096;
-    let (handle, mut events) = spawn_session(api, session, options).await?;
+    let (handle, mut events) = spawn_session(api, data_channel, options).await?;
     wait_prompt(&mut events).await?;
     let session_prompt = started.elapsed();
     settle(&mut events).await;
@@ -67,6 +79,7 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
     }
     let _ = handle.send_flag(Flag::TerminateSession).await;
     handle.cancel();
+    session.finish(Ending::interrupted("benchmark done")).await;
 
     let local = tokio::task::spawn_blocking(move || local_pty(keys)).await??;
     let mut local_keys = local.echo_ms;

@@ -1,5 +1,5 @@
 //! Snapshots of every screen, rendered with ratatui's `TestBackend` from deterministic data at
-//! 80×24 and 160×48. `SSMTUI_WRITE_SCREENSHOTS=1 cargo test --test ui` also writes the README
+//! 80×24 and 160×48. `SSMTUI_WRITE_SCREENSHOTS=1 cargo test --test integration ui::` also writes the README
 //! screenshots to `assets/screenshots/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use serde_json::Value;
