@@ -10,6 +10,11 @@
 //! session only while it has room, the rest waits in `pending_input`; once the session has
 //! ended (channel_closed) nothing more is read.
 //!
+//! No write waits forever: every websocket write and flush is bounded by
+//! [`SessionOptions::write_timeout`], and one that does not finish in time counts as a dropped
+//! connection (the driver resumes on a new one). Reconnecting obeys cancellation, so a caller
+//! stopping the session is never kept waiting by the backoff.
+//!
 //! Each wake-up takes everything already queued (input while the session has room, up to
 //! `READ_BATCH` buffered websocket messages) before one flush: per-message loop turns and
 //! writes, not the protocol, were what limited forward throughput.
@@ -32,6 +37,8 @@ use crate::protocol::{Session, SessionConfig, SessionEvent, SessionState};
 
 /// Most websocket messages handled per wake-up before the answers are flushed.
 const READ_BATCH: usize = 64;
+/// The longest wait for a close frame to be written to a connection being replaced or ended.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The channels connecting a driver to its handle.
 #[derive(Debug)]
@@ -94,9 +101,9 @@ impl Driver {
         ));
         let mut ws = open_with_retry(&target.stream_url).await?;
         let text = session.open_data_channel_text(target.token.expose());
-        ws.send(Message::Text(text.into()))
+        bounded(options.write_timeout, ws.send(Message::Text(text.into())))
             .await
-            .map_err(|e| EngineError::Connect(e.to_string()))?;
+            .map_err(EngineError::Connect)?;
         let (kms_tx, kms_rx) = mpsc::channel(1);
         tracing::info!(session_id = %target.session_id, "data channel open");
         Ok(Self {
@@ -129,7 +136,7 @@ impl Driver {
             let _ = self.ch.events.send(ev).await;
         }
         let _ = self.ch.events.send(EngineEvent::Closed(reason)).await;
-        let _ = self.ws.close(None).await;
+        let _ = bounded(CLOSE_TIMEOUT, self.ws.close(None)).await;
     }
 
     async fn run_inner(&mut self) -> CloseReason {
@@ -140,7 +147,7 @@ impl Driver {
             self.take_ready_input();
             if let Err(e) = self.flush().await {
                 if let Err(end) = self.reconnect(format!("write failed: {e}")).await {
-                    return CloseReason::Failed(end.to_string());
+                    return end;
                 }
                 continue;
             }
@@ -151,7 +158,7 @@ impl Driver {
             // they must go out before we wait, or a peer waiting for them waits forever.
             if let Err(e) = self.flush().await {
                 if let Err(end) = self.reconnect(format!("write failed: {e}")).await {
-                    return CloseReason::Failed(end.to_string());
+                    return end;
                 }
                 continue;
             }
@@ -234,17 +241,17 @@ impl Driver {
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map_or_else(|| "closed by the peer".to_owned(), |f| format!("closed by the peer: {}", f.reason));
                 if let Err(end) = self.reconnect(why).await {
-                    return Some(CloseReason::Failed(end.to_string()));
+                    return Some(end);
                 }
             }
             Some(Err(e)) => {
                 if let Err(end) = self.reconnect(e.to_string()).await {
-                    return Some(CloseReason::Failed(end.to_string()));
+                    return Some(end);
                 }
             }
             None => {
                 if let Err(end) = self.reconnect("connection closed".to_owned()).await {
-                    return Some(CloseReason::Failed(end.to_string()));
+                    return Some(end);
                 }
             }
         }
@@ -334,14 +341,17 @@ impl Driver {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    /// Writes every frame the session has produced; an error (or a write that does not finish
+    /// within the write timeout) means the connection is gone.
+    async fn flush(&mut self) -> Result<(), String> {
+        let limit = self.options.write_timeout;
         let mut fed = false;
         while let Some(frame) = self.session.poll_transmit() {
-            self.ws.feed(Message::Binary(frame)).await?;
+            bounded(limit, self.ws.feed(Message::Binary(frame))).await?;
             fed = true;
         }
         if fed {
-            self.ws.flush().await?;
+            bounded(limit, self.ws.flush()).await?;
         }
         Ok(())
     }
@@ -460,13 +470,9 @@ impl Driver {
         let silent = self.last_received.elapsed();
         let waiting = self.session.outgoing_len() > 0;
         if waiting && silent >= self.options.stall_warning * 3 {
-            if let Err(end) = self
+            return self
                 .reconnect(format!("no answer for {} s", silent.as_secs()))
-                .await
-            {
-                return Err(CloseReason::Failed(end.to_string()));
-            }
-            return Ok(());
+                .await;
         }
         if waiting && silent >= self.options.stall_warning && !self.stall_reported {
             self.stall_reported = true;
@@ -475,21 +481,27 @@ impl Driver {
                 .events
                 .try_send(EngineEvent::Stalled { silent_for: silent });
         }
-        if self
-            .ws
-            .send(Message::Ping(Vec::new().into()))
-            .await
-            .is_err()
-            && let Err(end) = self.reconnect("ping failed".to_owned()).await
-        {
-            return Err(CloseReason::Failed(end.to_string()));
+        let ping = self.ws.send(Message::Ping(Vec::new().into()));
+        if let Err(e) = bounded(self.options.write_timeout, ping).await {
+            return self.reconnect(format!("ping failed: {e}")).await;
         }
         Ok(())
     }
 
     /// ResumeSession + reopen with exponential backoff (§2.5 ladder, but bounded in total time
-    /// and surfacing an error instead of lingering).
-    async fn reconnect(&mut self, reason: String) -> Result<(), EngineError> {
+    /// and surfacing an error instead of lingering). Cancellation ends it at once (Detached).
+    async fn reconnect(&mut self, reason: String) -> Result<(), CloseReason> {
+        let cancel = self.ch.cancel.clone();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(CloseReason::Detached),
+            result = self.reconnect_until_done(reason) => {
+                result.map_err(|e| CloseReason::Failed(e.to_string()))
+            }
+        }
+    }
+
+    async fn reconnect_until_done(&mut self, reason: String) -> Result<(), EngineError> {
         tracing::warn!(session_id = %self.session_id, %reason, "websocket lost; reconnecting");
         let started = Instant::now();
         let limit = self.options.reconnect_timeout;
@@ -547,13 +559,29 @@ impl Driver {
         // The plugin dials the original URL again and ignores the one ResumeSession returns.
         let mut ws = transport::connect(&self.stream_url).await?;
         let text = self.session.open_data_channel_text(target.token.expose());
-        ws.send(Message::Text(text.into()))
-            .await
-            .map_err(|e| EngineError::Connect(e.to_string()))?;
-        let _ = self.ws.close(None).await;
+        bounded(
+            self.options.write_timeout,
+            ws.send(Message::Text(text.into())),
+        )
+        .await
+        .map_err(EngineError::Connect)?;
+        let _ = bounded(CLOSE_TIMEOUT, self.ws.close(None)).await;
         self.ws = ws;
         self.session.handle_reconnected(self.clock.now());
         Ok(())
+    }
+}
+
+/// A websocket write that fails after `limit`: a peer that stops reading must not stall the
+/// session forever (the caller treats the error as a dropped connection).
+async fn bounded<F>(limit: Duration, write: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no progress writing for {} s", limit.as_secs())),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct SessionOptions {
     pub stall_warning: Duration,
     /// Websocket ping interval (keeps NATs and proxies from dropping an idle connection).
     pub ping_interval: Duration,
+    /// The longest a websocket write may take before the connection counts as dropped.
+    pub write_timeout: Duration,
     /// Capacity of the event channel, in events.
     pub event_capacity: usize,
 }
@@ -53,6 +55,7 @@ impl SessionOptions {
             reconnect_timeout: Duration::from_secs(60),
             stall_warning: Duration::from_secs(15),
             ping_interval: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             event_capacity: 64,
         }
     }

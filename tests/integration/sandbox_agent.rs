@@ -1004,3 +1004,36 @@ async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     assert!(seen.pauses > 0, "the engine saw pause_publication");
     env.stop().await;
 }
+
+/// A session whose service has gone away keeps trying to reconnect (with backoff, up to its
+/// reconnect timeout of a minute); a caller that gives up meanwhile must not wait for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_reconnecting_session_ends_it_at_once() {
+    let env = Env::start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    seen.until(&mut events, Duration::from_secs(20), "Ready", |s| {
+        s.ready.is_some()
+    })
+    .await;
+    // The whole sandbox goes: the websocket drops and every ResumeSession fails.
+    env.stop().await;
+    seen.until(
+        &mut events,
+        Duration::from_secs(20),
+        "a reconnect attempt",
+        |s| s.reconnecting > 0,
+    )
+    .await;
+    let cancelled = tokio::time::Instant::now();
+    handle.cancel();
+    seen.until_closed(&mut events, Duration::from_secs(5)).await;
+    assert_eq!(seen.closed, Some(CloseReason::Detached));
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(3),
+        "the end took {:?}",
+        cancelled.elapsed()
+    );
+}
