@@ -17,13 +17,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use super::sandbox::{StopSignals, exports_text, identity_arg, runtime};
+use super::runtime;
+use super::sandbox::{exports_text, identity_arg};
 use crate::aws::SsmApi;
 use crate::aws::sdk::SdkApi;
 use crate::config::Config;
 use crate::output::print_out;
 use crate::sandbox::{self, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig, identity};
 use crate::secret::Secret;
+use crate::signals::Interrupts;
 
 /// Try ssmtui against an emulated AWS account on this machine (no AWS account needed).
 ///
@@ -81,7 +83,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
     let runtime = runtime()?;
     runtime.block_on(async {
-        let stop = StopSignals::install()?;
+        let stop = Interrupts::watch()?;
         let running = Sandbox::start(SandboxConfig {
             seed: args.seed,
             instances: args.instances,
@@ -150,7 +152,7 @@ pub fn demo_classes() -> std::collections::BTreeMap<String, crate::config::Class
 pub async fn open_product(
     ctx: &Context,
     setup: &DemoSetup<'_>,
-    stop: StopSignals,
+    stop: Interrupts,
 ) -> anyhow::Result<ExitCode> {
     let api = setup.api().await?;
     if super::tui::has_terminal() {
@@ -201,6 +203,6 @@ pub async fn open_product(
     );
     text.push_str("# serving until Ctrl-C\n");
     print_out(&text)?;
-    stop.wait().await?;
+    stop.token().cancelled().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -205,11 +205,16 @@ pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// A multi-threaded tokio runtime for one subcommand (the binary's `main` is synchronous).
+/// The tokio runtime every subcommand runs on (the binary's `main` is synchronous), the one
+/// place it is built: two workers, since ssmtui is a tool for a laptop, and one session moves
+/// at most a few MB/s against a real agent.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
-        .build()?)
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The AWS API for the configured profile, region and endpoints.

@@ -14,6 +14,7 @@ use super::Context;
 use crate::error::{ErrorKind, UserError};
 use crate::output::print_out;
 use crate::sandbox::{self, Faults, RunningSandbox, Sandbox, SandboxConfig, identity};
+use crate::signals::Interrupts;
 
 /// Run an emulated AWS account on loopback for trying ssmtui, the AWS CLI or any AWS SDK.
 ///
@@ -67,16 +68,6 @@ pub(crate) fn faults_arg(spec: Option<&str>) -> anyhow::Result<Faults> {
     })
 }
 
-/// The multi-threaded runtime the sandbox subcommands run on (two workers: it is a tool for a
-/// laptop, not a server).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The `export` lines for `who`, and comments on what is where.
 pub(crate) fn exports_text(running: &RunningSandbox, who: &identity::Identity) -> String {
     let mut text = String::new();
@@ -119,9 +110,10 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned()),
     };
-    let runtime = runtime()?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
-        let stop = StopSignals::install()?;
+        // Before telling anyone we are ready: a quick SIGTERM must find the handler there.
+        let stop = Interrupts::watch()?;
         let running = Sandbox::start(config)
             .await
             .context("cannot start the sandbox")?;
@@ -139,50 +131,10 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         }
         text.push_str("# serving until Ctrl-C or SIGTERM\n");
         print_out(&text)?;
-        stop.wait().await?;
+        stop.token().cancelled().await;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Ctrl-C and SIGTERM, caught from the moment this is created: install it before telling
-/// anyone we are ready, or a quick SIGTERM kills the process before the handler exists.
-#[derive(Debug)]
-pub struct StopSignals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Installs the handlers.
-    pub fn install() -> anyhow::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Self {
-                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-                int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Self {})
-    }
-
-    /// Waits for either signal.
-    pub async fn wait(mut self) -> anyhow::Result<()> {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")?;
-        Ok(())
-    }
 }
 
 /// Quotes a value for POSIX shells (single quotes; an embedded `'` becomes `'\''`).

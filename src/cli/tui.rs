@@ -16,8 +16,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use super::Context;
 use crate::access::ChosenClass;
 use crate::access::discovery;
@@ -51,11 +49,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let fake_world = fake_world_size()?;
     // Logging is best effort: the UI works without it, and must not print to the terminal.
     let _log = crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let tokio = super::runtime()?;
     tokio.block_on(async {
         let (services, profile, region) = match fake_world {
             Some(count) => {
