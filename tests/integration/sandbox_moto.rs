@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+use crate::common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +52,7 @@ fn start_moto() -> Option<Moto> {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("skipping: cannot run python3 for moto: {e}");
+            common::require_tool(false, &format!("python3 ({e})"), "the moto comparison");
             return None;
         }
     };
@@ -62,11 +64,13 @@ fn start_moto() -> Option<Moto> {
             endpoint: format!("http://127.0.0.1:{port}"),
         }),
         _ => {
-            eprintln!(
-                "skipping: moto did not start (is `moto[server]` installed? `python3 -m pip install 'moto[server]'`)"
-            );
             let _ = child.kill();
             let _ = child.wait();
+            common::require_tool(
+                false,
+                "moto (`python3 -m pip install 'moto[server]'`)",
+                "the moto comparison",
+            );
             None
         }
     }

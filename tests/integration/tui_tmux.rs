@@ -30,8 +30,7 @@ fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
 
 #[test]
 fn filter_shell_round_trip_help_and_quit_in_tmux() {
-    if !Tmux::available() {
-        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+    if !common::require_tool(Tmux::available(), "tmux", "the tmux end-to-end test") {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_ssmtui");
@@ -138,8 +137,7 @@ fn filter_shell_round_trip_help_and_quit_in_tmux() {
 /// stays stopped, an unresolvable one says why; quitting still leaves the terminal intact.
 #[test]
 fn saved_forwards_show_in_the_forwards_tab_in_tmux() {
-    if !Tmux::available() {
-        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+    if !common::require_tool(Tmux::available(), "tmux", "the tmux end-to-end test") {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_ssmtui");

@@ -1,7 +1,4 @@
-//! Helpers shared by the integration tests (each test file includes this with `mod common;`
-//! and uses what it needs, hence the `dead_code` allowance).
-
-#![allow(dead_code, reason = "each test binary uses a different part")]
+//! Helpers shared by the integration test modules.
 
 pub mod tmux;
 
@@ -26,4 +23,22 @@ pub fn isolated_env(home: &Path, endpoint: &str, region: &str) -> Vec<(&'static 
         ("AWS_ENDPOINT_URL", endpoint.into()),
         ("AWS_REGION", region.into()),
     ]
+}
+
+/// The environment variable that makes a missing end-to-end tool (tmux, moto) a failure
+/// instead of a skip; `.ci/run` sets it, because CI installs both.
+pub const REQUIRE_E2E: &str = "SSMTUI_REQUIRE_E2E";
+
+/// Whether a test that needs `tool` can run: `true` when it is available; otherwise the test
+/// is skipped with a message, or fails when [`REQUIRE_E2E`] is `1`.
+pub fn require_tool(available: bool, tool: &str, test: &str) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var(REQUIRE_E2E).as_deref() != Ok("1"),
+        "{test} needs {tool}, which is not available, and {REQUIRE_E2E}=1 forbids skipping"
+    );
+    eprintln!("skipping {test}: {tool} is not available");
+    false
 }

@@ -106,6 +106,38 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pane's whole history, scrolled-off lines included.
+    pub fn history(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-S", "-", "-t", &self.target])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the pane's history until `pred` holds; fails with the last screen after `limit`.
+    pub fn wait_in_history(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let history = self.history();
+            if pred(&history) {
+                return history;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls the pane until `pred` holds; fails with the last screen after a while.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
