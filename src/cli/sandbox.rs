@@ -41,7 +41,7 @@ pub struct SandboxArgs {
 }
 
 /// The `--faults` syntax, for hints.
-pub(crate) const FAULTS_SYNTAX: &str = "a comma-separated list of: drop-every=N (or =2s, =500ms), dup=P, reorder=P, delay-ms=A-B, stall-acks-ms=N, restart-agent-every=N, expire-tokens, token-ttl-ms=N, connection-lost=INSTANCE, seed=N";
+pub(crate) const FAULTS_SYNTAX: &str = "a comma-separated list of: drop-every=N (or =2s, =500ms), dup=P, reorder=P, delay-ms=A-B, stall-acks-ms=N, restart-agent-every=N, expire-tokens, token-ttl-ms=N, connection-lost=INSTANCE, withhold-handshake, seed=N";
 
 /// The identity named by `--as`, or a usage error listing the names.
 pub(crate) fn identity_arg(name: &str) -> anyhow::Result<&'static identity::Identity> {

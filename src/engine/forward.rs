@@ -591,8 +591,14 @@ impl Runner {
         let _ = session.handle.command(SessionCommand::Terminate).await;
         let closed = tokio::time::timeout(TERMINATE_WAIT, async {
             while let Some(ev) = session.events.recv().await {
-                if let EngineEvent::Closed(reason) = ev {
-                    return ending_of(reason);
+                match ev {
+                    // The agent closes the channel on the TerminateSession flag, before the
+                    // driver gets to call the API: either way, we ended it.
+                    EngineEvent::Closed(
+                        CloseReason::Terminated | CloseReason::ChannelClosed { .. },
+                    ) => return Ending::new(EndOutcome::Terminated),
+                    EngineEvent::Closed(reason) => return ending_of(reason),
+                    _ => {}
                 }
             }
             Ending::failed("the session's driver ended without confirming the termination")

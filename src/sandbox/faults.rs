@@ -24,6 +24,7 @@
 //! | `expire-tokens` | issue every token already expired (every open is refused; exercises the client's error path) |
 //! | `token-ttl-ms=N` | tokens expire N ms after they are issued |
 //! | `connection-lost=ID` | the instance's agent reports ConnectionLost (repeatable) |
+//! | `withhold-handshake` | the agent never starts the handshake: sessions open but never become ready |
 //! | `seed=N` | seed of the fault dice (default 0) |
 //!
 //! Example: `drop-every=200,dup=0.02,reorder=0.02,delay-ms=0-20,seed=7`.
@@ -71,6 +72,9 @@ pub struct Faults {
     pub token_ttl: Option<Duration>,
     /// Instances whose agent reports ConnectionLost.
     pub connection_lost: Vec<String>,
+    /// The agent never sends its handshake request, so no session becomes ready (a client
+    /// must give up, and end the session it started).
+    pub withhold_handshake: bool,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -128,6 +132,14 @@ impl Faults {
                     f.expire_tokens_on_issue = true;
                 }
                 "token-ttl-ms" => f.token_ttl = Some(parse_ms(name, need(value)?)?),
+                "withhold-handshake" => {
+                    if value.is_some() {
+                        return Err(FaultSpecError(
+                            "fault \"withhold-handshake\" takes no value".to_owned(),
+                        ));
+                    }
+                    f.withhold_handshake = true;
+                }
                 "connection-lost" => f.connection_lost.push(need(value)?.to_owned()),
                 "seed" => {
                     f.seed = need(value)?.parse().map_err(|_| {
@@ -614,7 +626,7 @@ mod tests {
     #[test]
     fn parses_the_documented_example() {
         let f = Faults::parse(
-            "drop-every=200, dup=0.02,reorder=0.02,delay-ms=0-20,stall-acks-ms=300,expire-tokens,restart-agent-every=1000,drop-every=2s,token-ttl-ms=50,connection-lost=i-1,seed=7",
+            "drop-every=200, dup=0.02,reorder=0.02,delay-ms=0-20,stall-acks-ms=300,expire-tokens,restart-agent-every=1000,drop-every=2s,token-ttl-ms=50,connection-lost=i-1,withhold-handshake,seed=7",
         )
         .unwrap();
         assert_eq!(f.drop_every_messages, Some(200));
@@ -626,6 +638,7 @@ mod tests {
         assert_eq!(f.restart_agent_every_messages, Some(1000));
         assert_eq!(f.token_ttl, Some(Duration::from_millis(50)));
         assert_eq!(f.connection_lost, vec!["i-1".to_owned()]);
+        assert!(f.withhold_handshake);
         assert_eq!(f.seed, 7);
         assert_eq!(Faults::parse("").unwrap(), Faults::default());
         assert_eq!(
@@ -644,6 +657,7 @@ mod tests {
             ("drop-every=xs", "bad duration"),
             ("delay-ms=20-5", "backwards"),
             ("expire-tokens=1", "takes no value"),
+            ("withhold-handshake=yes", "takes no value"),
             ("seed=x", "number"),
         ] {
             let e = Faults::parse(spec).unwrap_err().to_string();

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use ssmtui::access::Who;
 use ssmtui::audit::{AuditLog, SessionKind};
@@ -30,7 +30,7 @@ use ssmtui::aws::SsmApi;
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::config::AwsConfig;
 use ssmtui::engine::forward::{self, Acceptor, ForwardHandle};
-use ssmtui::forwarding::{DOC_PORT, ForwardSpec, ForwardState};
+use ssmtui::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSpec, ForwardState};
 use ssmtui::launch::{ForwardPlan, Launcher};
 use ssmtui::sandbox::world::CURRENT_AGENT_VERSION;
 use ssmtui::sandbox::{
@@ -365,6 +365,11 @@ impl Env {
 
     /// The binary with an isolated environment pointing at the sandbox as alice.
     fn cmd(&self, endpoint: &str) -> Command {
+        self.cmd_as(endpoint, "alice")
+    }
+
+    /// The binary with an isolated environment pointing at the sandbox as `who`.
+    fn cmd_as(&self, endpoint: &str, who: &str) -> Command {
         let h = self.home.path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssmtui"));
         cmd.env_clear()
@@ -373,7 +378,7 @@ impl Env {
                 endpoint,
                 self.sb().state().region(),
             ))
-            .env("AWS_ACCESS_KEY_ID", "alice")
+            .env("AWS_ACCESS_KEY_ID", who)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .kill_on_drop(true);
         cmd
@@ -1140,5 +1145,123 @@ async fn parallel_downloads_do_not_stall() {
             .expect("bounded")
             .unwrap();
     }
+    env.stop().await;
+}
+
+/// bob's class (in this config) allows both forwarding documents, but his IAM policy only
+/// the first: of `ssmtui forward T A B`, A starts and B is denied by AWS.
+const BOB_FORWARDS: &str = r#"
+[classes.no-sudo]
+document = "SSM-nosudo"
+forward_documents = ["AWS-StartPortForwardingSession", "AWS-StartPortForwardingSessionToRemoteHost"]
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
+"#;
+
+/// When one forward of several cannot start after another has, the ones already running
+/// are stopped before the command fails: no session is left open on the service, and each
+/// started session has its audit end line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_that_cannot_start_stops_the_ones_already_running() {
+    let env = Env::start(Faults::default()).await;
+    std::fs::write(env.home.path().join("config.toml"), BOB_FORWARDS).unwrap();
+    let target = {
+        let world = env.sb().state().world();
+        world
+            .instances
+            .iter()
+            .find(|i| {
+                i.connected()
+                    && i.platform_type == PlatformType::Linux
+                    && i.environment() == Some("dev")
+            })
+            .map(|i| i.id.clone())
+            .unwrap()
+    };
+    let echo = echo_server("127.0.0.1").await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.cmd_as(&env.sb().endpoint_url(), "bob")
+            .arg("forward")
+            .arg(&target)
+            .arg(format!("0:{}", echo.port()))
+            .arg(format!("0:127.0.0.2:{}", echo.port()))
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("ssmtui forward did not exit")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.starts_with("forwarding 127.0.0.1:"),
+        "A started: {stdout}"
+    );
+    assert!(
+        stderr.contains("AWS denied a session") && stderr.contains(DOC_REMOTE_HOST),
+        "{stderr}"
+    );
+    // A was stopped: terminated on the service, and audited start and end.
+    let sessions = env.sb().state().sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].status, SessionStatus::Terminated);
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(
+        (&audit[0]["event"], &audit[1]["event"]),
+        (&json!("start"), &json!("end"))
+    );
+    assert_eq!(audit[1]["session_id"], json!(sessions[0].session_id));
+    assert_eq!(audit[1]["status"], "terminated", "{audit:#?}");
+    assert_eq!(audit[1]["class"], "no-sudo");
+    env.stop().await;
+}
+
+/// A session whose handshake never comes: the forward gives up after its 30 s, and the
+/// session it started is terminated on the service and audited as failed, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_whose_handshake_never_completes_ends_its_session() {
+    let env = Env::start(Faults::parse("withhold-handshake").unwrap()).await;
+    let target = env.instance(CURRENT_AGENT_VERSION);
+    let echo = echo_server("127.0.0.1").await;
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        env.cmd(&env.sb().endpoint_url())
+            .arg("forward")
+            .arg(&target)
+            .arg(format!("0:{}", echo.port()))
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("ssmtui forward did not give up")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("did not complete the port-forwarding handshake within 30 s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    let sessions = env.sb().state().sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].status, SessionStatus::Terminated);
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(audit[1]["event"], "end");
+    assert_eq!(audit[1]["status"], "failed");
+    assert!(
+        audit[1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not complete the port-forwarding handshake"),
+        "{audit:#?}"
+    );
     env.stop().await;
 }

@@ -502,13 +502,18 @@ impl Agent {
         self.sink = Some(sink);
         self.stream = Some(stream);
         let faults = self.state.faults();
+        let withhold_handshake = faults.withhold_handshake;
         self.layer = faults
             .any_channel_fault()
             .then(|| FaultLayer::new(faults, Instant::now()));
         let now = self.clock.now();
         if !self.handshake_started {
             self.handshake_started = true;
-            self.begin_handshake(now);
+            if withhold_handshake {
+                tracing::info!(session_id = %self.info.session_id, "fault injection: handshake withheld");
+            } else {
+                self.begin_handshake(now);
+            }
         } else if reattach {
             tracing::info!(session_id = %self.info.session_id, "client reattached");
             self.session.handle_reconnected(now);
