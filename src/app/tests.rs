@@ -1608,3 +1608,47 @@ fn always_ask_reason_asks_before_a_forward_but_not_at_autostart() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_discovered_class_decides_the_document_and_goes_with_the_shell() {
+    let discovered = crate::access::ChosenClass {
+        name: "sudo".into(),
+        config: ClassConfig {
+            document: "SSM-sudo".into(),
+            ..ClassConfig::default()
+        },
+        origin: crate::access::ClassOrigin::Discovered,
+    };
+    // Remembered for this profile ("dev" in `opts`), not for another one.
+    let remembered = BTreeMap::from([("dev".to_owned(), discovered.clone())]);
+    let mut app = loaded_with(
+        AppOptions {
+            classes: BTreeMap::new(),
+            remembered: remembered.clone(),
+            ..opts()
+        },
+        vec![inst("i-1", "api", "dev")],
+    );
+    assert_eq!(app.class.as_ref(), Some(&discovered));
+    let effects = press(&mut app, &["enter"]);
+    let [Effect::OpenShell { document, who, .. }] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(document, "SSM-sudo");
+    // The audit log records the class from this `who`.
+    assert_eq!(who.class.as_ref(), Some(&discovered));
+    assert_eq!(who.identity.arn, WORLD_ARN);
+
+    let mut other = loaded_with(
+        AppOptions {
+            classes: BTreeMap::new(),
+            remembered,
+            profile: Some("prod".into()),
+            ..opts()
+        },
+        vec![inst("i-1", "api", "dev")],
+    );
+    assert_eq!(other.class, None);
+    assert_eq!(press(&mut other, &["enter"]), []);
+    assert!(status(&other).starts_with("no access class is configured"));
+}

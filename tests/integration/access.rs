@@ -84,6 +84,22 @@ impl Env {
             .collect()
     }
 
+    /// ssmtui's own API client, as `who`.
+    fn api(&self, who: &str) -> ssmtui::aws::sdk::SdkApi {
+        let aws = ssmtui::config::AwsConfig {
+            region: Some(self.sandbox.state().region().to_owned()),
+            endpoint_url: Some(self.sandbox.endpoint_url()),
+            ..ssmtui::config::AwsConfig::default()
+        };
+        self.rt
+            .block_on(ssmtui::aws::sdk::SdkApi::with_static_credentials(
+                &aws,
+                who,
+                &ssmtui::secret::Secret::new("x"),
+            ))
+            .unwrap()
+    }
+
     fn ssm(&self, who: &str) -> aws_sdk_ssm::Client {
         let conf = aws_sdk_ssm::Config::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -591,4 +607,64 @@ fn doctor_exit_codes_for_credentials_and_config() {
     let (code, report) = doctor(&env, "alice");
     assert_eq!(named(&report, "fail"), ["config"], "{report:#}");
     assert_eq!(code, Some(2));
+}
+
+/// Two classes whose (different) principal patterns both match alice: which document applies
+/// is undecidable, so both front ends refuse with the same words — `connect` as its error,
+/// the TUI as the reason a shell is refused (the TUI used to take the first class silently).
+#[test]
+fn an_identity_in_two_classes_is_refused_alike_by_connect_and_the_tui() {
+    const TWO: &str = r#"
+[classes.sudo]
+document = "SSM-sudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
+[classes.named]
+document = "SSM-nosudo"
+principals = ["*/alice"]
+"#;
+    let env = setup(TWO);
+    let dev = env.online("dev");
+    let out = env.cmd("alice").args(["connect", &dev]).assert().code(2);
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap();
+    let message = first.strip_prefix("error: ").unwrap();
+    assert!(
+        message.ends_with("matches several access classes: named, sudo"),
+        "{err}"
+    );
+    assert!(env.sandbox.state().sessions().is_empty());
+
+    // The TUI, with the same config and the same identity and instance from the sandbox.
+    let config = ssmtui::config::Config::parse(TWO, std::path::Path::new("t.toml")).unwrap();
+    let api = env.api("alice");
+    let (identity, instances) = env.rt.block_on(async {
+        use ssmtui::aws::SsmApi;
+        let identity = api.caller_identity().await.unwrap();
+        let instances = api.list_instances(&[]).await.unwrap();
+        (identity, instances)
+    });
+    let instance = instances.into_iter().find(|i| i.id == dev).unwrap();
+    let mut app = ssmtui::app::App::new(ssmtui::app::AppOptions {
+        ui: config.ui.clone(),
+        classes: config.classes.clone(),
+        remembered: std::collections::BTreeMap::new(),
+        keymap: ssmtui::config::keymap::Keymap::defaults().unwrap(),
+        profile: None,
+        region: None,
+        readonly: false,
+        profiles: Vec::new(),
+        aliases: config.aliases.clone(),
+        forwards: Vec::new(),
+    });
+    let _ = app.start();
+    app.update(ssmtui::app::Action::IdentityLoaded {
+        generation: 0,
+        result: Ok(identity),
+    });
+    app.update(ssmtui::app::Action::InstancesPage {
+        generation: 0,
+        result: Ok(vec![instance]),
+        done: true,
+    });
+    assert_eq!(app.shell_refusal().as_deref(), Some(message));
 }

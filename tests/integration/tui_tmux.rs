@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
+use ssmtui::sandbox::{PlatformType, Sandbox, SandboxConfig};
 
 /// The screen without its status line, which is the only line a shell round trip may change.
 fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
@@ -211,4 +212,79 @@ autostart = true
 
     tmux.literal("q");
     tmux.wait_text("EXIT=0");
+}
+
+/// The TUI against the sandbox with no classes configured and a class chosen earlier among
+/// the tagged documents (as `ssmtui connect` remembers it): a shell opens with that class's
+/// document, and its audit lines carry the class (they said `class: null`, because the TUI's
+/// audit re-read the class from the config alone).
+#[test]
+fn a_tui_shell_with_a_discovered_class_is_audited_with_it() {
+    if !common::require_tool(Tmux::available(), "tmux", "the TUI sandbox shell test") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = rt
+        .block_on(Sandbox::start(SandboxConfig::default()))
+        .unwrap();
+    let name = {
+        let world = sandbox.state().world();
+        let i = world
+            .instances
+            .iter()
+            .find(|i| i.connected() && i.platform_type == PlatformType::Linux)
+            .unwrap();
+        i.tags.iter().find(|(k, _)| k == "Name").unwrap().1.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    std::fs::write(home.join("config.toml"), "").unwrap();
+    std::fs::create_dir_all(home.join("state")).unwrap();
+    std::fs::write(
+        home.join("state/class-choice.json"),
+        r#"{"profiles":{"default":{"class":"sudo","document":"SSM-sudo"}}}"#,
+    )
+    .unwrap();
+    let mut env = common::isolated_env(home, &sandbox.endpoint_url(), sandbox.state().region());
+    env.extend([
+        ("TERM", "xterm-256color".into()),
+        ("PS1", "$ ".into()),
+        ("AWS_ACCESS_KEY_ID", "alice".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ]);
+    let tmux = Tmux::start("tui-sandbox", "s", &env, 120, 30);
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    let bin = env!("CARGO_BIN_EXE_ssmtui");
+    tmux.type_line(&format!("{bin}; echo \"EXIT=$?\""));
+    // The discovered class is the TUI's class.
+    tmux.wait_text("class sudo");
+    tmux.wait_for("the instance list", |s| s.contains("Instances 40/40"));
+    tmux.literal(&format!("/{name}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text(&format!("filter {name}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("running as ssm-sudo");
+    tmux.type_line("echo remote-$((6*7))");
+    tmux.wait_text("remote-42");
+    tmux.type_line("exit");
+    tmux.wait_for("the list again", |s| {
+        s.contains(&format!("shell on {name} (i-")) && s.contains("ended")
+    });
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+    let audit = std::fs::read_to_string(home.join("state/audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{audit}");
+    for line in &lines {
+        assert_eq!(line["class"], "sudo", "{line}");
+        assert_eq!(line["document"], "SSM-sudo", "{line}");
+        assert_eq!(line["kind"], "shell", "{line}");
+    }
+    assert_eq!(lines[1]["event"], "end");
+    assert_eq!(lines[1]["status"], "exited");
+    rt.block_on(sandbox.shutdown());
 }
