@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use crate::common;
+use crate::common::sandbox::SandboxEnv;
 
 use std::path::Path;
 
 use assert_cmd::Command;
+use ssmtui::sandbox::SandboxConfig;
 use ssmtui::sandbox::world::{InstanceState, PingStatus};
-use ssmtui::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 
 const CLASSES: &str = r#"
 [classes.sudo]
@@ -25,10 +26,14 @@ scope = { Environment = ["staging", "dev"] }
 web = { target = "Environment=prod Role=web" }
 "#;
 
-struct Env {
-    _rt: tokio::runtime::Runtime,
-    sandbox: RunningSandbox,
-    home: tempfile::TempDir,
+/// The shared sandbox environment with this file's classes and aliases.
+struct Env(SandboxEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SandboxEnv;
+    fn deref(&self) -> &SandboxEnv {
+        &self.0
+    }
 }
 
 fn setup() -> Env {
@@ -36,45 +41,14 @@ fn setup() -> Env {
 }
 
 fn setup_with(config: SandboxConfig) -> Env {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sandbox = rt.block_on(Sandbox::start(config)).unwrap();
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("config.toml"), CLASSES).unwrap();
-    Env {
-        _rt: rt,
-        sandbox,
-        home,
-    }
+    Env(SandboxEnv::blocking(CLASSES, config))
 }
 
 impl Env {
-    fn cmd(&self, who: &str) -> Command {
-        let mut cmd = Command::cargo_bin("ssmtui").unwrap();
-        let h = self.home.path();
-        cmd.env_clear().envs(common::isolated_env(
-            h,
-            &self.sandbox.endpoint_url(),
-            self.sandbox.state().region(),
-        ));
-        if !who.is_empty() {
-            cmd.env("AWS_ACCESS_KEY_ID", who)
-                .env("AWS_SECRET_ACCESS_KEY", "x");
-        }
-        cmd.write_stdin("");
-        cmd
-    }
-
     /// Name and id of the first instance satisfying `pred`.
-    fn find(&self, pred: impl Fn(&ssmtui::sandbox::world::Instance) -> bool) -> (String, String) {
-        let world = self.sandbox.state().world();
-        let i = world.instances.iter().find(|i| pred(i)).unwrap();
-        let name = i
-            .tags
-            .iter()
-            .find(|(k, _)| k == "Name")
-            .map(|(_, v)| v.clone())
-            .unwrap();
-        (name, i.id.clone())
+    fn named(&self, pred: impl Fn(&ssmtui::sandbox::world::Instance) -> bool) -> (String, String) {
+        let i = self.find(pred);
+        (tag(&i, "Name"), i.id)
     }
 }
 
@@ -100,10 +74,10 @@ fn list_prints_a_table_and_json() {
         header.starts_with("ID") && header.contains("PING") && header.ends_with("TEAM"),
         "{header}"
     );
-    let count = env.sandbox.state().world().instances.len();
+    let count = env.sb().state().world().instances.len();
     assert_eq!(text.lines().count(), count + 1);
 
-    let (name, id) = env.find(|i| tag(i, "Role") == "web" && tag(i, "Environment") == "prod");
+    let (name, id) = env.named(|i| tag(i, "Role") == "web" && tag(i, "Environment") == "prod");
     let out = env
         .cmd("alice")
         .args(["list", "--json", &name])
@@ -131,7 +105,7 @@ fn list_prints_a_table_and_json() {
 #[test]
 fn no_match_suggests_closest_names() {
     let env = setup();
-    let (name, _) = env.find(|i| tag(i, "Environment") == "prod");
+    let (name, _) = env.named(|i| tag(i, "Environment") == "prod");
     let typo = format!("{}x", name);
     let out = env.cmd("alice").args(["connect", &typo]).assert().code(3);
     let err = stderr(&out);
@@ -165,8 +139,8 @@ fn ambiguous_without_a_terminal_lists_matches() {
 fn offline_and_stopped_targets_are_explained() {
     let env = setup();
     let (name, id) =
-        env.find(|i| i.state == InstanceState::Running && i.ping == PingStatus::Online);
-    env.sandbox
+        env.named(|i| i.state == InstanceState::Running && i.ping == PingStatus::Online);
+    env.sb()
         .state()
         .set_ping_status(&id, PingStatus::ConnectionLost);
     let out = env.cmd("alice").args(["connect", &id]).assert().code(3);
@@ -178,8 +152,8 @@ fn offline_and_stopped_targets_are_explained() {
         "{err}"
     );
 
-    env.sandbox.state().set_ping_status(&id, PingStatus::Online);
-    env.sandbox
+    env.sb().state().set_ping_status(&id, PingStatus::Online);
+    env.sb()
         .state()
         .set_instance_state(&id, InstanceState::Stopped);
     let out = env.cmd("alice").args(["connect", &name]).assert().code(3);
@@ -189,7 +163,7 @@ fn offline_and_stopped_targets_are_explained() {
 #[test]
 fn access_classes_decide_reach_and_document() {
     let env = setup();
-    let (prod, _) = env.find(|i| {
+    let (prod, _) = env.named(|i| {
         tag(i, "Environment") == "prod"
             && i.ping == PingStatus::Online
             && i.state == InstanceState::Running
@@ -297,7 +271,7 @@ fn debug_decode_and_encode_round_trip_tv2() {
 
 /// A running, agent-Online Linux instance in an environment alice's class reaches.
 fn linux_online(env: &Env) -> String {
-    env.find(|i| {
+    env.named(|i| {
         i.state == InstanceState::Running
             && i.ping == PingStatus::Online
             && tag(i, "Environment") == "dev"
@@ -361,7 +335,7 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
         Sha256::digest(text.as_bytes()),
         "content differs"
     );
-    let counts = env.sandbox.state().fault_counts();
+    let counts = env.sb().state().fault_counts();
     assert!(
         counts.drops > 0,
         "the websocket was never dropped: {counts:?}"
@@ -371,22 +345,14 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
 #[test]
 fn tokens_never_reach_argv_environment_logs_or_errors() {
     let env = setup();
-    env.sandbox.state().record_issued_tokens(true);
+    env.sb().state().record_issued_tokens(true);
     let name = linux_online(&env);
     let bin = assert_cmd::cargo::cargo_bin("ssmtui");
     let h = env.home.path();
     let mut child = std::process::Command::new(bin)
         .args(["-vv", "connect", &name])
         .env_clear()
-        .env("HOME", h)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SSMTUI_CONFIG", h.join("config.toml"))
-        .env("SSMTUI_STATE_DIR", h.join("state"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL", env.sandbox.endpoint_url())
-        .env("AWS_REGION", env.sandbox.state().region())
-        .env("AWS_ACCESS_KEY_ID", "alice")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .envs(env.env("alice"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -397,13 +363,20 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
         let stdin = child.stdin.as_mut().unwrap();
         stdin.write_all(b"sleep 2\necho done\n").unwrap();
     }
-    // While the session runs, look at what other local users could see.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while env.sandbox.state().issued_tokens().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let tokens = env.sandbox.state().issued_tokens();
+    // While the session runs (its data channel took the token), look at what other local
+    // users could see.
+    common::wait_until(
+        "the session's data channel",
+        std::time::Duration::from_secs(20),
+        || {
+            env.sb()
+                .state()
+                .sessions()
+                .iter()
+                .any(|s| s.status == ssmtui::sandbox::SessionStatus::Connected)
+        },
+    );
+    let tokens = env.sb().state().issued_tokens();
     assert!(!tokens.is_empty(), "the session started no data channel");
     let pid = child.id();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -440,7 +413,7 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
     }
 
     // A forced error path: every token is refused, the error names no token.
-    env.sandbox
+    env.sb()
         .state()
         .set_faults(ssmtui::sandbox::faults::Faults::parse("expire-tokens").unwrap());
     let out = env
@@ -451,7 +424,7 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
         .code(5);
     let err = stderr(&out);
     assert!(err.starts_with("error: "), "{err}");
-    for token in env.sandbox.state().issued_tokens() {
+    for token in env.sb().state().issued_tokens() {
         assert!(!err.contains(token.expose()), "token in the error message");
     }
 }

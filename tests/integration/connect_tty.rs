@@ -103,22 +103,29 @@ fn prompt_resize_escape_and_terminal_restored() {
     tmux.wait_for("the remote answer and size", |s| {
         s.contains("remote-42") && s.contains("30 100")
     });
-    // Resize the pane: SIGWINCH must carry the new size to the remote pty.
+    // Resize the pane: SIGWINCH must carry the new size to the remote pty. It travels on its
+    // own, so ask again until the remote terminal has it.
     tmux.run(&["resize-window", "-t", "t", "-x", "90", "-y", "25"]);
-    std::thread::sleep(Duration::from_millis(300));
-    tmux.type_line("clear; stty size");
-    tmux.wait_for("the new size remotely", |s| s.contains("25 90"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for attempt in 0.. {
+        let marker = format!("size-{attempt}:");
+        tmux.type_line(&format!("clear; echo {marker} $(stty size)"));
+        let screen = tmux.wait_for("an answer", |s| s.lines().any(|l| l.starts_with(&marker)));
+        if screen.lines().any(|l| l == format!("{marker} 25 90")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new size never reached the remote"
+        );
+    }
     // ~. after a newline ends the session.
     tmux.keys(&["Enter"]);
     tmux.literal("~.");
     let screen = tmux.wait_for("the local prompt again", |s| s.contains("exit=0"));
     assert!(screen.contains("[terminating the session]"), "{screen}");
-    tmux.type_line(&format!("stty -a > '{}'", after.display()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !after.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    tmux.type_line(&format!("stty -a > '{}'; echo written", after.display()));
+    tmux.wait_text("written");
     // The size differs (the pane was resized); everything else must be as before.
     let strip = |t: String| -> String {
         t.lines()

@@ -13,7 +13,8 @@
     reason = "test code"
 )]
 
-use crate::common;
+use crate::common::eventually;
+use crate::common::sandbox::SandboxEnv;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -27,16 +28,11 @@ use ssmtui::access::Who;
 use ssmtui::audit::{AuditLog, SessionKind};
 use ssmtui::aws::Instance;
 use ssmtui::aws::SsmApi;
-use ssmtui::aws::sdk::SdkApi;
-use ssmtui::config::AwsConfig;
 use ssmtui::engine::forward::{self, Acceptor, ForwardHandle};
 use ssmtui::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSpec, ForwardState};
 use ssmtui::launch::{ForwardPlan, Launcher};
 use ssmtui::sandbox::world::CURRENT_AGENT_VERSION;
-use ssmtui::sandbox::{
-    Faults, PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig, SessionStatus,
-};
-use ssmtui::secret::Secret;
+use ssmtui::sandbox::{Faults, PlatformType, SandboxConfig, SessionStatus};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};
@@ -276,63 +272,47 @@ async fn echo_through(
 // ---------------------------------------------------------------------------------------------
 // The sandbox and the binary
 
-struct Env {
-    sb: Option<RunningSandbox>,
-    home: tempfile::TempDir,
+/// The shared sandbox environment with this file's config, plus forwards.
+struct Env(SandboxEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SandboxEnv;
+    fn deref(&self) -> &SandboxEnv {
+        &self.0
+    }
 }
 
 impl Env {
     async fn start(faults: Faults) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        std::fs::write(home.path().join("config.toml"), CONFIG).unwrap();
-        let sb = Sandbox::start(SandboxConfig {
-            bucket_dir: Some(home.path().join("bucket")),
-            homes_dir: Some(home.path().join("homes")),
-            faults,
-            ..SandboxConfig::default()
-        })
-        .await
-        .unwrap();
-        Self { sb: Some(sb), home }
-    }
-
-    fn sb(&self) -> &RunningSandbox {
-        self.sb.as_ref().unwrap()
+        Self(
+            SandboxEnv::start(
+                CONFIG,
+                SandboxConfig {
+                    faults,
+                    ..SandboxConfig::default()
+                },
+            )
+            .await,
+        )
     }
 
     /// A running, online Linux instance whose agent is `version`.
     fn instance(&self, version: &str) -> String {
-        let world = self.sb().state().world();
-        world
-            .instances
-            .iter()
-            .find(|i| {
-                i.connected()
-                    && i.platform_type == PlatformType::Linux
-                    && i.agent_version == version
-            })
-            .map(|i| i.id.clone())
-            .unwrap()
+        self.find(|i| {
+            i.connected() && i.platform_type == PlatformType::Linux && i.agent_version == version
+        })
+        .id
     }
 
-    async fn api(&self) -> Arc<dyn SsmApi> {
-        let aws = AwsConfig {
-            region: Some(self.sb().state().region().to_owned()),
-            endpoint_url: Some(self.sb().endpoint_url()),
-            ..AwsConfig::default()
-        };
-        Arc::new(
-            SdkApi::with_static_credentials(&aws, "alice", &Secret::new(SECRET_ACCESS_KEY))
-                .await
-                .unwrap(),
-        )
+    async fn stop(self) {
+        self.0.stop().await;
     }
 
     /// Starts a forward through the engine API on a fresh 127.0.0.1:0 listener.
     async fn forward(&self, target: &str, remote_port: u16) -> ForwardHandle {
         let spec = ForwardSpec::parse(&format!("0:{remote_port}")).unwrap();
         let listener = forward::bind(&spec).await.unwrap();
-        let api = self.api().await;
+        let api: Arc<dyn SsmApi> = self.api("alice").await;
         let launcher = Launcher {
             who: Who {
                 identity: api.caller_identity().await.unwrap(),
@@ -363,24 +343,15 @@ impl Env {
             .unwrap()
     }
 
-    /// The binary with an isolated environment pointing at the sandbox as alice.
+    /// The binary as alice, pointed at `endpoint` (the sandbox, or somewhere else).
     fn cmd(&self, endpoint: &str) -> Command {
         self.cmd_as(endpoint, "alice")
     }
 
-    /// The binary with an isolated environment pointing at the sandbox as `who`.
+    /// The binary as `who`, pointed at `endpoint`.
     fn cmd_as(&self, endpoint: &str, who: &str) -> Command {
-        let h = self.home.path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssmtui"));
-        cmd.env_clear()
-            .envs(common::isolated_env(
-                h,
-                endpoint,
-                self.sb().state().region(),
-            ))
-            .env("AWS_ACCESS_KEY_ID", who)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .kill_on_drop(true);
+        let mut cmd = self.tokio_cmd(who);
+        cmd.env("AWS_ENDPOINT_URL", endpoint);
         cmd
     }
 
@@ -411,29 +382,6 @@ impl Env {
         }
         cli.stdout = Some(stdout);
         cli
-    }
-
-    fn audit_lines(&self) -> Vec<Value> {
-        let text =
-            std::fs::read_to_string(self.home.path().join("state/audit.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn active_sessions(&self) -> usize {
-        self.sb()
-            .state()
-            .sessions()
-            .iter()
-            .filter(|s| s.status.is_active())
-            .count()
-    }
-
-    async fn stop(mut self) {
-        if let Some(sb) = self.sb.take() {
-            sb.shutdown().await;
-        }
     }
 }
 
@@ -520,15 +468,6 @@ impl Cli {
             .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.stderr_task).await;
         (status, self.stderr())
-    }
-}
-
-/// Waits until `cond` holds (polling), or panics with `what`.
-async fn eventually(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -16,82 +16,59 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::common::eventually;
+use crate::common::sandbox::SandboxEnv;
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::aws::{SsmApi, StartSessionRequest};
-use ssmtui::config::AwsConfig;
 use ssmtui::engine::shell::OutputFilter;
 use ssmtui::engine::{CloseReason, EngineEvent, SessionHandle, SessionOptions, spawn_session};
 use ssmtui::protocol::mux::{Mux, MuxConfig, MuxEvent, Role as MuxRole};
 use ssmtui::protocol::version::{PortMode, client_port_mode};
 use ssmtui::protocol::{Flag, SessionType};
 use ssmtui::sandbox::world::CURRENT_AGENT_VERSION;
-use ssmtui::sandbox::{
-    Faults, PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig, SessionStatus,
-    TimeoutOverrides,
-};
-use ssmtui::secret::Secret;
+use ssmtui::sandbox::{Faults, PlatformType, SandboxConfig, SessionStatus, TimeoutOverrides};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const REGION: &str = "eu-west-1";
 
-struct Env {
-    sb: Option<RunningSandbox>,
-    dir: tempfile::TempDir,
+/// The shared sandbox environment in [`REGION`].
+struct Env(SandboxEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SandboxEnv;
+    fn deref(&self) -> &SandboxEnv {
+        &self.0
+    }
 }
 
 impl Env {
     async fn start(faults: Faults) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let sb = Sandbox::start(SandboxConfig {
-            region: REGION.to_owned(),
-            bucket_dir: Some(dir.path().join("bucket")),
-            homes_dir: Some(dir.path().join("home")),
-            faults,
-            ..SandboxConfig::default()
-        })
-        .await
-        .unwrap();
-        Self { sb: Some(sb), dir }
-    }
-
-    fn sb(&self) -> &RunningSandbox {
-        self.sb.as_ref().unwrap()
-    }
-
-    async fn api(&self, who: &str) -> Arc<SdkApi> {
-        let aws = AwsConfig {
-            region: Some(REGION.to_owned()),
-            endpoint_url: Some(self.sb().endpoint_url()),
-            ..AwsConfig::default()
-        };
-        Arc::new(
-            SdkApi::with_static_credentials(&aws, who, &Secret::new(SECRET_ACCESS_KEY))
-                .await
-                .unwrap(),
+        Self(
+            SandboxEnv::start(
+                "",
+                SandboxConfig {
+                    region: REGION.to_owned(),
+                    faults,
+                    ..SandboxConfig::default()
+                },
+            )
+            .await,
         )
     }
 
     /// A running Linux instance with an online agent of `version`.
     fn instance(&self, version: &str) -> String {
-        let world = self.sb().state().world();
-        world
-            .instances
-            .iter()
-            .find(|i| {
-                i.connected()
-                    && i.platform_type == PlatformType::Linux
-                    && i.agent_version == version
-            })
-            .map(|i| i.id.clone())
-            .unwrap()
+        self.find(|i| {
+            i.connected() && i.platform_type == PlatformType::Linux && i.agent_version == version
+        })
+        .id
     }
 
-    async fn stop(mut self) {
-        if let Some(sb) = self.sb.take() {
-            sb.shutdown().await;
-        }
+    async fn stop(self) {
+        self.0.stop().await;
     }
 }
 
@@ -247,12 +224,12 @@ async fn shell_session_runs_a_real_shell_encrypted_with_kms() {
         "{:?}",
         seen.closed
     );
-    let home = env.dir.path().join("home").join(&target);
+    let home = env.home.path().join("homes").join(&target);
     assert!(text.contains(&format!("HOME={}", home.display())), "{text}");
 
     // The transcript stands in for the S3 log: the document's key prefix, one file per session.
     let transcript = env
-        .dir
+        .home
         .path()
         .join("bucket/sudo")
         .join(format!("{}.log", handle.session_id()));
@@ -517,10 +494,8 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
     assert_eq!(accepts.load(Ordering::SeqCst), 1);
     // The local connection "went away": the agent closes its target connection and dials a
     // new one with the next Output.
+    // The flag travels in order with the data, so what is sent next goes to a new connection.
     handle.send_flag(Flag::DisconnectToPort).await.unwrap();
-    // Commands and data reach the driver on separate channels, so data sent right after the
-    // flag could be sequenced before it (and go to the old connection). Let the flag go first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (sent, echoed) = basic_echo(&handle, &mut events, &mut seen, 4 << 20, 2).await;
     assert_eq!(sent, echoed);
     assert_eq!(
@@ -791,14 +766,12 @@ async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
         SessionStatus::Terminated
     );
     // The shell is gone and reaped (a zombie would keep /proc/<pid>).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while proc_dir.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "shell {pid} outlived its session"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("shell {pid} to end with its session"),
+        Duration::from_secs(5),
+        || !proc_dir.exists(),
+    )
+    .await;
     env.stop().await;
 }
 

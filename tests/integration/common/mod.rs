@@ -1,5 +1,6 @@
 //! Helpers shared by the integration test modules.
 
+pub mod sandbox;
 pub mod tmux;
 
 use std::ffi::OsString;
@@ -41,4 +42,28 @@ pub fn require_tool(available: bool, tool: &str, test: &str) -> bool {
     );
     eprintln!("skipping {test}: {tool} is not available");
     false
+}
+
+/// Polls `cond` until it holds, or fails naming `what` after `limit` (synchronous tests).
+pub fn wait_until(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` until it holds, or fails naming `what` after `limit` (async tests).
+pub async fn eventually(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
