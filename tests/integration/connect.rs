@@ -428,3 +428,59 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
         assert!(!err.contains(token.expose()), "token in the error message");
     }
 }
+
+/// SIGTERM (or SIGINT, SIGHUP) while a script runs: the session is terminated on the service
+/// and audited as interrupted, and `connect` exits 130 with a message — a signal used to kill
+/// it between StartSession and the audit end line, leaving the session open.
+#[test]
+fn a_signal_ends_the_session_properly() {
+    let env = setup();
+    let name = linux_online(&env);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .args(["connect", &name])
+        .env_clear()
+        .envs(env.env("alice"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"echo started; sleep 60\n").unwrap();
+    }
+    common::wait_until(
+        "the session's data channel",
+        std::time::Duration::from_secs(20),
+        || {
+            env.sb()
+                .state()
+                .sessions()
+                .iter()
+                .any(|s| s.status == ssmtui::sandbox::SessionStatus::Connected)
+        },
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.starts_with("error: interrupted by SIGTERM; the session was terminated"),
+        "{stderr}"
+    );
+    let sessions = env.sb().state().sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].status,
+        ssmtui::sandbox::SessionStatus::Terminated
+    );
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(audit[1]["status"], "interrupted", "{audit:#?}");
+    assert_eq!(audit[1]["error"], "interrupted by SIGTERM", "{audit:#?}");
+}
