@@ -1,23 +1,33 @@
 //! ssmtui: a terminal UI and CLI for AWS Systems Manager Session Manager.
 //!
 //! The crate is a library with a thin binary (`src/main.rs`) so that integration tests and the
-//! fuzz targets can use the same code. Layering, from the bottom up:
+//! benchmarks use the same code. Layering, from the bottom up (the README's "Architecture";
+//! `tests/integration/architecture.rs` keeps the module graph acyclic and these layers apart):
 //!
-//! - [`protocol`]: the sans-IO Session Manager data channel and smux (no tokio, AWS, terminal);
-//! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough
-//!   ([`clock`]: the millisecond time it and the sandbox agent give the protocol core);
-//! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
-//! - [`access`] and [`resolve`]: access classes and target resolution (pure, no I/O);
-//! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
+//! - [`protocol`]: the sans-IO Session Manager data channel and smux — the
+//!   `ssmtui-protocol` crate of this workspace (no tokio, AWS, terminal, clock or socket);
+//! - leaves: [`error`] (error kinds, and the `Classify` trait each error type implements),
+//!   [`rules`] (ARN globs, tag rules, reason limits), [`forwarding`] (forward specs, states),
+//!   [`humanize`], [`clock`] (the millisecond time the engine and the sandbox agent give the
+//!   protocol core), [`secret`];
 //! - [`config`]: the TOML configuration, its layering and the platform paths;
+//! - [`aws`]: the AWS calls behind one trait, with the SDK implementation and a fake;
+//! - [`audit`]: the local audit log of sessions (JSON lines, rotated by size);
+//! - [`access`]: the one policy module (class, reachability, documents, reasons) and
+//!   [`resolve`]: target resolution (pure, no I/O);
+//! - [`engine`]: one tokio task per websocket driving a protocol session; shell passthrough;
+//!   forwards. It runs sessions started elsewhere and never starts one;
+//! - [`launch`]: the only place a session starts (StartSession, audit, and the guarantee that
+//!   every started session is ended and audited);
 //! - [`app`]: the interactive app as pure state (update → effects), [`ui`]: its views, and
 //!   [`tui`]: the terminal and the runtime loop that performs the effects;
 //! - [`doctor`]: the checks behind `ssmtui doctor` (over the API trait, unit-testable);
+//! - [`report`]: where errors become messages, hints and exit codes (CLI and TUI alike);
+//!   [`signals`]: the signals that end sessions politely; [`output`]: stdout that may close;
 //! - [`cli`]: one module per subcommand, converting arguments into validated values;
-//! - [`error`]: the single place where errors become messages, hints and exit codes;
 //! - [`bench`]: the benchmark harness behind the hidden `ssmtui bench`;
-//! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox` and tests.
-//!
+//! - [`sandbox`]: a loopback emulation of the AWS APIs ssmtui uses, for `ssmtui sandbox`, the
+//!   demo and the tests.
 
 pub mod access;
 pub mod app;
