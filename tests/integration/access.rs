@@ -12,7 +12,6 @@ use crate::common::sandbox::SandboxEnv;
 
 use serde_json::Value;
 use ssmtui::sandbox::SandboxConfig;
-use ssmtui::sandbox::world::{InstanceState, PingStatus};
 
 const CLASSES: &str = r#"
 [classes.sudo]
@@ -25,61 +24,39 @@ principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
 scope = { Environment = ["staging", "dev"] }
 "#;
 
-/// The shared sandbox environment, plus the raw SDK for what ssmtui does not do itself.
-struct Env(SandboxEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SandboxEnv;
-    fn deref(&self) -> &SandboxEnv {
-        &self.0
-    }
+fn setup(config: &str) -> SandboxEnv {
+    SandboxEnv::blocking(config, SandboxConfig::default())
 }
 
-fn setup(config: &str) -> Env {
-    Env(SandboxEnv::blocking(config, SandboxConfig::default()))
+/// The raw SDK client, for what ssmtui itself does not do.
+fn ssm(env: &SandboxEnv, who: &str) -> aws_sdk_ssm::Client {
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(env.sb().endpoint_url())
+        .region(aws_config::Region::new(
+            env.sb().state().region().to_owned(),
+        ))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            who, "x", None, None, "test",
+        ))
+        .build();
+    aws_sdk_ssm::Client::from_conf(conf)
 }
 
-impl Env {
-    /// Id of the first connectable Linux instance in `env`.
-    fn online(&self, env: &str) -> String {
-        self.find(|i| {
-            i.environment() == Some(env)
-                && i.state == InstanceState::Running
-                && i.ping == PingStatus::Online
-                && i.platform_type.as_str() == "Linux"
-        })
-        .id
-    }
-
-    fn ssm(&self, who: &str) -> aws_sdk_ssm::Client {
-        let conf = aws_sdk_ssm::Config::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .endpoint_url(self.sb().endpoint_url())
-            .region(aws_config::Region::new(
-                self.sb().state().region().to_owned(),
-            ))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                who, "x", None, None, "test",
-            ))
-            .build();
-        aws_sdk_ssm::Client::from_conf(conf)
-    }
-
-    /// Starts a session through the SDK (it stays active: nobody opens its data channel).
-    fn start_session(&self, who: &str, target: &str, document: &str) -> String {
-        let client = self.ssm(who);
-        self.block_on(
-            client
-                .start_session()
-                .target(target)
-                .document_name(document)
-                .send(),
-        )
-        .unwrap()
-        .session_id()
-        .unwrap()
-        .to_owned()
-    }
+/// Starts a session through the SDK (it stays active: nobody opens its data channel).
+fn start_session(env: &SandboxEnv, who: &str, target: &str, document: &str) -> String {
+    let client = ssm(env, who);
+    env.block_on(
+        client
+            .start_session()
+            .target(target)
+            .document_name(document)
+            .send(),
+    )
+    .unwrap()
+    .session_id()
+    .unwrap()
+    .to_owned()
 }
 
 fn stderr(out: &assert_cmd::assert::Assert) -> String {
@@ -218,7 +195,7 @@ fn a_forced_sudo_session_is_explained() {
     assert!(env.audit_lines().is_empty());
 
     // The same through the SDK directly: our error mapping explains the sandbox's denial.
-    let client = env.ssm("bob");
+    let client = ssm(&env, "bob");
     let err = env
         .block_on(
             client
@@ -387,8 +364,8 @@ fn an_unknown_class_document_is_a_configuration_error() {
 fn sessions_lists_own_and_all_and_terminates_only_own() {
     let env = setup(CLASSES);
     let dev = env.online("dev");
-    let mine = env.start_session("alice", &dev, "SSM-sudo");
-    let theirs = env.start_session("bob", &dev, "SSM-nosudo");
+    let mine = start_session(&env, "alice", &dev, "SSM-sudo");
+    let theirs = start_session(&env, "bob", &dev, "SSM-nosudo");
 
     let out = env
         .cmd("alice")
@@ -451,7 +428,7 @@ fn sessions_lists_own_and_all_and_terminates_only_own() {
     assert!(table.contains(&format!("history  {mine}")), "{table}");
 }
 
-fn doctor(env: &Env, who: &str) -> (Option<i32>, Value) {
+fn doctor(env: &SandboxEnv, who: &str) -> (Option<i32>, Value) {
     let out = env.cmd(who).args(["doctor", "--json"]).assert();
     let code = out.get_output().status.code();
     (code, stdout_json(&out))

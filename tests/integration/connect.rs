@@ -26,30 +26,21 @@ scope = { Environment = ["staging", "dev"] }
 web = { target = "Environment=prod Role=web" }
 "#;
 
-/// The shared sandbox environment with this file's classes and aliases.
-struct Env(SandboxEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SandboxEnv;
-    fn deref(&self) -> &SandboxEnv {
-        &self.0
-    }
-}
-
-fn setup() -> Env {
+fn setup() -> SandboxEnv {
     setup_with(SandboxConfig::default())
 }
 
-fn setup_with(config: SandboxConfig) -> Env {
-    Env(SandboxEnv::blocking(CLASSES, config))
+fn setup_with(config: SandboxConfig) -> SandboxEnv {
+    SandboxEnv::blocking(CLASSES, config)
 }
 
-impl Env {
-    /// Name and id of the first instance satisfying `pred`.
-    fn named(&self, pred: impl Fn(&ssmtui::sandbox::world::Instance) -> bool) -> (String, String) {
-        let i = self.find(pred);
-        (tag(&i, "Name"), i.id)
-    }
+/// Name and id of the first instance satisfying `pred`.
+fn named(
+    env: &SandboxEnv,
+    pred: impl Fn(&ssmtui::sandbox::world::Instance) -> bool,
+) -> (String, String) {
+    let i = env.find(pred);
+    (tag(&i, "Name"), i.id)
 }
 
 fn tag(i: &ssmtui::sandbox::world::Instance, key: &str) -> String {
@@ -77,7 +68,9 @@ fn list_prints_a_table_and_json() {
     let count = env.sb().state().world().instances.len();
     assert_eq!(text.lines().count(), count + 1);
 
-    let (name, id) = env.named(|i| tag(i, "Role") == "web" && tag(i, "Environment") == "prod");
+    let (name, id) = named(&env, |i| {
+        tag(i, "Role") == "web" && tag(i, "Environment") == "prod"
+    });
     let out = env
         .cmd("alice")
         .args(["list", "--json", &name])
@@ -105,7 +98,7 @@ fn list_prints_a_table_and_json() {
 #[test]
 fn no_match_suggests_closest_names() {
     let env = setup();
-    let (name, _) = env.named(|i| tag(i, "Environment") == "prod");
+    let (name, _) = named(&env, |i| tag(i, "Environment") == "prod");
     let typo = format!("{}x", name);
     let out = env.cmd("alice").args(["connect", &typo]).assert().code(3);
     let err = stderr(&out);
@@ -138,8 +131,9 @@ fn ambiguous_without_a_terminal_lists_matches() {
 #[test]
 fn offline_and_stopped_targets_are_explained() {
     let env = setup();
-    let (name, id) =
-        env.named(|i| i.state == InstanceState::Running && i.ping == PingStatus::Online);
+    let (name, id) = named(&env, |i| {
+        i.state == InstanceState::Running && i.ping == PingStatus::Online
+    });
     env.sb()
         .state()
         .set_ping_status(&id, PingStatus::ConnectionLost);
@@ -163,7 +157,7 @@ fn offline_and_stopped_targets_are_explained() {
 #[test]
 fn access_classes_decide_reach_and_document() {
     let env = setup();
-    let (prod, _) = env.named(|i| {
+    let (prod, _) = named(&env, |i| {
         tag(i, "Environment") == "prod"
             && i.ping == PingStatus::Online
             && i.state == InstanceState::Running
@@ -270,8 +264,8 @@ fn debug_decode_and_encode_round_trip_tv2() {
 }
 
 /// A running, agent-Online Linux instance in an environment alice's class reaches.
-fn linux_online(env: &Env) -> String {
-    env.named(|i| {
+fn linux_online(env: &SandboxEnv) -> String {
+    named(env, |i| {
         i.state == InstanceState::Running
             && i.ping == PingStatus::Online
             && tag(i, "Environment") == "dev"
@@ -342,15 +336,12 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
     );
 }
 
-#[test]
-fn tokens_never_reach_argv_environment_logs_or_errors() {
-    let env = setup();
-    env.sb().state().record_issued_tokens(true);
-    let name = linux_online(&env);
-    let bin = assert_cmd::cargo::cargo_bin("ssmtui");
-    let h = env.home.path();
-    let mut child = std::process::Command::new(bin)
-        .args(["-vv", "connect", &name])
+/// `ssmtui ARGS` as alice with `script` on its stdin (kept open), once its session's data
+/// channel is up.
+fn running_script(env: &SandboxEnv, args: &[&str], script: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .args(args)
         .env_clear()
         .envs(env.env("alice"))
         .stdin(std::process::Stdio::piped())
@@ -358,13 +349,12 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    {
-        use std::io::Write;
-        let stdin = child.stdin.as_mut().unwrap();
-        stdin.write_all(b"sleep 2\necho done\n").unwrap();
-    }
-    // While the session runs (its data channel took the token), look at what other local
-    // users could see.
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     common::wait_until(
         "the session's data channel",
         std::time::Duration::from_secs(20),
@@ -376,6 +366,18 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
                 .any(|s| s.status == ssmtui::sandbox::SessionStatus::Connected)
         },
     );
+    child
+}
+
+#[test]
+fn tokens_never_reach_argv_environment_logs_or_errors() {
+    let env = setup();
+    env.sb().state().record_issued_tokens(true);
+    let name = linux_online(&env);
+    let h = env.home.path();
+    let mut child = running_script(&env, &["-vv", "connect", &name], "sleep 2\necho done\n");
+    // While the session runs (its data channel took the token), look at what other local
+    // users could see.
     let tokens = env.sb().state().issued_tokens();
     assert!(!tokens.is_empty(), "the session started no data channel");
     let pid = child.id();
@@ -436,31 +438,7 @@ fn tokens_never_reach_argv_environment_logs_or_errors() {
 fn a_signal_ends_the_session_properly() {
     let env = setup();
     let name = linux_online(&env);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
-        .args(["connect", &name])
-        .env_clear()
-        .envs(env.env("alice"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let stdin = child.stdin.as_mut().unwrap();
-        stdin.write_all(b"echo started; sleep 60\n").unwrap();
-    }
-    common::wait_until(
-        "the session's data channel",
-        std::time::Duration::from_secs(20),
-        || {
-            env.sb()
-                .state()
-                .sessions()
-                .iter()
-                .any(|s| s.status == ssmtui::sandbox::SessionStatus::Connected)
-        },
-    );
+    let child = running_script(&env, &["connect", &name], "echo started; sleep 60\n");
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -470,7 +448,7 @@ fn a_signal_ends_the_session_properly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
-        stderr.starts_with("error: interrupted by SIGTERM; the session was terminated"),
+        stderr.contains("error: interrupted by SIGTERM; the session was terminated\n"),
         "{stderr}"
     );
     let sessions = env.sb().state().sessions();

@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
 
-use ssmtui::sandbox::world::{InstanceState, PingStatus};
-use ssmtui::sandbox::{Sandbox, SandboxConfig};
+use ssmtui::sandbox::SandboxConfig;
+
+use crate::common::sandbox::SandboxEnv;
 
 /// A sandbox, a home with a class config, and the environment for a pane that runs
 /// `ssmtui connect` against it; `None` (the test is skipped) without tmux.
 struct TtyEnv {
-    rt: tokio::runtime::Runtime,
-    sandbox: ssmtui::sandbox::RunningSandbox,
-    dir: tempfile::TempDir,
+    sandbox: SandboxEnv,
     /// The Name of a connectable Linux instance.
     name: String,
     env: Vec<(&'static str, std::ffi::OsString)>,
@@ -35,61 +34,22 @@ fn tty_env(test: &str) -> Option<TtyEnv> {
     if !common::require_tool(Tmux::available(), "tmux", test) {
         return None;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sandbox = rt
-        .block_on(Sandbox::start(SandboxConfig::default()))
-        .unwrap();
-    let name = {
-        let world = sandbox.state().world();
-        let i = world
-            .instances
-            .iter()
-            .find(|i| {
-                i.state == InstanceState::Running
-                    && i.ping == PingStatus::Online
-                    && !i.platform_name.contains("Windows")
-            })
-            .unwrap();
-        i.tags.iter().find(|(k, _)| k == "Name").unwrap().1.clone()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
+    let sandbox = SandboxEnv::blocking(
         "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
-    )
-    .unwrap();
-    let mut env = common::isolated_env(
-        dir.path(),
-        &sandbox.endpoint_url(),
-        sandbox.state().region(),
+        SandboxConfig::default(),
     );
-    env.extend([
-        ("TERM", "xterm-256color".into()),
-        ("AWS_ACCESS_KEY_ID", "alice".into()),
-        ("AWS_SECRET_ACCESS_KEY", "x".into()),
-    ]);
-    Some(TtyEnv {
-        rt,
-        sandbox,
-        dir,
-        name,
-        env,
-    })
+    let name = sandbox.linux_name();
+    let mut env = sandbox.env("alice");
+    env.push(("TERM", "xterm-256color".into()));
+    Some(TtyEnv { sandbox, name, env })
 }
 
 #[test]
 fn prompt_resize_escape_and_terminal_restored() {
-    let Some(TtyEnv {
-        rt,
-        sandbox,
-        dir,
-        name,
-        env,
-    }) = tty_env("the connect tty test")
-    else {
+    let Some(TtyEnv { sandbox, name, env }) = tty_env("the connect tty test") else {
         return;
     };
-    let home = dir.path();
+    let home = sandbox.home.path();
     let bin = env!("CARGO_BIN_EXE_ssmtui");
     let tmux = Tmux::start("tty", "t", &env, 100, 30);
     // The prompt ("$ ", or "# " as root) says the shell is ready for input.
@@ -139,10 +99,9 @@ fn prompt_resize_escape_and_terminal_restored() {
         "terminal settings changed"
     );
     // The session really ended on the service side.
-    let sessions = sandbox.state().sessions();
+    let sessions = sandbox.sb().state().sessions();
     assert_eq!(sessions.len(), 1);
     assert!(!sessions[0].status.is_active(), "{:?}", sessions[0].status);
-    rt.block_on(sandbox.shutdown());
 }
 
 /// A paste of 1 MiB into a remote program while the remote terminal echoes every byte back:
@@ -152,14 +111,7 @@ fn prompt_resize_escape_and_terminal_restored() {
 /// any Linux terminal does; the count is what must be exact.)
 #[test]
 fn a_1_mib_paste_into_an_echoing_terminal_completes() {
-    let Some(TtyEnv {
-        rt,
-        sandbox,
-        dir,
-        name,
-        env,
-    }) = tty_env("the paste test")
-    else {
+    let Some(TtyEnv { sandbox, name, env }) = tty_env("the paste test") else {
         return;
     };
     // Lines of 63 characters: the remote terminal is in canonical mode, whose line buffer
@@ -168,7 +120,7 @@ fn a_1_mib_paste_into_an_echoing_terminal_completes() {
     let total = 1 << 20;
     let paste = line.repeat(total / line.len());
     assert_eq!(paste.len(), total);
-    let file = dir.path().join("paste.txt");
+    let file = sandbox.home.path().join("paste.txt");
     std::fs::write(&file, &paste).unwrap();
     let bin = env!("CARGO_BIN_EXE_ssmtui");
     let tmux = Tmux::start("paste", "p", &env, 100, 30);
@@ -199,5 +151,4 @@ fn a_1_mib_paste_into_an_echoing_terminal_completes() {
     tmux.keys(&["Enter"]);
     tmux.literal("~.");
     tmux.wait_for("the local prompt again", |s| s.contains("exit=0"));
-    rt.block_on(sandbox.shutdown());
 }

@@ -32,7 +32,7 @@ use ssmtui::engine::forward::{self, Acceptor, ForwardHandle};
 use ssmtui::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSpec, ForwardState};
 use ssmtui::launch::{ForwardPlan, Launcher};
 use ssmtui::sandbox::world::CURRENT_AGENT_VERSION;
-use ssmtui::sandbox::{Faults, PlatformType, SandboxConfig, SessionStatus};
+use ssmtui::sandbox::{Faults, SandboxConfig, SessionStatus};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};
@@ -296,14 +296,6 @@ impl Env {
         )
     }
 
-    /// A running, online Linux instance whose agent is `version`.
-    fn instance(&self, version: &str) -> String {
-        self.find(|i| {
-            i.connected() && i.platform_type == PlatformType::Linux && i.agent_version == version
-        })
-        .id
-    }
-
     async fn stop(self) {
         self.0.stop().await;
     }
@@ -478,7 +470,7 @@ impl Cli {
 /// from a source, both through the real binary; checks digests, exit status and the audit log.
 async fn transfer_each_way(mib: usize, limit: Duration) {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let total = mib * MIB;
     let pattern = Pattern::new(1);
     let up_progress = Arc::new(AtomicUsize::new(0));
@@ -592,7 +584,7 @@ async fn transfer_256_mib_each_way_is_exact_and_audited() {
 /// echo comes back exact. Prints the slowest/fastest completion ratio (fairness; not asserted).
 async fn parallel_echoes(conns: usize, each: usize, limit: Duration) {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let cli = env
         .forward_cli(&target, &[&format!("0:{}", echo.port())])
@@ -671,7 +663,7 @@ async fn parallel_64_x_4_mib_share_one_session_and_agree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_host_forward_reaches_a_second_loopback_address() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.2").await;
     let spec = format!("0:127.0.0.2:{}", echo.port());
     let cli = env.forward_cli(&target, &[&spec]).await;
@@ -704,7 +696,7 @@ async fn remote_host_forward_reaches_a_second_loopback_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_loopback_host_is_refused_and_reported() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let cli = env.forward_cli(&target, &["0:10.1.2.3:80"]).await;
     let message = "the agent could not connect to 10.1.2.3:80";
     for attempt in 1..=2 {
@@ -742,7 +734,7 @@ async fn non_loopback_host_is_refused_and_reported() {
 async fn faults_leave_a_256_mib_transfer_exact_and_show_reconnects() {
     let faults = Faults::parse("drop-every=2s,dup=0.02,reorder=0.02,seed=5").unwrap();
     let env = Env::start(faults).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let fwd = env.forward(&target, echo.port()).await;
     let addr = fwd.local_addr().unwrap();
@@ -784,7 +776,7 @@ async fn faults_leave_a_256_mib_transfer_exact_and_show_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_is_loopback_only_and_a_busy_port_fails_before_aws() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let cli = env
         .forward_cli(&target, &[&format!("0:{}", echo.port())])
@@ -844,7 +836,7 @@ async fn listener_is_loopback_only_and_a_busy_port_fails_before_aws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_mode_takes_connections_in_turn() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(OLD_AGENT);
+    let target = env.linux(OLD_AGENT);
     let echo = echo_server("127.0.0.1").await;
     let chatty = chatty_server().await;
     let cli = env
@@ -930,7 +922,7 @@ async fn basic_mode_takes_connections_in_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_carries_a_byte_stream_intact() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let total = 8 * MIB;
     let mut cmd = env.cmd(&env.sb().endpoint_url());
@@ -981,7 +973,7 @@ async fn proxy_carries_a_byte_stream_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_session_is_replaced_on_the_next_connection() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let fwd = env.forward(&target, echo.port()).await;
     let addr = fwd.local_addr().unwrap();
@@ -1043,7 +1035,7 @@ async fn a_terminated_session_is_replaced_on_the_next_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_downloads_do_not_stall() {
     let env = Env::start(Faults::default()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let total = 64 * MIB;
     let mut tasks = Vec::new();
     for k in 0..3u64 {
@@ -1103,19 +1095,7 @@ principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
 async fn a_forward_that_cannot_start_stops_the_ones_already_running() {
     let env = Env::start(Faults::default()).await;
     std::fs::write(env.home.path().join("config.toml"), BOB_FORWARDS).unwrap();
-    let target = {
-        let world = env.sb().state().world();
-        world
-            .instances
-            .iter()
-            .find(|i| {
-                i.connected()
-                    && i.platform_type == PlatformType::Linux
-                    && i.environment() == Some("dev")
-            })
-            .map(|i| i.id.clone())
-            .unwrap()
-    };
+    let target = env.online("dev");
     let echo = echo_server("127.0.0.1").await;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -1166,7 +1146,7 @@ async fn a_forward_that_cannot_start_stops_the_ones_already_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_whose_handshake_never_completes_ends_its_session() {
     let env = Env::start(Faults::parse("withhold-handshake").unwrap()).await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let echo = echo_server("127.0.0.1").await;
     let started = Instant::now();
     let out = tokio::time::timeout(

@@ -34,42 +34,17 @@ use tokio::sync::mpsc;
 
 const REGION: &str = "eu-west-1";
 
-/// The shared sandbox environment in [`REGION`].
-struct Env(SandboxEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SandboxEnv;
-    fn deref(&self) -> &SandboxEnv {
-        &self.0
-    }
-}
-
-impl Env {
-    async fn start(faults: Faults) -> Self {
-        Self(
-            SandboxEnv::start(
-                "",
-                SandboxConfig {
-                    region: REGION.to_owned(),
-                    faults,
-                    ..SandboxConfig::default()
-                },
-            )
-            .await,
-        )
-    }
-
-    /// A running Linux instance with an online agent of `version`.
-    fn instance(&self, version: &str) -> String {
-        self.find(|i| {
-            i.connected() && i.platform_type == PlatformType::Linux && i.agent_version == version
-        })
-        .id
-    }
-
-    async fn stop(self) {
-        self.0.stop().await;
-    }
+/// The shared sandbox environment in [`REGION`], with `faults`.
+async fn start(faults: Faults) -> SandboxEnv {
+    SandboxEnv::start(
+        "",
+        SandboxConfig {
+            region: REGION.to_owned(),
+            faults,
+            ..SandboxConfig::default()
+        },
+    )
+    .await
 }
 
 async fn open(
@@ -178,21 +153,36 @@ impl Seen {
     }
 }
 
-fn count(haystack: &str, needle: &str) -> usize {
-    haystack.matches(needle).count()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shell_session_runs_a_real_shell_encrypted_with_kms() {
-    let env = Env::start(Faults::default()).await;
+/// A shell session as alice on a current agent, once it is ready: the API client, the
+/// target, the handle, its events and what was seen so far.
+async fn ready_shell(
+    env: &SandboxEnv,
+) -> (
+    Arc<SdkApi>,
+    String,
+    SessionHandle,
+    mpsc::Receiver<EngineEvent>,
+    Seen,
+) {
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
     let mut seen = Seen::default();
     seen.until(&mut events, Duration::from_secs(20), "Ready", |s| {
         s.ready.is_some()
     })
     .await;
+    (api, target, handle, events, seen)
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_session_runs_a_real_shell_encrypted_with_kms() {
+    let env = start(Faults::default()).await;
+    let (_api, target, handle, mut events, mut seen) = ready_shell(&env).await;
     let (session_type, message, encrypted) = seen.ready.clone().unwrap();
     assert_eq!(session_type, SessionType::StandardStream);
     assert!(encrypted, "SSM-sudo names a KMS key");
@@ -423,10 +413,10 @@ async fn open_port_session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_session_moves_64_mib_through_smux_intact() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
     let (port, accepts) = echo_server().await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let (handle, mut events, mut seen) = open_port_session(
         &api,
         &target,
@@ -471,10 +461,10 @@ async fn port_session_moves_64_mib_through_smux_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
     let (port, accepts) = echo_server().await;
-    let target = env.instance("3.0.161.0");
+    let target = env.linux("3.0.161.0");
     let (handle, mut events, mut seen) = open_port_session(
         &api,
         &target,
@@ -511,9 +501,9 @@ async fn basic_mode_on_an_old_agent_redials_after_disconnect_to_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_loopback_and_closed_targets_get_connect_to_port_error() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     // A port nobody listens on: bind, note the port, close.
     let closed_port = {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -577,7 +567,7 @@ use ssmtui::engine::shell::{EPILOGUE, PRELUDE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipe_mode_framing_extracts_the_exit_status_from_a_real_bash() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     // bob: SSM-nosudo, staging and dev only.
     let api = env.api("bob").await;
     let target = {
@@ -674,9 +664,9 @@ fn policy_close_reason(msg: &tokio_tungstenite::tungstenite::Message) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_single_use_bound_to_their_session_and_expire() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let req = StartSessionRequest {
         target: target.clone(),
         document: "SSM-sudo".to_owned(),
@@ -730,9 +720,9 @@ fn shell_pid(text: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
     let mut seen = Seen::default();
     handle.send(b"echo pid=$$\n".to_vec()).await.unwrap();
@@ -781,9 +771,9 @@ async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
 /// read on while an event waited for the reader.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_sees_the_end_of_a_chatty_session_as_channel_closed() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let (handle, mut events) = open_with_capacity(&api, &target, "SSM-sudo", &[], 4).await;
     handle
         .send(b"head -c 1500000 /dev/zero | tr '\\0' x; exit\n".to_vec())
@@ -816,9 +806,9 @@ async fn a_slow_reader_sees_the_end_of_a_chatty_session_as_channel_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_and_max_duration_end_sessions() {
-    let env = Env::start(Faults::default()).await;
+    let env = start(Faults::default()).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
 
     env.sb().state().set_timeout_overrides(TimeoutOverrides {
         idle: Some(Duration::from_millis(1500)),
@@ -878,9 +868,9 @@ async fn idle_timeout_and_max_duration_end_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_cannot_break_exactly_once_delivery() {
     let faults = Faults::parse("drop-every=200,dup=0.02,reorder=0.02,seed=11").unwrap();
-    let env = Env::start(faults).await;
+    let env = start(faults).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
 
     // Shell: 30000 numbered lines (~350 messages, enough for the drops to hit), each must
     // arrive once and in order.
@@ -952,9 +942,9 @@ async fn faults_cannot_break_exactly_once_delivery() {
 async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     let faults =
         Faults::parse("delay-ms=0-5,stall-acks-ms=400,restart-agent-every=60,seed=3").unwrap();
-    let env = Env::start(faults).await;
+    let env = start(faults).await;
     let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
+    let target = env.linux(CURRENT_AGENT_VERSION);
     let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
     let mut seen = Seen::default();
     handle
@@ -982,15 +972,8 @@ async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
 /// reconnect timeout of a minute); a caller that gives up meanwhile must not wait for that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_reconnecting_session_ends_it_at_once() {
-    let env = Env::start(Faults::default()).await;
-    let api = env.api("alice").await;
-    let target = env.instance(CURRENT_AGENT_VERSION);
-    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
-    let mut seen = Seen::default();
-    seen.until(&mut events, Duration::from_secs(20), "Ready", |s| {
-        s.ready.is_some()
-    })
-    .await;
+    let env = start(Faults::default()).await;
+    let (_, _, handle, mut events, mut seen) = ready_shell(&env).await;
     // The whole sandbox goes: the websocket drops and every ResumeSession fails.
     env.stop().await;
     seen.until(

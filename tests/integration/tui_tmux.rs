@@ -17,7 +17,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
-use ssmtui::sandbox::{PlatformType, Sandbox, SandboxConfig};
+use ssmtui::sandbox::SandboxConfig;
+
+use crate::common::sandbox::SandboxEnv;
 
 /// The screen without its status line, which is the only line a shell round trip may change.
 fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
@@ -223,35 +225,17 @@ fn a_tui_shell_with_a_discovered_class_is_audited_with_it() {
     if !common::require_tool(Tmux::available(), "tmux", "the TUI sandbox shell test") {
         return;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sandbox = rt
-        .block_on(Sandbox::start(SandboxConfig::default()))
-        .unwrap();
-    let name = {
-        let world = sandbox.state().world();
-        let i = world
-            .instances
-            .iter()
-            .find(|i| i.connected() && i.platform_type == PlatformType::Linux)
-            .unwrap();
-        i.tags.iter().find(|(k, _)| k == "Name").unwrap().1.clone()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
-    std::fs::write(home.join("config.toml"), "").unwrap();
+    let sandbox = SandboxEnv::blocking("", SandboxConfig::default());
+    let name = sandbox.linux_name();
+    let home = sandbox.home.path();
     std::fs::create_dir_all(home.join("state")).unwrap();
     std::fs::write(
         home.join("state/class-choice.json"),
         r#"{"profiles":{"default":{"class":"sudo","document":"SSM-sudo"}}}"#,
     )
     .unwrap();
-    let mut env = common::isolated_env(home, &sandbox.endpoint_url(), sandbox.state().region());
-    env.extend([
-        ("TERM", "xterm-256color".into()),
-        ("PS1", "$ ".into()),
-        ("AWS_ACCESS_KEY_ID", "alice".into()),
-        ("AWS_SECRET_ACCESS_KEY", "x".into()),
-    ]);
+    let mut env = sandbox.env("alice");
+    env.extend([("TERM", "xterm-256color".into()), ("PS1", "$ ".into())]);
     let tmux = Tmux::start("tui-sandbox", "s", &env, 120, 30);
     tmux.run(&["set-option", "-g", "escape-time", "10"]);
     tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
@@ -286,5 +270,4 @@ fn a_tui_shell_with_a_discovered_class_is_audited_with_it() {
     }
     assert_eq!(lines[1]["event"], "end");
     assert_eq!(lines[1]["status"], "exited");
-    rt.block_on(sandbox.shutdown());
 }

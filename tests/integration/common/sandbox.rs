@@ -14,7 +14,7 @@ use serde_json::Value;
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::config::AwsConfig;
 use ssmtui::sandbox::world::Instance;
-use ssmtui::sandbox::{RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig};
+use ssmtui::sandbox::{PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig};
 use ssmtui::secret::Secret;
 
 use super::isolated_env;
@@ -121,6 +121,30 @@ impl SandboxEnv {
             .find(|i| pred(i))
             .cloned()
             .expect("no instance in the sandbox's world fits")
+    }
+
+    /// The id of a connectable Linux instance whose agent is `version`.
+    pub fn linux(&self, version: &str) -> String {
+        self.find(|i| {
+            i.connected() && i.platform_type == PlatformType::Linux && i.agent_version == version
+        })
+        .id
+    }
+
+    /// The id of a connectable Linux instance tagged `Environment=environment`.
+    pub fn online(&self, environment: &str) -> String {
+        self.find(|i| {
+            i.connected()
+                && i.platform_type == PlatformType::Linux
+                && i.environment() == Some(environment)
+        })
+        .id
+    }
+
+    /// The Name of a connectable Linux instance.
+    pub fn linux_name(&self) -> String {
+        let i = self.find(|i| i.connected() && i.platform_type == PlatformType::Linux);
+        i.tag("Name").unwrap_or_default().to_owned()
     }
 
     /// The audit log's lines (none if it does not exist). Tokens never appear in it.

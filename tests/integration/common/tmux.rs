@@ -123,32 +123,32 @@ impl Tmux {
         limit: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
+        self.poll(what, limit, Self::history, pred)
+    }
+
+    /// Polls the pane until `pred` holds; fails with the last screen after a while.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.poll(what, WAIT, Self::screen, pred)
+    }
+
+    /// Reads the pane with `read` until `pred` holds; fails with the screen after `limit`.
+    fn poll(
+        &self,
+        what: &str,
+        limit: Duration,
+        read: impl Fn(&Self) -> String,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + limit;
         loop {
-            let history = self.history();
-            if pred(&history) {
-                return history;
+            let text = read(self);
+            if pred(&text) {
+                return text;
             }
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}; screen:\n{}",
                 self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Polls the pane until `pred` holds; fails with the last screen after a while.
-    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
