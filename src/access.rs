@@ -631,7 +631,7 @@ mod tests {
         let err = explain_start_denied(denied("arn:aws:ec2:r:1:instance/i-1"), attempt);
         let user = err.downcast_ref::<UserError>().unwrap();
         assert_eq!(user.kind(), ErrorKind::Auth);
-        let text = crate::error::one_line(user, &Classify::classified(user));
+        let text = Classify::classified(user).hints.join("\n");
         assert!(
             text.contains("likely missing permission: ssm:StartSession on arn:aws:ec2:r:1:instance/i-1 (an ssm:resourceTag condition"),
             "{text}"
