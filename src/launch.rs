@@ -127,7 +127,8 @@ impl Launcher {
                 let finish = AuditedEnd {
                     api: Arc::clone(&self.api),
                     session_id: target.session_id.clone(),
-                    audit,
+                    audit: Some(audit),
+                    pending: None,
                 };
                 Ok(StartedSession::new(target, Box::new(finish)))
             }
@@ -301,15 +302,21 @@ async fn terminate(api: &dyn SsmApi, session_id: &str) -> Result<(), String> {
 }
 
 /// The end of an audited session: TerminateSession when it may still be open, then the audit
-/// end line.
+/// end line. The end line is written even when the caller stops waiting during
+/// TerminateSession (the future is dropped): from `Drop`, with what is known.
 struct AuditedEnd {
     api: Arc<dyn SsmApi>,
     session_id: String,
-    audit: SessionAudit,
+    audit: Option<SessionAudit>,
+    /// The ending being written, kept while TerminateSession runs.
+    pending: Option<Ending>,
 }
 
 impl AuditedEnd {
-    fn write(self, ending: Ending, terminate_error: Option<String>) {
+    fn write(&mut self, ending: Ending, terminate_error: Option<String>) {
+        let Some(audit) = self.audit.take() else {
+            return;
+        };
         let mut end = SessionEnd::new(match ending.outcome {
             EndOutcome::Exited => EndStatus::Exited,
             EndOutcome::Terminated => EndStatus::Terminated,
@@ -324,18 +331,32 @@ impl AuditedEnd {
         end.exit_code = ending.exit_code.map(i64::from);
         end.bytes_sent = ending.bytes_sent;
         end.bytes_received = ending.bytes_received;
-        if let Err(e) = self.audit.end(end) {
+        if let Err(e) = audit.end(end) {
             tracing::warn!(error = %e, "cannot write the end of a session to the audit log");
             eprint!("warning: {e}\r\n");
         }
     }
 }
 
+impl Drop for AuditedEnd {
+    fn drop(&mut self) {
+        if let Some(ending) = self.pending.take() {
+            self.write(
+                ending,
+                Some("ssmtui stopped before the answer came".to_owned()),
+            );
+        }
+    }
+}
+
 #[async_trait]
 impl Finish for AuditedEnd {
-    async fn finish(self: Box<Self>, ending: Ending) {
+    async fn finish(mut self: Box<Self>, ending: Ending) {
         let terminate_error = if ending.needs_terminate() {
-            terminate(self.api.as_ref(), &self.session_id).await.err()
+            self.pending = Some(ending.clone());
+            let result = terminate(self.api.as_ref(), &self.session_id).await.err();
+            self.pending = None;
+            result
         } else {
             None
         };
@@ -343,7 +364,7 @@ impl Finish for AuditedEnd {
         self.write(ending, terminate_error);
     }
 
-    fn abandon(self: Box<Self>, ending: Ending) {
+    fn abandon(mut self: Box<Self>, ending: Ending) {
         if ending.needs_terminate()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {

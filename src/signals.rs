@@ -4,14 +4,20 @@
 //! A command that has sessions open listens for them with [`Interrupts::watch`] before its
 //! first StartSession, so no signal can kill it between StartSession and the audit end line:
 //! the first signal cancels a token, the session is terminated and finished, and the command
-//! exits with the documented status. A second signal means the user has run out of patience:
-//! it exits at once with status 130 (sessions then end by the account's idle timeout, and
-//! their audit lines stay open).
+//! exits with the documented status. A Ctrl-C pressed again a second or more later means the
+//! user has run out of patience: it exits at once with status 130 (sessions then end by the
+//! account's idle timeout, and their audit lines stay open). Other repeats are ignored:
+//! signals come in pairs on their own (ssh sends its ProxyCommand SIGINT, then SIGHUP).
 
 use std::sync::{Arc, OnceLock};
 
+use std::time::Duration;
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+
+/// How soon after the first signal a Ctrl-C counts as "stop waiting".
+const IMPATIENCE: Duration = Duration::from_secs(1);
 
 /// The signals seen, as a token to select on and the name of the first one.
 #[derive(Debug, Clone)]
@@ -44,21 +50,30 @@ impl Interrupts {
         let first = Arc::new(OnceLock::new());
         let (t, f) = (token.clone(), Arc::clone(&first));
         tokio::spawn(async move {
-            let mut seen = 0;
+            let mut first_at: Option<std::time::Instant> = None;
             loop {
                 let name = tokio::select! {
                     Some(()) = recv_opt(&mut int) => "SIGINT",
                     _ = term.recv() => "SIGTERM",
                     _ = hup.recv() => "SIGHUP",
                 };
-                seen += 1;
-                if seen > 1 {
-                    eprintln!("ssmtui: {name} again; exiting without waiting");
-                    std::process::exit(130);
+                match first_at {
+                    None => {
+                        tracing::info!(signal = name, "stopping");
+                        first_at = Some(std::time::Instant::now());
+                        let _ = f.set(name);
+                        t.cancel();
+                    }
+                    // Only a person presses Ctrl-C again, and not within the same second:
+                    // signals that come in pairs on their own (ssh's SIGINT to the process
+                    // group then SIGHUP, a closing terminal's two SIGHUPs) must not cut the
+                    // orderly end short.
+                    Some(at) if name == "SIGINT" && at.elapsed() >= IMPATIENCE => {
+                        eprintln!("ssmtui: {name} again; exiting without waiting");
+                        std::process::exit(130);
+                    }
+                    Some(_) => tracing::info!(signal = name, "already stopping"),
                 }
-                tracing::info!(signal = name, "stopping");
-                let _ = f.set(name);
-                t.cancel();
             }
         });
         Ok(Self { token, first })

@@ -87,6 +87,10 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
         let interrupts = Interrupts::watch()?;
         let mut forwards: Vec<(ForwardSpec, ForwardHandle)> = Vec::new();
         for ((spec, listener), document) in specs.into_iter().zip(listeners).zip(documents) {
+            if interrupts.token().is_cancelled() {
+                // Stopped while starting: start no more; the loop below stops the others.
+                break;
+            }
             let started = launcher
                 .forward(
                     ForwardPlan {

@@ -567,6 +567,8 @@ impl Runner {
                     let why = ending.detail.unwrap_or_else(|| "ended".to_owned());
                     self.stats.set_error(format!("session ended: {why}"));
                     if acceptor.is_once() {
+                        // What the agent sent before the end still goes to stdout.
+                        self.flush_draining().await;
                         self.stats.set_state(ForwardState::Failed(why));
                         return;
                     }
@@ -586,10 +588,15 @@ impl Runner {
     /// session may still be open, and the launcher calls TerminateSession itself.
     async fn terminate(&self, session: &mut PortSession) -> Ending {
         if session.terminate_flag {
-            let _ = session.handle.send_flag(Flag::TerminateSession).await;
+            // Never waits: the input queue may be full and stay full (a busy upload while the
+            // driver is backlogged by a busy download); the API call below does the job then.
+            let _ = session
+                .handle
+                .input_sender()
+                .try_send(InputItem::Flag(Flag::TerminateSession));
         }
-        let _ = session.handle.command(SessionCommand::Terminate).await;
         let closed = tokio::time::timeout(TERMINATE_WAIT, async {
+            let _ = session.handle.command(SessionCommand::Terminate).await;
             while let Some(ev) = session.events.recv().await {
                 match ev {
                     // The agent closes the channel on the TerminateSession flag, before the
@@ -642,42 +649,26 @@ impl Runner {
                         .set_error(format!("cannot open a stream for a connection: {e}")),
                 }
             }
+            // Hand the session's input queue what it has room for now, refilling from the
+            // streams as it goes, and act on what the mux produced meanwhile; repeat until it
+            // is quiet. Sending can produce events (our FIN completes a close) and events can
+            // produce frames (a peer's FIN is answered with ours), and neither wakes the
+            // select below by itself.
+            loop {
+                if let Err(closed) = transmit(&mut mux, &mut outq, &input) {
+                    break 'session closed;
+                }
+                match self.mux_events(&mut mux, &mut conns, session, once).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(end) => break 'session end,
+                }
+            }
             if once && had_conn && conns.is_empty() {
                 // The stream is closed, but its last bytes may still be on their way to the
                 // local side (stdout): the process exits after this, so wait for them.
-                for writer in self.draining.drain(..) {
-                    if tokio::time::timeout(PROXY_FLUSH_MAX, writer).await.is_err() {
-                        tracing::warn!("the proxy's output was not written out in time");
-                    }
-                }
+                self.flush_draining().await;
                 break SessionEnd::ProxyDone(self.terminate(session).await);
-            }
-            // Hand the session's input queue what it has room for now, refilling from the
-            // streams as it goes; only wait (in the select below) when it is full. Whatever
-            // is left in the streams then goes out when the queue has room again.
-            loop {
-                let mut queued: usize = outq.iter().map(Vec::len).sum();
-                while queued < OUTQ_BYTES
-                    && let Some(bytes) = mux.poll_transmit(INPUT_ITEM)
-                {
-                    queued += bytes.len();
-                    outq.push_back(bytes);
-                }
-                let Some(bytes) = outq.pop_front() else {
-                    break;
-                };
-                match input.try_reserve() {
-                    Ok(permit) => permit.send(InputItem::Data(bytes)),
-                    Err(mpsc::error::TrySendError::Full(())) => {
-                        outq.push_front(bytes);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(())) => {
-                        break 'session SessionEnd::Ended(Ending::failed(
-                            "the session's input closed",
-                        ));
-                    }
-                }
             }
             // Room freed in the streams' send buffers becomes reading credit.
             for (id, conn) in &mut conns {
@@ -711,7 +702,7 @@ impl Runner {
                                     over = Some(SessionEnd::Ended(Ending::failed(format!("port-forwarding protocol error: {e}"))));
                                     break;
                                 }
-                                if let Some(end) = self.mux_events(&mut mux, &mut conns, session, once).await {
+                                if let Err(end) = self.mux_events(&mut mux, &mut conns, session, once).await {
                                     over = Some(end);
                                     break;
                                 }
@@ -765,21 +756,28 @@ impl Runner {
         end
     }
 
-    /// Applies the mux's events; `Some` when the session is over.
+    /// Applies the mux's events: how many there were, or the end of the session.
     async fn mux_events(
         &mut self,
         mux: &mut Mux,
         conns: &mut HashMap<StreamId, Conn>,
         session: &mut PortSession,
         once: bool,
-    ) -> Option<SessionEnd> {
+    ) -> Result<usize, SessionEnd> {
+        let mut handled = 0;
         while let Some(event) = mux.poll_event() {
+            handled += 1;
             match event {
                 MuxEvent::Data(id, data) => {
                     if let Some(tx) = conns.get(&id).and_then(|c| c.to_local.as_ref()) {
                         // Waits when this client is slow: smux v1 has no per-stream window
-                        // (module docs).
-                        let _ = tx.send(data).await;
+                        // (module docs). A stop does not wait for it.
+                        tokio::select! {
+                            _ = tx.send(data) => {}
+                            () = self.stop.cancelled() => {
+                                return Err(SessionEnd::Stopped(self.terminate(session).await));
+                            }
+                        }
                     }
                 }
                 MuxEvent::Fin(id) => {
@@ -804,7 +802,7 @@ impl Runner {
                 }
                 MuxEvent::KeepaliveTimeout => {
                     let _ = self.terminate(session).await;
-                    return Some(SessionEnd::Ended(Ending::failed(
+                    return Err(SessionEnd::Ended(Ending::failed(
                         "the agent stopped answering keepalives",
                     )));
                 }
@@ -812,7 +810,17 @@ impl Runner {
                 _ => {}
             }
         }
-        None
+        Ok(handled)
+    }
+
+    /// Waits (bounded) for the writers of closed connections to write out what they were
+    /// given: `proxy` exits right after, and its last bytes must reach stdout.
+    async fn flush_draining(&mut self) {
+        for writer in self.draining.drain(..) {
+            if tokio::time::timeout(PROXY_FLUSH_MAX, writer).await.is_err() {
+                tracing::warn!("the proxy's output was not written out in time");
+            }
+        }
     }
 
     /// What a connection's reader read: into its stream (it fits: the reader read no more
@@ -820,10 +828,15 @@ impl Runner {
     fn local_read(&self, mux: &mut Mux, conns: &mut HashMap<StreamId, Conn>, read: LocalRead) {
         match read {
             LocalRead::Data(id, data) => {
-                let Some(conn) = conns.get_mut(&id) else {
+                // A stream that stopped reading (the agent closed it) takes no more; what
+                // its reader had read by then goes nowhere, and is not counted as sent.
+                let Some(conn) = conns.get_mut(&id).filter(|c| c.reader.is_some()) else {
                     return;
                 };
                 conn.received += data.len() as u64;
+                self.stats
+                    .bytes_out
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 match mux.write(id, &data) {
                     Ok(n) if n == data.len() => {}
                     // Only a bug in the credit arithmetic gets here; losing bytes silently
@@ -938,24 +951,37 @@ impl Runner {
             mut reader,
             mut writer,
         } = conn;
+        let input = session.handle.input_sender();
         let mut buf = vec![0u8; 16 * 1024];
+        // Bytes read and not yet taken by the session: the next read waits for them, while
+        // the session's events keep being taken (awaiting the send instead could leave both
+        // sides waiting on each other).
+        let mut unsent: Option<Vec<u8>> = None;
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => {
                     return Some(SessionEnd::Stopped(self.terminate(session).await));
                 }
-                n = reader.read(&mut buf) => match n {
+                permit = input.reserve(), if unsent.is_some() => match (permit, unsent.take()) {
+                    (Ok(permit), Some(data)) => permit.send(InputItem::Data(data)),
+                    _ => return Some(SessionEnd::Ended(Ending::failed("the session's input closed"))),
+                },
+                n = reader.read(&mut buf), if unsent.is_none() => match n {
                     Ok(0) | Err(_) => return None,
                     Ok(n) => {
                         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                        if session.handle.send(buf.get(..n).unwrap_or_default().to_vec()).await.is_err() {
-                            return Some(SessionEnd::Ended(Ending::failed("the session's input closed")));
-                        }
+                        unsent = Some(buf.get(..n).unwrap_or_default().to_vec());
                     }
                 },
                 ev = session.events.recv() => match ev {
                     Some(EngineEvent::Output(bytes)) => {
-                        if writer.write_all(&bytes).await.is_err() {
+                        let written = tokio::select! {
+                            r = writer.write_all(&bytes) => r,
+                            () = self.stop.cancelled() => {
+                                return Some(SessionEnd::Stopped(self.terminate(session).await));
+                            }
+                        };
+                        if written.is_err() {
                             return None;
                         }
                         let _ = writer.flush().await;
@@ -992,6 +1018,39 @@ impl Runner {
             _ => {}
         }
         None
+    }
+}
+
+/// Hands the session's input queue what it has room for, refilling `outq` from the mux as it
+/// goes; what does not fit waits in `outq`. The end of the session when its input is gone.
+fn transmit(
+    mux: &mut Mux,
+    outq: &mut VecDeque<Vec<u8>>,
+    input: &mpsc::Sender<InputItem>,
+) -> Result<(), SessionEnd> {
+    loop {
+        let mut queued: usize = outq.iter().map(Vec::len).sum();
+        while queued < OUTQ_BYTES
+            && let Some(bytes) = mux.poll_transmit(INPUT_ITEM)
+        {
+            queued += bytes.len();
+            outq.push_back(bytes);
+        }
+        let Some(bytes) = outq.pop_front() else {
+            return Ok(());
+        };
+        match input.try_reserve() {
+            Ok(permit) => permit.send(InputItem::Data(bytes)),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                outq.push_front(bytes);
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(SessionEnd::Ended(Ending::failed(
+                    "the session's input closed",
+                )));
+            }
+        }
     }
 }
 
@@ -1035,7 +1094,6 @@ impl Conn {
             reader,
             credit_rx,
             reads.clone(),
-            Arc::clone(stats),
         )));
         Self {
             to_local: Some(tx),
@@ -1102,7 +1160,6 @@ async fn read_local(
     mut reader: Box<dyn AsyncRead + Unpin + Send>,
     mut credit: watch::Receiver<u64>,
     reads: mpsc::Sender<LocalRead>,
-    stats: Arc<ForwardStats>,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut used = 0u64;
@@ -1124,7 +1181,6 @@ async fn read_local(
             }
             Ok(n) => {
                 used += n as u64;
-                stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 let data = buf.get(..n).unwrap_or_default().to_vec();
                 if reads.send(LocalRead::Data(id, data)).await.is_err() {
                     return;

@@ -101,7 +101,25 @@ pub async fn run(
     }
 
     let reader_stop = Arc::new(AtomicBool::new(false));
-    let (mut stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&reader_stop));
+    let (stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&reader_stop));
+    let outcome = pass_through(handle, events, options, stop, framed, stdin_rx).await;
+    // Wait for the reader to be gone before giving the terminal back (whatever the outcome):
+    // a TUI resuming at once queries the cursor position, and a reader still polling would
+    // swallow the answer.
+    reader_stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    outcome
+}
+
+/// The loop of [`run`], between starting the stdin reader and stopping it.
+async fn pass_through(
+    handle: &SessionHandle,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    options: &ShellOptions,
+    stop: &CancellationToken,
+    framed: bool,
+    mut stdin_rx: mpsc::Receiver<Vec<u8>>,
+) -> anyhow::Result<ShellOutcome> {
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdout = tokio::io::stdout();
     let mut escapes = EscapeState::new(options.escape.filter(|_| options.interactive));
@@ -130,12 +148,15 @@ pub async fn run(
                     interrupted: true,
                 };
             }
-            permit = input.reserve(), if !queue.is_empty() => {
-                let (Ok(permit), Some(item)) = (permit, queue.pop_front()) else {
-                    return Err(super::EngineError::Ended.into());
-                };
-                permit.send(item);
-            }
+            permit = input.reserve(), if !queue.is_empty() => match (permit, queue.pop_front()) {
+                (Ok(permit), Some(item)) => permit.send(item),
+                // The driver has stopped taking input because the session is ending: its
+                // last events (the exit status, Closed) are still to come.
+                _ => {
+                    queue.clear();
+                    stdin_open = false;
+                }
+            },
             chunk = stdin_rx.recv(), if stdin_open && queue.len() < INPUT_QUEUE => match chunk {
                 Some(bytes) => {
                     let (send, action) = escapes.feed(&bytes);
@@ -203,11 +224,6 @@ pub async fn run(
             },
         }
     };
-    // Wait for the reader to be gone before giving the terminal back: a TUI resuming at once
-    // queries the cursor position, and a reader still polling would swallow the answer.
-    reader_stop.store(true, Ordering::Relaxed);
-    drop(stdin_rx);
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     Ok(outcome)
 }
 

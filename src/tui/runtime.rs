@@ -48,8 +48,10 @@ pub const FRAME: Duration = Duration::from_millis(16);
 /// Capacity of the result channel; a full channel slows the producing tasks, not the UI.
 const QUEUE: usize = 256;
 
-/// How long quitting waits for forwards to stop (and their sessions to be terminated).
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long quitting waits for forwards to stop (and their sessions to be terminated): a
+/// runner's own wait for its driver (10 s) plus the launcher's TerminateSession (10 s), with
+/// room to spare, so that a dead network does not cut an orderly end short.
+const STOP_GRACE: Duration = Duration::from_secs(25);
 
 /// Builds the API client for another profile/region (`:profile`, `:region`).
 #[async_trait]

@@ -968,6 +968,38 @@ async fn proxy_carries_a_byte_stream_intact() {
     env.stop().await;
 }
 
+/// The other way round: the target talks and closes while ssh (stdin) stays open. The proxy
+/// must pass everything on and end — it used to wait forever, because the stream's end showed
+/// only once more data came from the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_ends_when_the_target_closes_first() {
+    let env = Env::start(Faults::default()).await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let total = MIB;
+    let mut source = source_server(Pattern::new(31), total).await;
+    let mut cmd = env.cmd(&env.sb().endpoint_url());
+    cmd.args(["proxy", &target, &source.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut cli = Cli::spawn(cmd);
+    // Held open, never written: the local side does not end the stream.
+    let _stdin = cli.child.stdin.take().unwrap();
+    let mut stdout = cli.child.stdout.take().unwrap();
+    let (n, got) = tokio::time::timeout(Duration::from_secs(60), drain(&mut stdout))
+        .await
+        .unwrap_or_else(|_| panic!("the proxy did not end; stderr:\n{}", cli.stderr()));
+    let sent = source.result(Duration::from_secs(10)).await;
+    assert_eq!((n, hex(&got)), (total, hex(&sent)), "stderr:\n{}", cli.stderr());
+    let (status, stderr) = cli.wait(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert_eq!(env.active_sessions(), 0, "the proxy terminated its session");
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(audit[1]["bytes_received"], total as u64);
+    env.stop().await;
+}
+
 /// When the session ends under it (TerminateSession elsewhere), the forward closes its open
 /// connection, keeps listening, and starts a new session for the next connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
