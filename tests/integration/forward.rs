@@ -990,7 +990,12 @@ async fn proxy_ends_when_the_target_closes_first() {
         .await
         .unwrap_or_else(|_| panic!("the proxy did not end; stderr:\n{}", cli.stderr()));
     let sent = source.result(Duration::from_secs(10)).await;
-    assert_eq!((n, hex(&got)), (total, hex(&sent)), "stderr:\n{}", cli.stderr());
+    assert_eq!(
+        (n, hex(&got)),
+        (total, hex(&sent)),
+        "stderr:\n{}",
+        cli.stderr()
+    );
     let (status, stderr) = cli.wait(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}; stderr:\n{stderr}");
     assert_eq!(env.active_sessions(), 0, "the proxy terminated its session");
