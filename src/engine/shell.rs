@@ -72,11 +72,17 @@ pub struct ShellOutcome {
 
 const BEGIN_MARKER: &[u8] = b"\x1essmtui-begin\x1e";
 const EXIT_MARKER: &[u8] = b"\x1essmtui-exit:";
-/// Pipe mode's first line: quiet terminal, no prompts, then the begin marker. bash >= 5.1 also
-/// wraps prompts in bracketed-paste escapes; `bind` turns that off where it exists.
-pub const PRELUDE: &[u8] = b"bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; printf '\\036ssmtui-begin\\036\\n'\n";
-/// Pipe mode's last line: the exit marker with the last status, then `exit`.
-pub const EPILOGUE: &[u8] = b"\nprintf '\\036ssmtui-exit:%d\\036\\n' \"$?\"; exit\n";
+/// Pipe mode's first line: quiet terminal, no prompts, an EXIT trap that prints the exit
+/// marker with the shell's status, then the begin marker. The trap is what reports the status
+/// of an explicit `exit N` and of a `set -e` abort, which end the shell before any line we
+/// could add after the script. bash >= 5.1 also wraps prompts in bracketed-paste escapes;
+/// `bind` turns that off where it exists.
+pub const PRELUDE: &[u8] = b"bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; trap 'printf \"\\036ssmtui-exit:%d\\036\\n\" \"$?\"' EXIT; printf '\\036ssmtui-begin\\036\\n'\n";
+/// Pipe mode's last line: `exit`, with the status of the script's last command (the trap
+/// prints it).
+pub const EPILOGUE: &[u8] = b"\nexit\n";
+/// What a login bash prints when it exits through `exit`, just before its EXIT trap runs.
+const LOGOUT: &[u8] = b"logout";
 
 /// Runs the passthrough until the session ends, or until `stop` is cancelled (then the session
 /// is terminated first).
@@ -361,7 +367,9 @@ impl OutputFilter {
                         .ok()
                         .and_then(|s| s.trim().parse().ok());
                     if let Some(code) = code {
-                        shown.extend_from_slice(self.buf.get(..i).unwrap_or_default());
+                        let before = self.buf.get(..i).unwrap_or_default();
+                        let cut = before.len() - logout_len(before);
+                        shown.extend_from_slice(before.get(..cut).unwrap_or_default());
                         self.exit_code = Some(code);
                         self.buf.clear();
                         return shown;
@@ -369,8 +377,10 @@ impl OutputFilter {
                 }
                 None if tail.len() <= MAX_STATUS_LEN => {
                     // The marker has started but its end has not arrived: show what precedes
-                    // it and hold back the marker (never more than a marker and a status).
-                    shown.extend(self.buf.drain(..i));
+                    // it and hold back the marker (never more than a `logout` line, a marker
+                    // and a status).
+                    let cut = i - logout_len(self.buf.get(..i).unwrap_or_default());
+                    shown.extend(self.buf.drain(..cut));
                     return shown;
                 }
                 None => {}
@@ -378,15 +388,51 @@ impl OutputFilter {
             // Not our marker, only output that looks like its start: release it and look on.
             shown.extend(self.buf.drain(..=i));
         }
-        // Hold back a possible marker prefix at the end.
-        let hold = (1..EXIT_MARKER.len())
-            .rev()
-            .find(|&n| self.buf.ends_with(EXIT_MARKER.get(..n).unwrap_or_default()))
-            .unwrap_or(0);
+        // Hold back what could be the start of the exit marker, or of a login bash's `logout`
+        // line followed by it.
+        let hold = held_tail(&self.buf);
         let cut = self.buf.len() - hold;
         shown.extend(self.buf.drain(..cut));
         shown
     }
+}
+
+/// How many bytes at the end of `before` (the output before an exit marker) are a login
+/// bash's `logout` line, which it prints on `exit` just before the EXIT trap runs: it is the
+/// shell's, not the script's. (A script whose very last output line is `logout` loses it.)
+fn logout_len(before: &[u8]) -> usize {
+    for end in [&b"\r\n"[..], b"\n"] {
+        let line = [LOGOUT, end].concat();
+        if let Some(start) = before.len().checked_sub(line.len())
+            && before.ends_with(&line)
+            && (start == 0 || before.get(start - 1) == Some(&b'\n'))
+        {
+            return line.len();
+        }
+    }
+    0
+}
+
+/// How many bytes at the end of `buf` may be the start of an exit marker, or of a `logout`
+/// line followed by one, and must wait for what comes next.
+fn held_tail(buf: &[u8]) -> usize {
+    let after_logout = |end: &[u8]| [LOGOUT, end, EXIT_MARKER].concat();
+    let mut hold = 0;
+    for (tail, at_line_start) in [
+        (EXIT_MARKER.to_vec(), false),
+        (after_logout(b"\r\n"), true),
+        (after_logout(b"\n"), true),
+    ] {
+        let fits = (1..tail.len()).rev().find(|&n| {
+            let Some(start) = buf.len().checked_sub(n) else {
+                return false;
+            };
+            buf.ends_with(tail.get(..n).unwrap_or_default())
+                && (!at_line_start || start == 0 || buf.get(start - 1) == Some(&b'\n'))
+        });
+        hold = hold.max(fits.unwrap_or(0));
+    }
+    hold
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -496,6 +542,28 @@ mod tests {
     }
 
     #[test]
+    fn a_login_shells_logout_line_is_not_output() {
+        let stream: &[u8] = b"\x1essmtui-begin\x1e\nhi\nlogout\n\x1essmtui-exit:3\x1e\n";
+        for split in 0..stream.len() {
+            let mut f = OutputFilter::default();
+            let (a, b) = stream.split_at(split);
+            let mut shown = f.feed(a);
+            shown.extend(f.feed(b));
+            assert_eq!(shown, b"hi\n", "split at {split}");
+            assert_eq!(f.exit_code, Some(3), "split at {split}");
+        }
+        // The script's own `logout` in the middle of its output stays.
+        let mut f = OutputFilter::default();
+        let mut shown = f.feed(b"\x1essmtui-begin\x1e\nlogout\nmore\n");
+        shown.extend(f.feed(b"\x1essmtui-exit:0\x1e\n"));
+        assert_eq!(shown, b"logout\nmore\n");
+        // Held back only at a line start.
+        let mut f = OutputFilter::default();
+        let shown = f.feed(b"\x1essmtui-begin\x1e\nno logout");
+        assert_eq!(shown, b"no logout");
+    }
+
+    #[test]
     fn output_filter_holds_back_at_most_a_marker() {
         let mut f = OutputFilter::default();
         assert!(f.feed(b"\x1essmtui-begin\x1e\n").is_empty());
@@ -507,7 +575,7 @@ mod tests {
             shown.extend(f.feed(b"0123456789"));
         }
         assert!(
-            f.buf.len() <= EXIT_MARKER.len() + MAX_STATUS_LEN,
+            f.buf.len() <= LOGOUT.len() + 2 + EXIT_MARKER.len() + MAX_STATUS_LEN,
             "{}",
             f.buf.len()
         );

@@ -293,6 +293,24 @@ fn pipe_mode_prints_only_output_and_returns_the_remote_status() {
         .assert()
         .code(0)
         .stdout("");
+    // An explicit `exit N` ends the shell before anything after the script could run: its
+    // status still comes back, and nothing after the script's output (no `logout`).
+    for (script, code, output) in [
+        ("exit 3\n", 3, ""),
+        ("echo hi\nexit 4\necho never\n", 4, "hi\n"),
+        // A `set -e` abort: the failing command's status.
+        ("set -e\necho a\nfalse\necho b\n", 1, "a\n"),
+        ("set -e\necho a\n(exit 9)\necho b\n", 9, "a\n"),
+    ] {
+        let out = env
+            .cmd("alice")
+            .args(["connect", &name])
+            .write_stdin(script)
+            .assert()
+            .code(code);
+        let stdout = String::from_utf8_lossy(&out.get_output().stdout).replace('\r', "");
+        assert_eq!(stdout, output, "{script:?}");
+    }
 }
 
 #[test]
