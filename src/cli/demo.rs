@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// Seed of the generated world (same seed, same instances)
     #[arg(long, value_name = "N", default_value_t = sandbox::DEFAULT_SEED)]
     pub seed: u64,
+    /// How fast the agent sends: "real" like amazon-ssm-agent (about 0.6 MB/s per session),
+    /// or "off" as fast as it can
+    #[arg(long, value_name = "real|off", default_value = "real", value_parser = super::sandbox::parse_pacing)]
+    pub agent_pacing: sandbox::AgentPacing,
 }
 
 /// What the product needs to run against the demo sandbox.
@@ -88,6 +92,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             instances: args.instances,
             region: region.clone(),
+            pacing: args.agent_pacing,
             ..SandboxConfig::default()
         })
         .await

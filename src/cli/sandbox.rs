@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use super::Context;
 use crate::error::{ErrorKind, UserError};
 use crate::output::print_out;
-use crate::sandbox::{self, Faults, RunningSandbox, Sandbox, SandboxConfig, identity};
+use crate::sandbox::{self, AgentPacing, Faults, RunningSandbox, Sandbox, SandboxConfig, identity};
 use crate::signals::Interrupts;
 
 /// Run an emulated AWS account on loopback for trying ssmtui, the AWS CLI or any AWS SDK.
@@ -38,6 +38,19 @@ pub struct SandboxArgs {
     /// Inject faults, e.g. drop-every=200,dup=0.02,reorder=0.02 (syntax in the README)
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
+    /// How fast the agent sends: "real" like amazon-ssm-agent (1 KiB per message, 1 ms
+    /// apart: about 0.6 MB/s per session), or "off" as fast as it can
+    #[arg(long, value_name = "real|off", default_value = "real", value_parser = parse_pacing)]
+    pub agent_pacing: AgentPacing,
+}
+
+/// Parses `--agent-pacing`.
+pub(crate) fn parse_pacing(text: &str) -> Result<AgentPacing, String> {
+    match text {
+        "real" => Ok(AgentPacing::Real),
+        "off" => Ok(AgentPacing::Off),
+        _ => Err(format!("\"{text}\" is neither real nor off")),
+    }
 }
 
 /// The `--faults` syntax, for hints.
@@ -104,6 +117,7 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         bucket_dir: None,
         homes_dir: None,
         faults,
+        pacing: args.agent_pacing,
         region: ctx
             .global
             .region

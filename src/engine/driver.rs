@@ -94,11 +94,11 @@ impl Driver {
         ch: Channels,
     ) -> Result<Self, EngineError> {
         let seed = random_seed();
-        let mut session = Session::new(SessionConfig::client(
-            &target.session_id,
-            &options.target_id,
-            seed,
-        ));
+        let mut config = SessionConfig::client(&target.session_id, &options.target_id, seed);
+        if let Some(version) = &options.client_version {
+            config.client_version.clone_from(version);
+        }
+        let mut session = Session::new(config);
         let mut ws = open_with_retry(&target.stream_url).await?;
         let text = session.open_data_channel_text(target.token.expose());
         bounded(options.write_timeout, ws.send(Message::Text(text.into())))

@@ -25,6 +25,14 @@
 //!   `DisconnectToPort` flag and drop what the agent still sends for it until the agent has
 //!   been silent a moment, so the next connection gets none of the previous one's bytes.
 //!
+//! **Half-close.** The agent has none: a stream's FIN makes it close the target connection
+//! entirely, so what the target had not sent yet is lost (protocol.md §9). When a local client
+//! shuts down only its sending side (`nc -N`, some upload tools), the FIN is therefore held back
+//! until the stream has received nothing for [`HALF_CLOSE_LINGER`] (or the target closes
+//! first): a target that answers and closes, or that answers within that time, is heard in
+//! full. A target that waits for end of file before it answers cannot be served through any
+//! agent; it sees its connection closed after the linger.
+//!
 //! Websocket drops are absorbed by the engine (ResumeSession, exactly-once delivery), so open
 //! streams survive them. If the session itself ends (idle timeout, terminated), open
 //! connections are closed, the listener stays up, and a new session is started only when the
@@ -83,6 +91,10 @@ const BASIC_SETTLE_QUIET: Duration = Duration::from_millis(250);
 /// Basic mode: the longest wait for that silence (a target that never stops talking while the
 /// flag is slow to arrive).
 const BASIC_SETTLE_MAX: Duration = Duration::from_secs(5);
+
+/// After a local client shuts down its sending side, how long the stream must receive nothing
+/// before it is closed (module docs, half-close).
+pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(3);
 
 /// Binds the local listener for `spec`; a port in use is a usage error (exit 2).
 pub async fn bind(spec: &ForwardSpec) -> Result<TcpListener, UserError> {
@@ -675,11 +687,17 @@ impl Runner {
                 conn.grant(mux.send_capacity(*id));
             }
             let deadline = mux.poll_timeout();
+            let linger = conns.values().filter_map(|c| c.linger).min();
             let sleep = async {
-                match deadline {
-                    Some(d) => {
-                        tokio::time::sleep(Duration::from_millis(d.saturating_sub(now_ms()))).await
-                    }
+                let mux_due = deadline.map(|d| {
+                    tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms()))
+                });
+                let due = match (mux_due, linger.map(tokio::time::Instant::from_std)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match due {
+                    Some(due) => tokio::time::sleep_until(due).await,
                     None => std::future::pending().await,
                 }
             };
@@ -745,7 +763,16 @@ impl Runner {
                     }
                     Err(e) => self.stats.set_error(format!("accept failed: {e}")),
                 },
-                () = sleep => mux.handle_timeout(now_ms()),
+                () = sleep => {
+                    mux.handle_timeout(now_ms());
+                    let now = Instant::now();
+                    for (id, conn) in &mut conns {
+                        if conn.linger.is_some_and(|t| now >= t) {
+                            conn.linger = None;
+                            let _ = mux.close(*id);
+                        }
+                    }
+                }
             }
         };
         // The session is over: readers stop at once; writers keep flushing what they were
@@ -769,14 +796,26 @@ impl Runner {
             handled += 1;
             match event {
                 MuxEvent::Data(id, data) => {
-                    if let Some(tx) = conns.get(&id).and_then(|c| c.to_local.as_ref()) {
+                    let Some(conn) = conns.get_mut(&id) else {
+                        continue;
+                    };
+                    if conn.linger.is_some() {
+                        conn.linger = Some(Instant::now() + HALF_CLOSE_LINGER);
+                    }
+                    if let Some(tx) = conn.to_local.as_ref() {
                         // Waits when this client is slow: smux v1 has no per-stream window
                         // (module docs). A stop does not wait for it.
-                        tokio::select! {
-                            _ = tx.send(data) => {}
+                        let delivered = tokio::select! {
+                            r = tx.send(data) => r.is_ok(),
                             () = self.stop.cancelled() => {
                                 return Err(SessionEnd::Stopped(self.terminate(session).await));
                             }
+                        };
+                        if !delivered {
+                            // The local side is gone for good: so is the stream.
+                            conn.stop_reading();
+                            conn.linger = None;
+                            let _ = mux.close(id);
                         }
                     }
                 }
@@ -784,6 +823,7 @@ impl Runner {
                     // A smux FIN closes the stream: flush what came, close our side too.
                     if let Some(c) = conns.get_mut(&id) {
                         c.stop_reading();
+                        c.linger = None;
                     }
                     let _ = mux.close(id);
                 }
@@ -851,6 +891,12 @@ impl Runner {
                 }
             }
             LocalRead::End(id) => {
+                // Held back: the agent would close the target at once (module docs).
+                if let Some(conn) = conns.get_mut(&id) {
+                    conn.linger = Some(Instant::now() + HALF_CLOSE_LINGER);
+                }
+            }
+            LocalRead::Failed(id) => {
                 let _ = mux.close(id);
             }
         }
@@ -896,7 +942,11 @@ impl Runner {
                 .handle
                 .command(SessionCommand::ReceiveReady(true))
                 .await;
-            let end = self.pipe_basic(session, conn).await;
+            let (end, next) = self.pipe_basic(session, conn, acceptor).await;
+            if next.is_some() {
+                self.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                pending = next;
+            }
             self.stats.connections_open.store(0, Ordering::Relaxed);
             self.stats.refresh_connected();
             if let Some(end) = end {
@@ -946,7 +996,15 @@ impl Runner {
     }
 
     /// Pipes one connection in basic mode; `Some` when the session (not the connection) ended.
-    async fn pipe_basic(&self, session: &mut PortSession, conn: LocalConn) -> Option<SessionEnd> {
+    /// A connection that shut down its sending side lingers (module docs, half-close) unless
+    /// the next connection arrives meanwhile, which is then returned: one connection at a
+    /// time is all basic mode has.
+    async fn pipe_basic(
+        &self,
+        session: &mut PortSession,
+        conn: LocalConn,
+        acceptor: &mut Acceptor,
+    ) -> (Option<SessionEnd>, Option<LocalConn>) {
         let LocalConn {
             mut reader,
             mut writer,
@@ -957,17 +1015,33 @@ impl Runner {
         // the session's events keep being taken (awaiting the send instead could leave both
         // sides waiting on each other).
         let mut unsent: Option<Vec<u8>> = None;
+        // Set once the local side shut down its sending half (module docs, half-close).
+        let mut linger: Option<tokio::time::Instant> = None;
         loop {
+            let lingering = async {
+                match linger {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.stop.cancelled() => {
-                    return Some(SessionEnd::Stopped(self.terminate(session).await));
+                    return (Some(SessionEnd::Stopped(self.terminate(session).await)), None);
                 }
                 permit = input.reserve(), if unsent.is_some() => match (permit, unsent.take()) {
                     (Ok(permit), Some(data)) => permit.send(InputItem::Data(data)),
-                    _ => return Some(SessionEnd::Ended(Ending::failed("the session's input closed"))),
+                    _ => return (Some(SessionEnd::Ended(Ending::failed("the session's input closed"))), None),
                 },
-                n = reader.read(&mut buf), if unsent.is_none() => match n {
-                    Ok(0) | Err(_) => return None,
+                () = lingering => return (None, None),
+                next = acceptor.accept(), if linger.is_some() && !acceptor.is_once() => {
+                    // The next client is waiting: the lingering one yields.
+                    return (None, next.ok());
+                }
+                n = reader.read(&mut buf), if unsent.is_none() && linger.is_none() => match n {
+                    Ok(0) => {
+                        linger = Some(tokio::time::Instant::now() + HALF_CLOSE_LINGER);
+                    }
+                    Err(_) => return (None, None),
                     Ok(n) => {
                         self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                         unsent = Some(buf.get(..n).unwrap_or_default().to_vec());
@@ -978,17 +1052,20 @@ impl Runner {
                         let written = tokio::select! {
                             r = writer.write_all(&bytes) => r,
                             () = self.stop.cancelled() => {
-                                return Some(SessionEnd::Stopped(self.terminate(session).await));
+                                return (Some(SessionEnd::Stopped(self.terminate(session).await)), None);
                             }
                         };
                         if written.is_err() {
-                            return None;
+                            return (None, None);
                         }
                         let _ = writer.flush().await;
                         self.stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        if linger.is_some() {
+                            linger = Some(tokio::time::Instant::now() + HALF_CLOSE_LINGER);
+                        }
                     }
-                    Some(other) => if let Some(end) = self.common_event(other) { return Some(end) },
-                    None => return Some(SessionEnd::Ended(Ending::failed("the session task ended"))),
+                    Some(other) => if let Some(end) = self.common_event(other) { return (Some(end), None) },
+                    None => return (Some(SessionEnd::Ended(Ending::failed("the session task ended"))), None),
                 },
             }
         }
@@ -1058,8 +1135,10 @@ fn transmit(
 enum LocalRead {
     /// Bytes read (never more than the credit the runner granted).
     Data(StreamId, Vec<u8>),
-    /// The local side closed its sending half, or reading failed.
+    /// The local side closed its sending half.
     End(StreamId),
+    /// Reading failed (the connection was reset).
+    Failed(StreamId),
 }
 
 /// One local connection in mux mode, as its runner sees it.
@@ -1075,6 +1154,9 @@ struct Conn {
     /// The writer task, which ends once everything received is written and the local side
     /// shut down.
     writer: AbortOnDropHandle<()>,
+    /// After the local side shut down its sending half: when to close the stream unless
+    /// more data arrives (module docs, half-close).
+    linger: Option<Instant>,
 }
 
 impl Conn {
@@ -1101,6 +1183,7 @@ impl Conn {
             received: 0,
             reader: Some(reader),
             writer,
+            linger: None,
         }
     }
 
@@ -1175,8 +1258,12 @@ async fn read_local(
             .unwrap_or(usize::MAX)
             .min(buf.len());
         match reader.read(buf.get_mut(..want).unwrap_or_default()).await {
-            Ok(0) | Err(_) => {
+            Ok(0) => {
                 let _ = reads.send(LocalRead::End(id)).await;
+                return;
+            }
+            Err(_) => {
+                let _ = reads.send(LocalRead::Failed(id)).await;
                 return;
             }
             Ok(n) => {

@@ -45,6 +45,9 @@ pub struct SessionOptions {
     pub write_timeout: Duration,
     /// Capacity of the event channel, in events.
     pub event_capacity: usize,
+    /// The `ClientVersion` reported to the agent instead of ours (interop tests: the agent
+    /// keys smux and keepalive choices on it).
+    pub client_version: Option<String>,
 }
 
 impl SessionOptions {
@@ -57,6 +60,7 @@ impl SessionOptions {
             ping_interval: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             event_capacity: 64,
+            client_version: None,
         }
     }
 }

@@ -79,10 +79,12 @@ const EXIT_MARKER: &[u8] = b"\x1essmtui-exit:";
 /// `bind` turns that off where it exists.
 pub const PRELUDE: &[u8] = b"bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; trap 'printf \"\\036ssmtui-exit:%d\\036\\n\" \"$?\"' EXIT; printf '\\036ssmtui-begin\\036\\n'\n";
 /// Pipe mode's last line: `exit`, with the status of the script's last command (the trap
-/// prints it).
-pub const EPILOGUE: &[u8] = b"\nexit\n";
-/// What a login bash prints when it exits through `exit`, just before its EXIT trap runs.
-const LOGOUT: &[u8] = b"logout";
+/// prints it). Its stderr goes nowhere: an interactive bash prints `logout` (login shells) or
+/// `exit` there, glued to the script's last output when that has no final newline.
+pub const EPILOGUE: &[u8] = b"\nexit 2>/dev/null\n";
+/// What an interactive bash prints when a script's own `exit N` ends it, just before its EXIT
+/// trap runs: `logout` in a login shell, `exit` otherwise (as when it is the agent's `sh`).
+const EXIT_LINES: [&[u8]; 2] = [b"logout", b"exit"];
 
 /// Runs the passthrough until the session ends, or until `stop` is cancelled (then the session
 /// is terminated first).
@@ -397,17 +399,20 @@ impl OutputFilter {
     }
 }
 
-/// How many bytes at the end of `before` (the output before an exit marker) are a login
-/// bash's `logout` line, which it prints on `exit` just before the EXIT trap runs: it is the
-/// shell's, not the script's. (A script whose very last output line is `logout` loses it.)
+/// How many bytes at the end of `before` (the output before an exit marker) are bash's
+/// `logout` or `exit` line ([`EXIT_LINES`]), which it prints on a script's `exit N` just before
+/// the EXIT trap runs: it is the shell's, not the script's. (A script whose very last output
+/// line is `logout` or `exit` loses it.)
 fn logout_len(before: &[u8]) -> usize {
-    for end in [&b"\r\n"[..], b"\n"] {
-        let line = [LOGOUT, end].concat();
-        if let Some(start) = before.len().checked_sub(line.len())
-            && before.ends_with(&line)
-            && (start == 0 || before.get(start - 1) == Some(&b'\n'))
-        {
-            return line.len();
+    for word in EXIT_LINES {
+        for end in [&b"\r\n"[..], b"\n"] {
+            let line = [word, end].concat();
+            if let Some(start) = before.len().checked_sub(line.len())
+                && before.ends_with(&line)
+                && (start == 0 || before.get(start - 1) == Some(&b'\n'))
+            {
+                return line.len();
+            }
         }
     }
     0
@@ -416,13 +421,14 @@ fn logout_len(before: &[u8]) -> usize {
 /// How many bytes at the end of `buf` may be the start of an exit marker, or of a `logout`
 /// line followed by one, and must wait for what comes next.
 fn held_tail(buf: &[u8]) -> usize {
-    let after_logout = |end: &[u8]| [LOGOUT, end, EXIT_MARKER].concat();
+    let mut tails = vec![(EXIT_MARKER.to_vec(), false)];
+    for word in EXIT_LINES {
+        for end in [&b"\r\n"[..], b"\n"] {
+            tails.push(([word, end, EXIT_MARKER].concat(), true));
+        }
+    }
     let mut hold = 0;
-    for (tail, at_line_start) in [
-        (EXIT_MARKER.to_vec(), false),
-        (after_logout(b"\r\n"), true),
-        (after_logout(b"\n"), true),
-    ] {
+    for (tail, at_line_start) in tails {
         let fits = (1..tail.len()).rev().find(|&n| {
             let Some(start) = buf.len().checked_sub(n) else {
                 return false;
@@ -543,14 +549,19 @@ mod tests {
 
     #[test]
     fn a_login_shells_logout_line_is_not_output() {
-        let stream: &[u8] = b"\x1essmtui-begin\x1e\nhi\nlogout\n\x1essmtui-exit:3\x1e\n";
-        for split in 0..stream.len() {
-            let mut f = OutputFilter::default();
-            let (a, b) = stream.split_at(split);
-            let mut shown = f.feed(a);
-            shown.extend(f.feed(b));
-            assert_eq!(shown, b"hi\n", "split at {split}");
-            assert_eq!(f.exit_code, Some(3), "split at {split}");
+        for stream in [
+            &b"\x1essmtui-begin\x1e\nhi\nlogout\n\x1essmtui-exit:3\x1e\n"[..],
+            b"\x1essmtui-begin\x1e\nhi\r\nexit\r\n\x1essmtui-exit:3\x1e\r\n",
+        ] {
+            for split in 0..stream.len() {
+                let mut f = OutputFilter::default();
+                let (a, b) = stream.split_at(split);
+                let mut shown = f.feed(a);
+                shown.extend(f.feed(b));
+                let shown = String::from_utf8_lossy(&shown).replace('\r', "");
+                assert_eq!(shown, "hi\n", "split at {split}");
+                assert_eq!(f.exit_code, Some(3), "split at {split}");
+            }
         }
         // The script's own `logout` in the middle of its output stays.
         let mut f = OutputFilter::default();
@@ -575,7 +586,7 @@ mod tests {
             shown.extend(f.feed(b"0123456789"));
         }
         assert!(
-            f.buf.len() <= LOGOUT.len() + 2 + EXIT_MARKER.len() + MAX_STATUS_LEN,
+            f.buf.len() <= b"logout".len() + 2 + EXIT_MARKER.len() + MAX_STATUS_LEN,
             "{}",
             f.buf.len()
         );

@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `drop-every=N` | drop the client websocket once it has sent N frames that make progress (new data, acknowledgements) |
 //! | `drop-every=Ts` / `drop-every=Tms` | drop the client websocket T seconds / ms after it attached |
+//! | `close-every=Ts` / `close-every=Tms` | T seconds / ms after each attach the service closes the client websocket with close code 1000, as the real service does from time to time (the client resumes) |
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
 //! | `delay-ms=A-B` or `delay-ms=A` | delay each frame to the client by A..=B ms (order is kept) |
@@ -58,6 +59,9 @@ pub struct Faults {
     pub drop_every_messages: Option<u64>,
     /// Drop the client websocket this long after it attached.
     pub drop_every: Option<Duration>,
+    /// Close the client websocket (close code 1000, after the frames already sent) this long
+    /// after it attached, as the real service does from time to time.
+    pub close_every: Option<Duration>,
     /// Probability of sending or receiving a frame twice.
     pub duplicate: f64,
     /// Probability of holding a frame to the client behind the next one.
@@ -100,11 +104,19 @@ impl Faults {
             match name {
                 "drop-every" => {
                     let v = need(value)?;
-                    if let Some(d) = parse_duration(v) {
+                    if let Some(d) = parse_duration(name, v) {
                         f.drop_every = Some(d?);
                     } else {
                         f.drop_every_messages = Some(parse_count(name, v)?);
                     }
+                }
+                "close-every" => {
+                    let v = need(value)?;
+                    f.close_every = Some(parse_duration(name, v).unwrap_or_else(|| {
+                        Err(FaultSpecError(format!(
+                            "fault \"close-every\" needs a duration such as 30s or 500ms, not \"{v}\""
+                        )))
+                    })?);
                 }
                 "dup" => f.duplicate = parse_probability(name, need(value)?)?,
                 "reorder" => f.reorder = parse_probability(name, need(value)?)?,
@@ -156,6 +168,7 @@ impl Faults {
     pub fn any_channel_fault(&self) -> bool {
         self.drop_every_messages.is_some()
             || self.drop_every.is_some()
+            || self.close_every.is_some()
             || self.duplicate > 0.0
             || self.reorder > 0.0
             || self.delay.is_some()
@@ -185,8 +198,8 @@ fn parse_ms(name: &str, v: &str) -> Result<Duration, FaultSpecError> {
 }
 
 /// `2s` / `500ms`; `None` when `v` has no time unit (then it is a message count).
-fn parse_duration(v: &str) -> Option<Result<Duration, FaultSpecError>> {
-    let bad = || FaultSpecError(format!("fault \"drop-every\" has a bad duration \"{v}\""));
+fn parse_duration(name: &str, v: &str) -> Option<Result<Duration, FaultSpecError>> {
+    let bad = || FaultSpecError(format!("fault \"{name}\" has a bad duration \"{v}\""));
     if let Some(ms) = v.strip_suffix("ms") {
         return Some(
             ms.parse::<u64>()
@@ -234,10 +247,12 @@ pub enum FaultKind {
     ExpiredToken,
     /// An instance was made ConnectionLost.
     ConnectionLost,
+    /// The service closed a client websocket (close code 1000).
+    ServiceClose,
 }
 
 impl FaultKind {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Drop,
         Self::Duplicate,
         Self::Reorder,
@@ -246,6 +261,7 @@ impl FaultKind {
         Self::AgentRestart,
         Self::ExpiredToken,
         Self::ConnectionLost,
+        Self::ServiceClose,
     ];
 
     fn index(self) -> usize {
@@ -263,13 +279,14 @@ impl FaultKind {
             Self::AgentRestart => "agent-restart",
             Self::ExpiredToken => "expired-token",
             Self::ConnectionLost => "connection-lost",
+            Self::ServiceClose => "service-close",
         }
     }
 }
 
 /// Live counters, shared by every connection of a sandbox.
 #[derive(Debug, Default)]
-pub struct FaultCounters([AtomicU64; 8]);
+pub struct FaultCounters([AtomicU64; 9]);
 
 impl FaultCounters {
     /// Counts one fault and logs it (per-frame faults at debug level, the rest at info).
@@ -302,6 +319,7 @@ impl FaultCounters {
             agent_restarts: get(FaultKind::AgentRestart),
             expired_tokens: get(FaultKind::ExpiredToken),
             connection_lost: get(FaultKind::ConnectionLost),
+            service_closes: get(FaultKind::ServiceClose),
         }
     }
 }
@@ -326,6 +344,8 @@ pub struct FaultCounts {
     pub expired_tokens: u64,
     /// Instances made ConnectionLost.
     pub connection_lost: u64,
+    /// Client websockets closed by the service (close code 1000).
+    pub service_closes: u64,
 }
 
 /// What the fault layer wants done with the connection.
@@ -596,7 +616,17 @@ impl FaultLayer {
         if let Some(d) = self.faults.drop_every {
             take(self.attached_at + d);
         }
+        if let Some(d) = self.faults.close_every {
+            take(self.attached_at + d);
+        }
         t
+    }
+
+    /// Whether the service's close is due.
+    pub fn close_due(&self, now: Instant) -> bool {
+        self.faults
+            .close_every
+            .is_some_and(|d| now >= self.attached_at + d)
     }
 
     /// Whether the time-based drop is due.
@@ -645,6 +675,9 @@ mod tests {
             Faults::parse("drop-every=500ms").unwrap().drop_every,
             Some(Duration::from_millis(500))
         );
+        let f = Faults::parse("close-every=2s").unwrap();
+        assert_eq!(f.close_every, Some(Duration::from_secs(2)));
+        assert!(f.any_channel_fault());
     }
 
     #[test]
@@ -655,6 +688,8 @@ mod tests {
             ("dup", "needs a value"),
             ("drop-every=0", "positive"),
             ("drop-every=xs", "bad duration"),
+            ("close-every=30", "needs a duration"),
+            ("close-every=0ms", "bad duration"),
             ("delay-ms=20-5", "backwards"),
             ("expire-tokens=1", "takes no value"),
             ("withhold-handshake=yes", "takes no value"),

@@ -44,8 +44,8 @@ use tokio::task::JoinHandle;
 pub use faults::{FaultCounts, FaultKind, FaultSpecError, Faults};
 pub use identity::{ACCOUNT_ID, IDENTITIES, Identity, SECRET_ACCESS_KEY};
 pub use state::{
-    CONTEXT_SESSION_ID, CONTEXT_TARGET_ID, DataKey, DataPaths, KmsError, SandboxState, SessionInfo,
-    SessionStatus, TimeoutOverrides, TokenError,
+    AgentPacing, CONTEXT_SESSION_ID, CONTEXT_TARGET_ID, DataKey, DataPaths, KmsError, SandboxState,
+    SessionInfo, SessionStatus, TimeoutOverrides, TokenError,
 };
 pub use world::{Document, Instance, InstanceState, PingStatus, PlatformType, World};
 
@@ -77,6 +77,9 @@ pub struct SandboxConfig {
     pub homes_dir: Option<PathBuf>,
     /// Faults to inject from the start.
     pub faults: Faults,
+    /// How fast the agent feeds the data channel: like the real agent (the default), or as
+    /// fast as it can.
+    pub pacing: AgentPacing,
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +93,7 @@ impl Default for SandboxConfig {
             bucket_dir: None,
             homes_dir: None,
             faults: Faults::default(),
+            pacing: AgentPacing::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl Sandbox {
         let state =
             SandboxState::new(world, config.region, addr, paths).ok_or(SandboxError::Random)?;
         state.set_faults(config.faults);
+        state.set_pacing(config.pacing);
         let app = router(state.clone());
         // Without TCP_NODELAY a small frame (a keystroke's echo, an ack) waits behind the
         // previous unacknowledged segment until the peer's delayed ACK fires, ~40 ms on Linux:

@@ -185,11 +185,38 @@ struct Inner {
     master_key: [u8; 32],
     fault_counters: FaultCounters,
     timeouts: Mutex<TimeoutOverrides>,
+    pacing: Mutex<AgentPacing>,
     paths: DataPaths,
     agents: SessionTasks,
     /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
     /// [`SandboxState::record_issued_tokens`]); normally only digests exist.
     issued: Mutex<Option<Vec<Secret>>>,
+}
+
+/// How the sandbox agent feeds the data channel.
+///
+/// The real amazon-ssm-agent reads at most 1024 bytes from a shell's pty or a port session's
+/// smux pipe, sends them as one message and sleeps 1 ms before reading again (its shell also
+/// waits a second before its first read): about 0.6 MB/s per session, whatever the client
+/// does. [`AgentPacing::Real`] does the same; [`AgentPacing::Off`] sends whatever is ready,
+/// for tests that move hundreds of MiB and for measuring the client's own ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentPacing {
+    /// Like the real agent.
+    #[default]
+    Real,
+    /// As fast as the session allows.
+    Off,
+}
+
+impl AgentPacing {
+    /// The pause after each message, if any.
+    pub fn pause(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Real => Some(std::time::Duration::from_millis(1)),
+            Self::Off => None,
+        }
+    }
 }
 
 /// Where the data-channel half keeps files.
@@ -209,6 +236,9 @@ pub struct TimeoutOverrides {
     pub idle: Option<Duration>,
     /// Maximum duration for every new session.
     pub max_duration: Option<Duration>,
+    /// smux keepalive timing (instead of 10 s / 30 s) for port sessions whose client version
+    /// leaves the agent's keepalive on.
+    pub mux_keepalive: Option<crate::protocol::mux::Keepalive>,
 }
 
 /// A handle on the sandbox's shared state.
@@ -253,6 +283,7 @@ impl SandboxState {
                 master_key: random_bytes::<32>()?,
                 fault_counters: FaultCounters::default(),
                 timeouts: Mutex::new(TimeoutOverrides::default()),
+                pacing: Mutex::new(AgentPacing::default()),
                 paths,
                 agents: SessionTasks::default(),
                 issued: Mutex::new(None),
@@ -365,6 +396,16 @@ impl SandboxState {
     /// The current overrides.
     pub fn timeout_overrides(&self) -> TimeoutOverrides {
         *lock(&self.inner.timeouts)
+    }
+
+    /// Sets the agent's pacing for sessions whose data channel opens from now on.
+    pub fn set_pacing(&self, pacing: AgentPacing) {
+        *lock(&self.inner.pacing) = pacing;
+    }
+
+    /// The agent's pacing.
+    pub fn pacing(&self) -> AgentPacing {
+        *lock(&self.inner.pacing)
     }
 
     /// Where transcripts and shell homes live.

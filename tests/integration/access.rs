@@ -8,10 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, fast};
 
 use serde_json::Value;
-use ssmtui::sandbox::SandboxConfig;
 
 const CLASSES: &str = r#"
 [classes.sudo]
@@ -25,7 +24,7 @@ scope = { Environment = ["staging", "dev"] }
 "#;
 
 fn setup(config: &str) -> SandboxEnv {
-    SandboxEnv::blocking(config, SandboxConfig::default())
+    SandboxEnv::blocking(config, fast())
 }
 
 /// The raw SDK client, for what ssmtui itself does not do.

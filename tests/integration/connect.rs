@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use crate::common;
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, faithful};
 
 use std::path::Path;
 
@@ -27,7 +27,7 @@ web = { target = "Environment=prod Role=web" }
 "#;
 
 fn setup() -> SandboxEnv {
-    setup_with(SandboxConfig::default())
+    setup_with(faithful())
 }
 
 fn setup_with(config: SandboxConfig) -> SandboxEnv {
@@ -319,7 +319,7 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
     let faults = ssmtui::sandbox::faults::Faults::parse("drop-every=200").unwrap();
     let env = setup_with(SandboxConfig {
         faults,
-        ..SandboxConfig::default()
+        ..faithful()
     });
     let name = linux_online(&env);
     // Text, so the pty passes it unchanged: 20 MiB of numbered lines.

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
 
-use ssmtui::sandbox::SandboxConfig;
-
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, faithful};
 
 /// A sandbox, a home with a class config, and the environment for a pane that runs
 /// `ssmtui connect` against it; `None` (the test is skipped) without tmux.
@@ -36,7 +34,7 @@ fn tty_env(test: &str) -> Option<TtyEnv> {
     }
     let sandbox = SandboxEnv::blocking(
         "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
-        SandboxConfig::default(),
+        faithful(),
     );
     let name = sandbox.linux_name();
     let mut env = sandbox.env("alice");

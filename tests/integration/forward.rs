@@ -14,7 +14,7 @@
 )]
 
 use crate::common::eventually;
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, faithful, fast};
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -253,8 +253,10 @@ async fn chatty_server() -> Server<()> {
     }
 }
 
-/// Connects to `addr`, sends `total` pattern bytes (then half-closes) while reading the echo.
-/// Returns the digests sent and received, the bytes received, and how long it took.
+/// Connects to `addr`, sends `total` pattern bytes while reading the echo, and closes once the
+/// whole echo is back: the agent has no half-close, so a client that shut down its sending
+/// side first would have its echo cut short (forward.rs module docs). Returns the digests sent
+/// and received, the bytes received, and how long it took.
 async fn echo_through(
     addr: SocketAddr,
     pattern: Pattern,
@@ -263,10 +265,33 @@ async fn echo_through(
     let started = Instant::now();
     let sock = TcpStream::connect(addr).await.unwrap();
     let (mut r, mut w) = sock.into_split();
-    let writer = tokio::spawn(async move { pattern.write_to(&mut w, total).await });
-    let (n, got) = drain(&mut r).await;
-    let sent = writer.await.unwrap();
+    let writer = tokio::spawn(async move {
+        let digest = pattern.write_only(&mut w, total).await;
+        (digest, w)
+    });
+    let (n, got) = drain_exact(&mut r, total).await;
+    let (sent, w) = writer.await.unwrap();
+    drop((r, w));
     (sent, got, n, started.elapsed())
+}
+
+/// Reads `total` bytes (fewer if the stream ends first): the count and digest.
+async fn drain_exact(r: &mut (impl AsyncRead + Unpin), total: usize) -> (usize, [u8; 32]) {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0;
+    while n < total {
+        let want = (total - n).min(buf.len());
+        match r.read(&mut buf[..want]).await {
+            Ok(0) => break,
+            Ok(k) => {
+                hash.update(&buf[..k]);
+                n += k;
+            }
+            Err(e) => panic!("read failed after {n} bytes: {e}"),
+        }
+    }
+    (n, hash.finalize().into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,17 +308,19 @@ impl std::ops::Deref for Env {
 }
 
 impl Env {
+    /// The agent as fast as it can be: these tests move many MiB or inject faults
+    /// ([`Env::start_faithful`] is the real cadence).
     async fn start(faults: Faults) -> Self {
-        Self(
-            SandboxEnv::start(
-                CONFIG,
-                SandboxConfig {
-                    faults,
-                    ..SandboxConfig::default()
-                },
-            )
-            .await,
-        )
+        Self::start_with(SandboxConfig { faults, ..fast() }).await
+    }
+
+    /// The agent paced like the real one.
+    async fn start_faithful() -> Self {
+        Self::start_with(faithful()).await
+    }
+
+    async fn start_with(config: SandboxConfig) -> Self {
+        Self(SandboxEnv::start(CONFIG, config).await)
     }
 
     async fn stop(self) {
@@ -610,11 +637,12 @@ async fn parallel_echoes(conns: usize, each: usize, limit: Duration) {
                     w.write_all(chunk).await.unwrap();
                     sent += chunk.len();
                 }
-                w.shutdown().await.unwrap();
-                <[u8; 32]>::from(hash.finalize())
+                (<[u8; 32]>::from(hash.finalize()), w)
             });
-            let (n, got) = drain(&mut r).await;
-            let sent = writer.await.unwrap();
+            // The whole echo, then close (no half-close through the agent).
+            let (n, got) = drain_exact(&mut r, each).await;
+            let (sent, w) = writer.await.unwrap();
+            drop((r, w));
             (i, sent, got, n, t.elapsed())
         });
     }
@@ -1219,5 +1247,141 @@ async fn a_forward_whose_handshake_never_completes_ends_its_session() {
             .contains("did not complete the port-forwarding handshake"),
         "{audit:#?}"
     );
+    env.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a real agent allows: its cadence, no half-close, service-side closes
+
+/// A download through `ssmtui forward` at the real agent's cadence (1 KiB per message, 1 ms
+/// apart) arrives exact, and takes at least a millisecond per KiB (a lower bound: a slow
+/// machine cannot fail it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_at_the_real_agents_cadence_is_exact() {
+    let env = Env::start_faithful().await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let total = 2 * MIB;
+    let mut source = source_server(Pattern::new(50), total).await;
+    let cli = env
+        .forward_cli(&target, &[&format!("0:{}", source.port())])
+        .await;
+    let started = Instant::now();
+    let mut down = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    let (n, got) = tokio::time::timeout(Duration::from_secs(60), drain(&mut down))
+        .await
+        .expect("the paced download timed out");
+    let took = started.elapsed();
+    let sent = source.result(Duration::from_secs(10)).await;
+    assert_eq!(n, total);
+    assert_eq!(hex(&got), hex(&sent));
+    eprintln!(
+        "paced download: {} MiB in {took:.2?} ({:.2} MB/s)",
+        total / MIB,
+        total as f64 / took.as_secs_f64() / 1e6
+    );
+    assert!(
+        took >= Duration::from_millis((total / 1024) as u64),
+        "{total} bytes in {took:?}: faster than the agent's cadence allows"
+    );
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    env.stop().await;
+}
+
+/// A client that sends its request and shuts down its sending side (`nc -N`) still hears the
+/// whole answer of a target that answers and closes: ssmtui holds the stream's FIN back while
+/// the answer comes (the agent would close the target at the FIN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_request_hears_the_whole_answer() {
+    let env = Env::start_faithful().await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = Pattern::new(51);
+    let total = 128 * 1024;
+    let server_answer = answer.clone();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4];
+        sock.read_exact(&mut request).await.unwrap();
+        // Think a while, then answer and close.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server_answer.write_to(&mut sock, total).await
+    });
+    let cli = env.forward_cli(&target, &[&format!("0:{port}")]).await;
+    let mut sock = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    sock.write_all(b"GET\n").await.unwrap();
+    sock.shutdown().await.unwrap();
+    let (n, got) = tokio::time::timeout(Duration::from_secs(60), drain(&mut sock))
+        .await
+        .expect("the answer timed out");
+    let sent = server.await.unwrap();
+    assert_eq!(n, total, "the whole answer");
+    assert_eq!(hex(&got), hex(&sent));
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    env.stop().await;
+}
+
+/// What no client can get through the agent: a target that waits for the end of the input
+/// before it answers. The FIN that would tell it closes its connection instead; ssmtui sends
+/// it once the stream has been quiet for the linger, and the local client then sees the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_waiting_for_end_of_file_is_closed_after_the_linger() {
+    let env = Env::start_faithful().await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut input = Vec::new();
+        let _ = sock.read_to_end(&mut input).await;
+        // Too late: the agent closed the whole connection, not just its sending side.
+        let answered = sock.write_all(b"checksum").await.is_ok() && sock.flush().await.is_ok();
+        (input, answered)
+    });
+    let cli = env.forward_cli(&target, &[&format!("0:{port}")]).await;
+    let started = Instant::now();
+    let mut sock = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    sock.write_all(b"0123456789").await.unwrap();
+    sock.shutdown().await.unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(30), drain(&mut sock))
+        .await
+        .expect("the connection was not closed");
+    let took = started.elapsed();
+    let (input, _) = server.await.unwrap();
+    assert_eq!(input, b"0123456789", "everything sent arrived");
+    assert_eq!(n, 0, "no answer can come back");
+    assert!(
+        took >= forward::HALF_CLOSE_LINGER,
+        "closed after {took:?}, before the linger"
+    );
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    env.stop().await;
+}
+
+/// The service closes the data channel's websocket from time to time (close code 1000):
+/// the forward resumes its session and the download arrives exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_side_closes_leave_a_download_exact() {
+    let env = Env::start(Faults::parse("close-every=400ms").unwrap()).await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let total = 64 * MIB;
+    let mut source = source_server(Pattern::new(52), total).await;
+    let cli = env
+        .forward_cli(&target, &[&format!("0:{}", source.port())])
+        .await;
+    let mut down = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    let (n, got) = tokio::time::timeout(Duration::from_secs(120), drain(&mut down))
+        .await
+        .expect("the download timed out");
+    let sent = source.result(Duration::from_secs(10)).await;
+    assert_eq!(n, total);
+    assert_eq!(hex(&got), hex(&sent));
+    let counts = env.sb().state().fault_counts();
+    assert!(counts.service_closes > 0, "{counts:?}");
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
     env.stop().await;
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::common::eventually;
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, faithful, fast};
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::aws::{SsmApi, StartSessionRequest};
 use ssmtui::engine::shell::OutputFilter;
@@ -34,14 +34,24 @@ use tokio::sync::mpsc;
 
 const REGION: &str = "eu-west-1";
 
-/// The shared sandbox environment in [`REGION`], with `faults`.
+/// The shared sandbox environment in [`REGION`], with `faults`, its agent as fast as it can
+/// be (most tests here move many MiB or inject faults; [`start_faithful`] is the real cadence).
 async fn start(faults: Faults) -> SandboxEnv {
+    start_with(faults, fast()).await
+}
+
+/// [`start`] with the agent paced like the real one.
+async fn start_faithful(faults: Faults) -> SandboxEnv {
+    start_with(faults, faithful()).await
+}
+
+async fn start_with(faults: Faults, config: SandboxConfig) -> SandboxEnv {
     SandboxEnv::start(
         "",
         SandboxConfig {
             region: REGION.to_owned(),
             faults,
-            ..SandboxConfig::default()
+            ..config
         },
     )
     .await
@@ -278,8 +288,10 @@ fn now_ms() -> u64 {
 }
 
 /// Drives one smux stream (client role, as the forward engine will) over the session: sends
-/// `total` pattern bytes, closes, and reads the echo until the agent's FIN. Returns the digests
-/// of what was sent and what came back, and the byte count received.
+/// `total` pattern bytes, reads the whole echo, then closes (FIN) and waits for the agent's
+/// FIN. The FIN waits for the echo because the agent has no half-close: a FIN makes it close
+/// the target connection at once. Returns the digests of what was sent and what came back,
+/// and the byte count received.
 async fn mux_echo(
     handle: &SessionHandle,
     events: &mut mpsc::Receiver<EngineEvent>,
@@ -304,7 +316,7 @@ async fn mux_echo(
             assert_eq!(mux.write(id, &chunk).unwrap(), n);
             sent += n;
         }
-        if sent == total && !closed {
+        if received >= total && !closed {
             mux.close(id).unwrap();
             closed = true;
         }
@@ -813,6 +825,7 @@ async fn idle_timeout_and_max_duration_end_sessions() {
     env.sb().state().set_timeout_overrides(TimeoutOverrides {
         idle: Some(Duration::from_millis(1500)),
         max_duration: None,
+        ..TimeoutOverrides::default()
     });
     let started = std::time::Instant::now();
     let (_idle, mut idle_events) = open(&api, &target, "SSM-sudo", &[]).await;
@@ -828,6 +841,7 @@ async fn idle_timeout_and_max_duration_end_sessions() {
     env.sb().state().set_timeout_overrides(TimeoutOverrides {
         idle: Some(Duration::from_secs(60)),
         max_duration: Some(Duration::from_secs(2)),
+        ..TimeoutOverrides::default()
     });
     let (busy, mut busy_events) = open(&api, &target, "SSM-sudo", &[]).await;
     // Keep the second one busy: it must end by its maximum duration, not by idleness.
@@ -992,4 +1006,435 @@ async fn cancelling_a_reconnecting_session_ends_it_at_once() {
         "the end took {:?}",
         cancelled.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fidelity to the real agent: pacing, no half-close, the keepalive rule, service-side closes
+
+/// `open`, with a different `ClientVersion` reported to the agent.
+async fn open_as_version(
+    api: &Arc<SdkApi>,
+    target: &str,
+    document: &str,
+    parameters: &[(&str, String)],
+    client_version: &str,
+) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
+    let req = StartSessionRequest {
+        target: target.to_owned(),
+        document: document.to_owned(),
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![v.clone()]))
+            .collect::<HashMap<_, _>>(),
+        reason: None,
+    };
+    let started = api.start_session(&req).await.unwrap();
+    let mut options = SessionOptions::new(target);
+    options.event_capacity = 4096;
+    options.client_version = Some(client_version.to_owned());
+    let api: Arc<dyn SsmApi> = api.clone();
+    spawn_session(api, started, options).await.unwrap()
+}
+
+/// Takes events until the session closes, counting the Output messages and the largest.
+async fn count_messages(
+    seen: &mut Seen,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    limit: Duration,
+) -> (usize, usize, Option<std::time::Instant>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let (mut messages, mut largest, mut first) = (0, 0, None);
+    while seen.closed.is_none() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(EngineEvent::Output(b))) => {
+                messages += 1;
+                largest = largest.max(b.len());
+                first.get_or_insert_with(std::time::Instant::now);
+                seen.output.extend_from_slice(&b);
+            }
+            Ok(Some(ev)) => seen.take(ev),
+            Ok(None) => panic!("event channel closed before Closed"),
+            Err(_) => panic!("timed out; output so far:\n{}", seen.text()),
+        }
+    }
+    (messages, largest, first)
+}
+
+/// Paced like the real agent, a shell's first output comes a second after it started, and a
+/// flood comes 1 KiB per message at most with a pause after each: it takes at least as many
+/// milliseconds as it has messages. (Lower bounds only: a slow machine cannot fail them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_shell_sends_a_kib_per_message_a_millisecond_apart() {
+    let env = start_faithful(Faults::default()).await;
+    let (_, _, handle, mut events, mut seen) = ready_shell(&env).await;
+    let ready = std::time::Instant::now();
+    let total = 200_000;
+    handle
+        .send(format!("head -c {total} /dev/zero | tr '\\0' x; echo; exit\n").into_bytes())
+        .await
+        .unwrap();
+    let (messages, largest, first) =
+        count_messages(&mut seen, &mut events, Duration::from_secs(60)).await;
+    let took = ready.elapsed();
+    let first = first.unwrap().duration_since(ready);
+    eprintln!(
+        "paced shell: {messages} messages, largest {largest} B, first after {first:.2?}, all in {took:.2?}"
+    );
+    assert!(count(&seen.text(), "x") >= total, "the whole flood arrived");
+    assert!(largest <= 1024, "largest message {largest} bytes");
+    assert!(messages >= total / 1024, "{messages} messages");
+    assert!(
+        first >= Duration::from_millis(800),
+        "first output {first:?} after the start"
+    );
+    assert!(
+        took >= Duration::from_millis(messages as u64),
+        "{messages} messages in {took:?}"
+    );
+    env.stop().await;
+}
+
+/// A source server that writes `total` bytes of `byte` and closes.
+async fn source(total: usize, byte: u8) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let _ = sock.write_all(&vec![byte; total]).await;
+    });
+    port
+}
+
+/// A paced port session (smux) downloads 1 KiB per message at most, a millisecond apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_port_session_sends_a_kib_per_message_a_millisecond_apart() {
+    let env = start_faithful(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let total = 256 * 1024;
+    let port = source(total, b'z').await;
+    let (handle, mut events, mut seen) = open_port_session(
+        &api,
+        &target,
+        &[("portNumber", port.to_string())],
+        "AWS-StartPortForwardingSession",
+    )
+    .await;
+    let mut mux = Mux::new(MuxRole::Client, MuxConfig::with_keepalive(false), now_ms());
+    let id = mux.open_stream().unwrap();
+    while let Some(bytes) = mux.poll_transmit(16 * 1024) {
+        handle.send(bytes).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let (mut received, mut messages, mut largest, mut fin) = (0, 0, 0, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !fin {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(EngineEvent::Output(b))) => {
+                messages += 1;
+                largest = largest.max(b.len());
+                mux.handle_incoming(&b, now_ms()).unwrap();
+                while let Some(e) = mux.poll_event() {
+                    match e {
+                        MuxEvent::Data(_, d) => received += d.len(),
+                        MuxEvent::Fin(_) => fin = true,
+                        _ => {}
+                    }
+                }
+            }
+            Ok(Some(ev)) => seen.take(ev),
+            Ok(None) => panic!("event channel closed"),
+            Err(_) => panic!("download timed out after {received} bytes"),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("paced smux download: {received} B in {messages} messages, {took:.2?}");
+    assert_eq!(received, total);
+    assert!(largest <= 1024, "largest message {largest} bytes");
+    assert!(messages > total / 1024, "{messages} messages");
+    assert!(
+        took >= Duration::from_millis(messages as u64 - 1),
+        "{messages} messages in {took:?}"
+    );
+    let _ = mux.close(id);
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
+    env.stop().await;
+}
+
+/// Opens one smux stream on a fresh port session to `port`: the handle, events, the client
+/// mux and the stream.
+async fn one_stream(
+    env: &SandboxEnv,
+    port: u16,
+) -> (
+    SessionHandle,
+    mpsc::Receiver<EngineEvent>,
+    Seen,
+    Mux,
+    ssmtui::protocol::mux::StreamId,
+) {
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let (handle, events, seen) = open_port_session(
+        &api,
+        &target,
+        &[("portNumber", port.to_string())],
+        "AWS-StartPortForwardingSession",
+    )
+    .await;
+    let mut mux = Mux::new(MuxRole::Client, MuxConfig::with_keepalive(false), now_ms());
+    let id = mux.open_stream().unwrap();
+    (handle, events, seen, mux, id)
+}
+
+/// Sends what the mux has queued.
+async fn flush_mux(mux: &mut Mux, handle: &SessionHandle) {
+    while let Some(bytes) = mux.poll_transmit(16 * 1024) {
+        handle.send(bytes).await.unwrap();
+    }
+}
+
+/// Reads the stream until the agent's FIN: the bytes that came.
+async fn until_fin(
+    mux: &mut Mux,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    seen: &mut Seen,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(EngineEvent::Output(b))) => {
+                mux.handle_incoming(&b, now_ms()).unwrap();
+                while let Some(e) = mux.poll_event() {
+                    match e {
+                        MuxEvent::Data(_, d) => got.extend_from_slice(&d),
+                        MuxEvent::Fin(_) => return got,
+                        _ => {}
+                    }
+                }
+            }
+            Ok(Some(ev)) => seen.take(ev),
+            Ok(None) => panic!("event channel closed"),
+            Err(_) => panic!("no FIN from the agent; got {} bytes", got.len()),
+        }
+    }
+}
+
+/// The agent has no half-close: the client's FIN makes it write what came before, then close
+/// the target connection entirely. A target that answers only after the request is complete
+/// sees its connection end instead, and the client gets nothing but the FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_fin_closes_the_target_connection() {
+    let env = start(Faults::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 5];
+        sock.read_exact(&mut request).await.unwrap();
+        // The request is complete; what comes next is the end of the connection.
+        let mut more = [0u8; 64];
+        let end = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut more)).await;
+        (request, matches!(end, Ok(Ok(0) | Err(_))))
+    });
+    let (handle, mut events, mut seen, mut mux, id) = one_stream(&env, port).await;
+    mux.write(id, b"hello").unwrap();
+    mux.close(id).unwrap();
+    flush_mux(&mut mux, &handle).await;
+    let got = until_fin(&mut mux, &mut events, &mut seen).await;
+    let (request, ended) = server.await.unwrap();
+    assert_eq!(&request, b"hello", "the bytes before the FIN were written");
+    assert!(
+        ended,
+        "the target's connection ended after the client's FIN"
+    );
+    assert!(got.is_empty(), "{} bytes came back", got.len());
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
+    env.stop().await;
+}
+
+/// The target's end of file becomes the agent's FIN, and the agent closes the connection
+/// entirely, though the client never closed its side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_eof_closes_the_connection_both_ways() {
+    let env = start(Faults::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (sock, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = sock.into_split();
+        w.write_all(b"banner").await.unwrap();
+        w.shutdown().await.unwrap();
+        // Half-closed: it would go on reading, but the agent closes the connection.
+        let mut buf = [0u8; 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        ended.is_ok()
+    });
+    let (handle, mut events, mut seen, mut mux, _id) = one_stream(&env, port).await;
+    flush_mux(&mut mux, &handle).await;
+    let got = until_fin(&mut mux, &mut events, &mut seen).await;
+    assert_eq!(got, b"banner");
+    assert!(
+        server.await.unwrap(),
+        "the agent closed the target's connection without the client's FIN"
+    );
+    handle.send_flag(Flag::TerminateSession).await.unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(10))
+        .await;
+    env.stop().await;
+}
+
+/// Counts smux NOP frames in a byte stream.
+#[derive(Default)]
+struct NopCounter {
+    decoder: ssmtui::protocol::mux::FrameDecoder,
+    nops: usize,
+}
+
+impl NopCounter {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(frame) = self.decoder.decode_next(&mut bytes).unwrap() {
+            if matches!(frame, ssmtui::protocol::mux::Frame::Nop(_)) {
+                self.nops += 1;
+            }
+        }
+    }
+}
+
+/// The agent keeps smux keepalive on for a client that reports a version up to 1.2.331.0: it
+/// sends NOPs, and closes the mux when the client sends nothing for the keepalive timeout
+/// (smux's 10 s / 30 s, shortened here). A client reporting ssmtui's version gets neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_client_version_gets_smux_keepalive_and_an_idle_mux_is_closed() {
+    use ssmtui::protocol::mux::Keepalive;
+    let env = start(Faults::default()).await;
+    env.sb().state().set_timeout_overrides(TimeoutOverrides {
+        mux_keepalive: Some(Keepalive {
+            interval_ms: 200,
+            timeout_ms: 1500,
+        }),
+        ..TimeoutOverrides::default()
+    });
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let (port, _) = echo_server().await;
+    let params = [("portNumber", port.to_string())];
+
+    for (version, keepalive) in [
+        ("1.2.0.0", true),
+        (ssmtui::protocol::version::CLIENT_VERSION, false),
+    ] {
+        let (handle, mut events) = open_as_version(
+            &api,
+            &target,
+            "AWS-StartPortForwardingSession",
+            &params,
+            version,
+        )
+        .await;
+        let mut seen = Seen::default();
+        seen.until(&mut events, Duration::from_secs(20), "Ready", |s| {
+            s.ready.is_some()
+        })
+        .await;
+        // The client's own rule for this agent: keepalive off on its side, so it says nothing
+        // while the stream is idle.
+        let mut mux = Mux::new(MuxRole::Client, MuxConfig::with_keepalive(false), now_ms());
+        let id = mux.open_stream().unwrap();
+        mux.write(id, b"ping").unwrap();
+        flush_mux(&mut mux, &handle).await;
+        let mut nops = NopCounter::default();
+        let mut echoed = Vec::new();
+        let idle_until = tokio::time::Instant::now() + Duration::from_secs(4);
+        loop {
+            let ev = match tokio::time::timeout_at(idle_until, events.recv()).await {
+                Err(_) => break,
+                Ok(None) => panic!("event channel closed"),
+                Ok(Some(ev)) => ev,
+            };
+            match ev {
+                EngineEvent::Output(b) => {
+                    nops.feed(&b);
+                    mux.handle_incoming(&b, now_ms()).unwrap();
+                    while let Some(e) = mux.poll_event() {
+                        if let MuxEvent::Data(_, d) = e {
+                            echoed.extend_from_slice(&d);
+                        }
+                    }
+                }
+                ev => seen.take(ev),
+            }
+            if seen.closed.is_some() {
+                break;
+            }
+        }
+        assert_eq!(echoed, b"ping", "client version {version}");
+        if keepalive {
+            assert!(
+                nops.nops >= 2,
+                "{} NOPs for client version {version}",
+                nops.nops
+            );
+            match &seen.closed {
+                Some(CloseReason::ChannelClosed { output }) => {
+                    assert!(output.contains("keepalive"), "{output}");
+                }
+                other => panic!("client version {version}: not closed by keepalive: {other:?}"),
+            }
+        } else {
+            assert_eq!(nops.nops, 0, "client version {version}");
+            assert!(seen.closed.is_none(), "{:?}", seen.closed);
+            handle.send_flag(Flag::TerminateSession).await.unwrap();
+            seen.until_closed(&mut events, Duration::from_secs(10))
+                .await;
+        }
+    }
+    env.stop().await;
+}
+
+/// The service closes data-channel websockets from time to time (close code 1000): the
+/// engine resumes, and a shell flood arrives whole, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_side_closes_lose_nothing_in_a_shell_flood() {
+    let env = start(Faults::parse("close-every=300ms").unwrap()).await;
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle
+        .send(b"sleep 1; for i in $(seq 1 40000); do echo line-$i; done; exit\n".to_vec())
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(90))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
+    let expected: String = (1..=40000).map(|i| format!("line-{i}\r\n")).collect();
+    assert_eq!(
+        count(&seen.text(), &expected),
+        1,
+        "every line once, in order"
+    );
+    let counts = env.sb().state().fault_counts();
+    assert!(counts.service_closes > 0, "{counts:?}");
+    assert!(seen.reconnected > 0, "the engine resumed");
+    env.stop().await;
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+use crate::common::sandbox::fast;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -19,7 +20,7 @@ async fn start(instances: usize) -> RunningSandbox {
     Sandbox::start(SandboxConfig {
         instances,
         region: REGION.to_owned(),
-        ..SandboxConfig::default()
+        ..fast()
     })
     .await
     .unwrap()
@@ -1364,7 +1365,7 @@ async fn same_seed_same_world_through_the_api() {
     let c = Sandbox::start(SandboxConfig {
         seed: 2,
         region: REGION.to_owned(),
-        ..SandboxConfig::default()
+        ..fast()
     })
     .await
     .unwrap();

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use crate::common;
+use crate::common::sandbox::fast;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -79,7 +80,7 @@ fn start_moto() -> Option<Moto> {
 async fn start_sandbox() -> RunningSandbox {
     Sandbox::start(SandboxConfig {
         region: REGION.to_owned(),
-        ..SandboxConfig::default()
+        ..fast()
     })
     .await
     .unwrap()

@@ -17,9 +17,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
-use ssmtui::sandbox::SandboxConfig;
 
-use crate::common::sandbox::SandboxEnv;
+use crate::common::sandbox::{SandboxEnv, faithful};
 
 /// The screen without its status line, which is the only line a shell round trip may change.
 fn without_status(screen: &str, status_row: usize) -> Vec<&str> {
@@ -225,7 +224,7 @@ fn a_tui_shell_with_a_discovered_class_is_audited_with_it() {
     if !common::require_tool(Tmux::available(), "tmux", "the TUI sandbox shell test") {
         return;
     }
-    let sandbox = SandboxEnv::blocking("", SandboxConfig::default());
+    let sandbox = SandboxEnv::blocking("", faithful());
     let name = sandbox.linux_name();
     let home = sandbox.home.path();
     std::fs::create_dir_all(home.join("state")).unwrap();

@@ -128,10 +128,15 @@ struct Agent {
     shell_output: Option<mpsc::Receiver<Vec<u8>>>,
     shell_exit: Option<oneshot::Receiver<u32>>,
     exit_grace: Option<Instant>,
+    shell_started: Option<Instant>,
     ports: Option<Ports>,
     blocked: Option<BlockedWrite>,
     deferred: VecDeque<Vec<u8>>,
     closing: bool,
+    /// The real agent's pause after each message it reads from its workload, if paced.
+    pause: Option<Duration>,
+    /// Paced mux mode: when the next smux chunk may be sent.
+    next_send: Option<Instant>,
 
     started: Instant,
     last_activity: Instant,
@@ -312,6 +317,7 @@ impl Agent {
                     (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
                 });
         let now = Instant::now();
+        let pause = state.pacing().pause();
         Self {
             state,
             info,
@@ -331,10 +337,13 @@ impl Agent {
             shell_output: None,
             shell_exit: None,
             exit_grace: None,
+            shell_started: None,
             ports: None,
             blocked: None,
             deferred: VecDeque::new(),
             closing: false,
+            pause,
+            next_send: None,
             started: now,
             last_activity: now,
             idle,
@@ -366,6 +375,9 @@ impl Agent {
             if self.layer.as_ref().is_some_and(|l| l.drop_due(now)) {
                 self.drop_connection("time-based drop");
             }
+            if self.layer.as_ref().is_some_and(|l| l.close_due(now)) {
+                self.service_close();
+            }
             let mut deadline = self
                 .session
                 .poll_timeout()
@@ -381,6 +393,7 @@ impl Agent {
                 self.layer.as_ref().and_then(FaultLayer::next_deadline),
             );
             deadline = min_instant(deadline, self.exit_grace);
+            deadline = min_instant(deadline, self.next_send);
             if !self.closing {
                 deadline = min_instant(deadline, Some(self.last_activity + self.idle));
                 deadline = min_instant(deadline, self.max_duration.map(|m| self.started + m));
@@ -435,7 +448,14 @@ impl Agent {
                 code = exit_opt(self.shell_exit.as_mut()) => {
                     self.shell_exit = None;
                     tracing::info!(session_id = %self.info.session_id, exit_code = ?code, "sandbox shell exited");
-                    self.exit_grace = Some(Instant::now() + EXIT_GRACE);
+                    // A paced reader does not read before its first-read delay: the grace
+                    // starts once it reads.
+                    let reading_from = self
+                        .shell_started
+                        .filter(|_| self.pause.is_some())
+                        .map(|t| t + shell::FIRST_READ_DELAY);
+                    let from = reading_from.map_or(Instant::now(), |t| t.max(Instant::now()));
+                    self.exit_grace = Some(from + EXIT_GRACE);
                 }
                 ev = recv_opt(self.ports.as_mut().map(|p| &mut p.events)), if take_port => {
                     if let (Some(ev), Some(ports)) = (ev, self.ports.as_mut()) {
@@ -658,6 +678,29 @@ impl Agent {
         }
     }
 
+    /// Closes the client's websocket as the service does from time to time: the frames
+    /// already handed to it go out, then a close frame with code 1000. The session stays; the
+    /// client resumes it with ResumeSession.
+    fn service_close(&mut self) {
+        self.state
+            .record_fault(FaultKind::ServiceClose, &self.info.session_id);
+        self.move_transmits();
+        let sink = self.sink.take();
+        let mut outbox = std::mem::take(&mut self.outbox);
+        self.drop_connection("closed by the service");
+        if let Some(mut sink) = sink {
+            outbox.push_back(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            })));
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(FINAL_WRITE, write_outbox(Some(&mut sink), &mut outbox))
+                        .await;
+            });
+        }
+    }
+
     /// Moves frames from the session (through the fault layer) to the outbox. Without a
     /// client they are discarded: unacknowledged data stays in the session for resending.
     fn move_transmits(&mut self) {
@@ -713,15 +756,25 @@ impl Agent {
     }
 
     /// Mux mode: moves smux output into the session while it has room for whole messages.
+    /// Paced like the real agent (`transferDataToMgs`: read at most 1024 bytes, send one
+    /// message, sleep 1 ms), one message per pause.
     fn pump_mux(&mut self) {
         let Some(ports) = &mut self.ports else {
             return;
         };
+        if self.next_send.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.next_send = None;
         while self.session.send_capacity() >= CHUNK {
             let Some(bytes) = ports.poll_transmit(CHUNK) else {
                 break;
             };
             self.session.send_output(&bytes, self.clock.now());
+            if let Some(pause) = self.pause {
+                self.next_send = Some(Instant::now() + pause);
+                break;
+            }
         }
     }
 
@@ -849,11 +902,13 @@ impl Agent {
                     .join(safe_prefix(prefix))
                     .join(format!("{}.log", self.info.session_id)),
                 size: (80, 24),
+                pause: self.pause,
             };
             return match Shell::spawn(&spec) {
                 Ok((shell, io)) => {
                     tracing::info!(session_id = %self.info.session_id, pid = ?shell.pid(), transcript = %spec.transcript.display(), "sandbox shell started");
                     self.shell = Some(shell);
+                    self.shell_started = Some(Instant::now());
                     self.shell_output = Some(io.output);
                     self.shell_exit = Some(io.exit);
                     None
@@ -878,7 +933,14 @@ impl Agent {
                 self.client_version.as_deref().unwrap_or_default(),
             );
             tracing::info!(session_id = %self.info.session_id, ?mode, target = ?target, "sandbox port session");
-            self.ports = Some(Ports::new(target, mode, self.clock.now()));
+            let keepalive_timing = self.state.timeout_overrides().mux_keepalive;
+            self.ports = Some(Ports::new(
+                target,
+                mode,
+                self.pause,
+                keepalive_timing,
+                self.clock.now(),
+            ));
             return None;
         }
         Some(Ending::Failed(format!(

@@ -7,8 +7,11 @@
 //!
 //! **Mux mode**: the client's Output bytes feed a smux server ([`Mux`]); each stream the client
 //! opens gets its own TCP connection. A failed dial is reported with `ConnectToPortError` and a
-//! FIN on the stream. Half-close is honoured both ways: the client's FIN shuts down our write
-//! side after the queued data is written; the target's end of file becomes our FIN.
+//! FIN on the stream. There is **no half-close**, as in the real agent (3.3.1142.0,
+//! `handleDataTransfer` over smux v1.5.15): the client's FIN makes us write what it sent, then
+//! close the target connection entirely, so whatever the target had not sent yet is lost; the
+//! target's end of file becomes our FIN and closes the connection too, after the client's
+//! queued bytes are written (later ones are dropped).
 //!
 //! **Basic mode**: one connection at a time. The first Output after the start (or after a
 //! `DisconnectToPort` flag, or after the target closed) dials; the flag closes the connection.
@@ -27,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::mux::{Mux, MuxConfig, MuxEvent, Role as MuxRole, StreamId};
+use crate::protocol::mux::{Keepalive, Mux, MuxConfig, MuxEvent, Role as MuxRole, StreamId};
 use crate::protocol::version::PortMode;
 
 /// How long a dial may take.
@@ -103,6 +106,8 @@ pub struct Ports {
     /// Mux mode: target bytes that did not fit the stream's smux buffer yet.
     stash: Option<(u32, Vec<u8>)>,
     cancel: CancellationToken,
+    /// The real agent's pause after each read of a target (basic mode).
+    pause: Option<Duration>,
     /// Bytes handed to connection writers / received from targets (diagnostics).
     pub bytes_to_target: u64,
     /// Bytes received from targets.
@@ -155,15 +160,25 @@ pub async fn resolve_target(host: Option<&str>, port: &str) -> Result<SocketAddr
 }
 
 impl Ports {
-    /// A workload for `target` in `mode`, starting at `now_ms`.
-    pub fn new(target: Result<SocketAddr, String>, mode: PortMode, now_ms: u64) -> Self {
+    /// A workload for `target` in `mode`, starting at `now_ms`; `pause` paces basic-mode
+    /// reads like the real agent; `keepalive_timing` replaces smux's 10 s / 30 s when the
+    /// mode has keepalive on (tests).
+    pub fn new(
+        target: Result<SocketAddr, String>,
+        mode: PortMode,
+        pause: Option<Duration>,
+        keepalive_timing: Option<Keepalive>,
+        now_ms: u64,
+    ) -> Self {
         let (events_tx, events) = mpsc::channel(16);
         let mode = match mode {
-            PortMode::Mux { keepalive } => Mode::Mux(Box::new(Mux::new(
-                MuxRole::Server,
-                MuxConfig::with_keepalive(keepalive),
-                now_ms,
-            ))),
+            PortMode::Mux { keepalive } => {
+                let mut config = MuxConfig::with_keepalive(keepalive);
+                if let (Some(k), Some(timing)) = (config.keepalive.as_mut(), keepalive_timing) {
+                    *k = timing;
+                }
+                Mode::Mux(Box::new(Mux::new(MuxRole::Server, config, now_ms)))
+            }
             PortMode::Basic => Mode::Basic {
                 current: None,
                 next: 1,
@@ -177,6 +192,7 @@ impl Ports {
             events,
             stash: None,
             cancel: CancellationToken::new(),
+            pause,
             bytes_to_target: 0,
             bytes_from_target: 0,
         }
@@ -196,15 +212,21 @@ impl Ports {
     fn spawn_conn(&mut self, conn: u32) -> Option<mpsc::Sender<Vec<u8>>> {
         let target = self.target.clone().ok()?;
         let (tx, rx) = mpsc::channel(16);
-        let read_size = if self.is_basic() {
-            BASIC_READ
+        let reading = if self.is_basic() {
+            Reading {
+                size: BASIC_READ,
+                pause: self.pause,
+            }
         } else {
-            MUX_READ
+            Reading {
+                size: MUX_READ,
+                pause: None,
+            }
         };
         tokio::spawn(conn_task(
             conn,
             target,
-            read_size,
+            reading,
             rx,
             self.events_tx.clone(),
             self.cancel.child_token(),
@@ -294,7 +316,8 @@ impl Ports {
             }
             MuxEvent::Data(id, data) => self.write_to(id.0, data),
             MuxEvent::Fin(id) => {
-                // Dropping the writer lets the task write what is queued, then shut down.
+                // Dropping the writer lets the task write what is queued, then close the
+                // whole connection (there is no half-close through the agent).
                 if let Some(c) = self.conns.get_mut(&id.0) {
                     c.writer = None;
                 }
@@ -361,7 +384,12 @@ impl Ports {
                 (None, Outcome::default())
             }
             (Mode::Mux(mux), PortEvent::Eof { conn }) => {
+                // The agent closes the stream and then the whole connection: what the
+                // client sends from now on is dropped.
                 let _ = mux.close(StreamId(conn));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.writer = None;
+                }
                 (None, Outcome::default())
             }
             (Mode::Mux(mux), PortEvent::DialFailed { conn, error }) => {
@@ -435,7 +463,7 @@ impl Drop for Ports {
 async fn conn_task(
     conn: u32,
     target: SocketAddr,
-    read_size: usize,
+    reading: Reading,
     mut rx: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<PortEvent>,
     cancel: CancellationToken,
@@ -456,40 +484,28 @@ async fn conn_task(
         },
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let reader_cancel = cancel.clone();
-    let reader_events = events.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; read_size];
-        loop {
-            let n = tokio::select! {
-                () = reader_cancel.cancelled() => return,
-                r = rd.read(&mut buf) => r.unwrap_or(0),
-            };
-            let ev = if n == 0 {
-                PortEvent::Eof { conn }
-            } else {
-                PortEvent::Data {
-                    conn,
-                    data: buf.get(..n).unwrap_or_default().to_vec(),
-                }
-            };
-            let sent = tokio::select! {
-                () = reader_cancel.cancelled() => return,
-                r = reader_events.send(ev) => r.is_ok(),
-            };
-            if n == 0 || !sent {
-                return;
-            }
-        }
-    });
+    let (rd, mut wr) = stream.into_split();
+    // The connection is closed as a whole, as the agent's `target.Close()` does: once the
+    // writer is done (the client's FIN, the target's end of file, or a failed write), the
+    // reader stops too and both halves are dropped. Whatever the target still sends is lost
+    // (it sees a reset if it writes on).
+    let closed = cancel.child_token();
+    tokio::spawn(read_target(
+        conn,
+        rd,
+        reading,
+        events,
+        cancel.clone(),
+        closed.clone(),
+    ));
+    let _close_on_exit = closed.drop_guard();
     loop {
         let data = tokio::select! {
             () = cancel.cancelled() => return,
             d = rx.recv() => d,
         };
         let Some(mut data) = data else {
-            break;
+            return;
         };
         // Whatever else is queued goes out in the same write (a closed queue still yields
         // what it holds; the next `recv` then ends the loop).
@@ -506,8 +522,53 @@ async fn conn_task(
             return;
         }
     }
-    // The client closed its side: pass the half-close on to the target.
-    let _ = wr.shutdown().await;
+}
+
+/// How a connection's reader reads the target.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// Bytes per read.
+    size: usize,
+    /// The real agent's pause after each read (basic mode; mux mode paces the session).
+    pause: Option<Duration>,
+}
+
+/// Reads the target into [`PortEvent`]s until its end of file or until the connection is
+/// closed, then reports [`PortEvent::Eof`] (the agent answers it with a FIN). `cancel` is the
+/// workload's: once it fires nothing is reported.
+async fn read_target(
+    conn: u32,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    reading: Reading,
+    events: mpsc::Sender<PortEvent>,
+    cancel: CancellationToken,
+    closed: CancellationToken,
+) {
+    let mut buf = vec![0u8; reading.size];
+    loop {
+        let n = tokio::select! {
+            () = closed.cancelled() => 0,
+            r = rd.read(&mut buf) => r.unwrap_or(0),
+        };
+        let ev = if n == 0 {
+            PortEvent::Eof { conn }
+        } else {
+            PortEvent::Data {
+                conn,
+                data: buf.get(..n).unwrap_or_default().to_vec(),
+            }
+        };
+        let sent = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = events.send(ev) => r.is_ok(),
+        };
+        if n == 0 || !sent {
+            return;
+        }
+        if let Some(pause) = reading.pause {
+            tokio::time::sleep(pause).await;
+        }
+    }
 }
 
 #[cfg(test)]

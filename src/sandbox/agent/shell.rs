@@ -1,8 +1,9 @@
 //! A real shell on a pseudo-terminal, as the agent runs for `Standard_Stream` sessions (§8).
 //!
-//! The shell (`/bin/bash`, else `/bin/sh`) starts on a fresh pty with `TERM=xterm-256color`
-//! and a small, clean environment in a per-instance home directory. The document's
-//! `shellProfile.linux` is typed into it first, as the real agent does, preceded by a line
+//! The shell is `sh`, as the real agent starts it, on a fresh pty with
+//! `TERM=xterm-256color` and a small, clean environment in a per-instance home directory
+//! (bash only when the document's `shellProfile.linux` execs it, as the class documents do).
+//! The document's profile is typed into it first, as the real agent does, preceded by a line
 //! that exports `SSM_RUN_AS_USER` and prints `running as <user>`. The user is really switched
 //! (through `su`) only when the sandbox runs as root and that user exists; otherwise the line
 //! just reports it.
@@ -13,7 +14,9 @@
 //! * the reader reads at most 1024 bytes at a time, cuts on UTF-8 boundaries (an incomplete
 //!   multi-byte sequence is carried into the next chunk, §7.5), appends each chunk to the
 //!   transcript file and sends it on a bounded channel (a full channel stops the reader, and
-//!   the agent takes from it only while its session has room: back-pressure end to end);
+//!   the agent takes from it only while its session has room: back-pressure end to end).
+//!   When paced like the real agent ([`ShellSpec::pause`]), it waits a second before its
+//!   first read and pauses after every chunk, as the agent's shell plugin does;
 //! * the writer copies input to the pty;
 //! * the waiter reaps the child and reports its exit.
 //!
@@ -45,7 +48,13 @@ pub struct ShellSpec {
     pub transcript: PathBuf,
     /// Initial size (cols, rows).
     pub size: (u16, u16),
+    /// The real agent's pacing: a pause after every chunk of output (and a second's wait
+    /// before the first read), or `None` to send output as fast as it comes.
+    pub pause: Option<Duration>,
 }
+
+/// How long the real agent's shell plugin waits before it first reads the pty.
+pub const FIRST_READ_DELAY: Duration = Duration::from_secs(1);
 
 /// A running shell; see the module docs.
 pub struct Shell {
@@ -75,14 +84,8 @@ impl std::fmt::Debug for Shell {
     }
 }
 
-/// The shell binary to run.
-fn shell_program() -> &'static str {
-    if std::path::Path::new("/bin/bash").exists() {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    }
-}
+/// The shell binary to run: the agent runs `sh`.
+const SHELL_PROGRAM: &str = "/bin/sh";
 
 /// Whether `user` has an entry in `/etc/passwd`.
 fn user_exists(user: &str) -> bool {
@@ -140,7 +143,7 @@ impl Shell {
             pixel_width: 0,
             pixel_height: 0,
         })?;
-        let program = shell_program();
+        let program = SHELL_PROGRAM;
         let switch = spec
             .run_as
             .as_deref()
@@ -175,12 +178,16 @@ impl Shell {
         let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(64);
         let (exit_tx, exit_rx) = oneshot::channel();
         let exited = Arc::new(AtomicBool::new(false));
+        let pause = spec.pause;
 
         std::thread::Builder::new()
             .name("sandbox-pty-read".to_owned())
             .spawn(move || {
                 let mut buf = [0u8; CHUNK];
                 let mut carry = 0usize;
+                if pause.is_some() {
+                    std::thread::sleep(FIRST_READ_DELAY);
+                }
                 loop {
                     let n = match reader.read(buf.get_mut(carry..).unwrap_or_default()) {
                         Ok(0) => break,
@@ -201,6 +208,9 @@ impl Shell {
                         let _ = transcript.write_all(&chunk);
                         if out_tx.blocking_send(chunk).is_err() {
                             return;
+                        }
+                        if let Some(pause) = pause {
+                            std::thread::sleep(pause);
                         }
                     }
                     buf.copy_within(cut..total, 0);

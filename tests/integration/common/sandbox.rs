@@ -14,10 +14,30 @@ use serde_json::Value;
 use ssmtui::aws::sdk::SdkApi;
 use ssmtui::config::AwsConfig;
 use ssmtui::sandbox::world::Instance;
-use ssmtui::sandbox::{PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig};
+use ssmtui::sandbox::{
+    AgentPacing, PlatformType, RunningSandbox, SECRET_ACCESS_KEY, Sandbox, SandboxConfig,
+};
 use ssmtui::secret::Secret;
 
 use super::isolated_env;
+
+/// A sandbox whose agent paces its output like the real amazon-ssm-agent (1 KiB per message,
+/// 1 ms apart; shells first read after a second): for tests whose result would differ on AWS.
+pub fn faithful() -> SandboxConfig {
+    SandboxConfig {
+        pacing: AgentPacing::Real,
+        ..SandboxConfig::default()
+    }
+}
+
+/// A sandbox whose agent sends as fast as it can: for tests that move many MiB or inject
+/// faults, where the real cadence would only make them slow.
+pub fn fast() -> SandboxConfig {
+    SandboxConfig {
+        pacing: AgentPacing::Off,
+        ..SandboxConfig::default()
+    }
+}
 
 /// A sandbox and a home for the `ssmtui` processes that talk to it.
 pub struct SandboxEnv {
