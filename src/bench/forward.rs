@@ -115,6 +115,10 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     sink.stop();
     drop(sandbox);
 
+    // What a real agent allows: the same download from an agent paced like amazon-ssm-agent.
+    let paced_total: u64 = sizes.pick(2 << 20, 16 << 20);
+    let paced = paced_download(io, paced_total).await?;
+
     let size = if total >= 1 << 30 {
         format!("{} GiB", total >> 30)
     } else {
@@ -202,10 +206,47 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             super::ms(fwd_fan.max)
         )),
     );
+    let paced_rate = paced_total as f64 / paced.elapsed.as_secs_f64().max(1e-9) / 1e6;
+    let per_message = paced.client_cpu.map_or_else(String::new, |cpu| {
+        let messages = paced_total as f64 / 1024.0;
+        format!(
+            "; client CPU {:.0} µs per message",
+            cpu.as_secs_f64() * 1e6 / messages
+        )
+    });
+    let paced_figure = Figure::new(
+        Group::Forward,
+        "forward.paced_download_throughput",
+        paced_rate,
+        "MB/s",
+    )
+    .vs("unpaced", total as f64 / down_forwarded.elapsed.as_secs_f64().max(1e-9) / 1e6)
+    .note(format!(
+        "{} MiB download, sandbox agent paced like amazon-ssm-agent (1 KiB per message, 1 ms apart): what a user gets on AWS{per_message}",
+        paced_total >> 20
+    ));
+    figures.push(paced_figure);
     Ok(Results {
         figures,
         skipped: Vec::new(),
     })
+}
+
+/// A download of `total` bytes through a forward from an agent paced like the real one.
+async fn paced_download(io: &Handle, total: u64) -> anyhow::Result<Measured> {
+    let sandbox = ChildSandbox::start_paced(crate::sandbox::DEFAULT_INSTANCES, "real")?;
+    let api = sandbox.api().await?;
+    let target = pick_instance(&api.list_instances(&[]).await?)?;
+    let source = Source::start(io, total).await?;
+    let fwd = start_forward(&api, &target, source.addr.port()).await?;
+    let addr = fwd
+        .local_addr()
+        .context("the paced forward has no local address")?;
+    let measured = download(io, addr, total).await;
+    fwd.stop().await;
+    source.stop();
+    drop(sandbox);
+    measured
 }
 
 /// Starts a forward `0:port` to the instance (it dials the sink on its loopback), the way
@@ -241,31 +282,57 @@ pub(crate) async fn start_forward(
 pub(crate) struct Sink {
     pub(crate) addr: SocketAddr,
     done: mpsc::UnboundedReceiver<(u64, Instant)>,
+    /// Bytes each connection is expected to bring: it is reported when they are in (or at
+    /// its end, if fewer came). Not at end of file: a forward holds a half-closed stream's
+    /// FIN back for a while (`forward::HALF_CLOSE_LINGER`), which is no part of the transfer.
+    expect: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
 impl Sink {
     pub(crate) async fn start(io: &Handle) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
         let (tx, done) = mpsc::unbounded_channel();
         let listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
         let addr = listener.local_addr()?;
+        let expect = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let expected = Arc::clone(&expect);
         let task = io.spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let tx = tx.clone();
+                let want = expected.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; WRITE_CHUNK];
                     let mut n = 0u64;
+                    let mut reported = false;
                     loop {
                         match stream.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(k) => n += k as u64,
                         }
+                        if n >= want && !reported {
+                            reported = true;
+                            let _ = tx.send((n, Instant::now()));
+                        }
                     }
-                    let _ = tx.send((n, Instant::now()));
+                    if !reported {
+                        let _ = tx.send((n, Instant::now()));
+                    }
                 });
             }
         });
-        Ok(Self { addr, done, task })
+        Ok(Self {
+            addr,
+            done,
+            expect,
+            task,
+        })
+    }
+
+    /// Bytes each of the next connections brings.
+    pub(crate) fn expect(&self, bytes: u64) {
+        self.expect
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) async fn next(&mut self) -> anyhow::Result<(u64, Instant)> {
@@ -304,6 +371,7 @@ async fn transfer(
     bytes: u64,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    sink.expect(bytes);
     let source = push(io, addr, bytes);
     let (got, at) = sink.next().await?;
     source.await?.context("the source failed")?;
@@ -370,6 +438,7 @@ async fn fan(
     each: u64,
 ) -> anyhow::Result<Fan> {
     let started = Instant::now();
+    sink.expect(each);
     let sources: Vec<_> = (0..conns).map(|_| push(io, addr, each)).collect();
     let mut times = Vec::with_capacity(conns);
     for _ in 0..conns {

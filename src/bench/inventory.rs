@@ -221,6 +221,7 @@ pub async fn run_memory(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     let loaded = load(api.as_ref()).await?;
     let target = pick_instance(&api.list_instances(&[]).await?)?;
     let mut sink = Sink::start(io).await?;
+    sink.expect(each);
     let mut handles = Vec::with_capacity(forwards);
     for _ in 0..forwards {
         handles.push(start_forward(&api, &target, sink.addr.port()).await?);

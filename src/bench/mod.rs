@@ -480,11 +480,23 @@ pub struct ChildSandbox {
 }
 
 impl ChildSandbox {
-    /// Starts `current_exe sandbox --instances N` and reads its `export` lines.
+    /// Starts `current_exe sandbox --instances N --agent-pacing off` (the client's own
+    /// ceiling: a real agent would set the pace) and reads its `export` lines.
     pub fn start(instances: usize) -> anyhow::Result<Self> {
+        Self::start_paced(instances, "off")
+    }
+
+    /// [`Self::start`] with the agent's pacing `real` or `off`.
+    pub fn start_paced(instances: usize, pacing: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut child = Command::new(exe)
-            .args(["sandbox", "--instances", &instances.to_string()])
+            .args([
+                "sandbox",
+                "--instances",
+                &instances.to_string(),
+                "--agent-pacing",
+                pacing,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
