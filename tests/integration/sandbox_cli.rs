@@ -118,6 +118,10 @@ fn sandbox_rejects_unknown_identities_and_public_addresses() {
             &["sandbox", "--faults", "delay-ms=20-5"],
             "has its range backwards",
         ),
+        (
+            &["sandbox", "--faults", "close-every=5"],
+            "fault \"close-every\" needs a duration such as 30s or 500ms",
+        ),
         (&["demo", "--as", "mallory"], "unknown sandbox identity"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ssmtui"))
