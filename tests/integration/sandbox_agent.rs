@@ -888,23 +888,8 @@ async fn faults_cannot_break_exactly_once_delivery() {
 
     // Shell: 30000 numbered lines (~350 messages, enough for the drops to hit), each must
     // arrive once and in order.
-    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
-    let mut seen = Seen::default();
-    handle
-        .send(b"for i in $(seq 1 30000); do echo line-$i; done; exit\n".to_vec())
-        .await
-        .unwrap();
-    seen.until_closed(&mut events, Duration::from_secs(60))
-        .await;
-    assert!(
-        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
-        "{:?}",
-        seen.closed
-    );
-    let expected: String = (1..=30000).map(|i| format!("line-{i}\r\n")).collect();
-    let text = seen.text();
-    assert_eq!(count(&text, &expected), 1, "every line once, in order");
-    assert_eq!(count(&text, "line-30000\r\n"), 1);
+    let seen = numbered_lines_once(&api, &target, "line", 30000).await;
+    assert_eq!(count(&seen.text(), "line-30000\r\n"), 1);
     let shell_reconnects = seen.reconnected;
 
     // Port: 16 MiB through smux, exactly once.
@@ -959,20 +944,7 @@ async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     let env = start(faults).await;
     let api = env.api("alice").await;
     let target = env.linux(CURRENT_AGENT_VERSION);
-    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
-    let mut seen = Seen::default();
-    handle
-        .send(b"for i in $(seq 1 5000); do echo row-$i; done; exit\n".to_vec())
-        .await
-        .unwrap();
-    seen.until_closed(&mut events, Duration::from_secs(60))
-        .await;
-    let expected: String = (1..=5000).map(|i| format!("row-{i}\r\n")).collect();
-    assert_eq!(
-        count(&seen.text(), &expected),
-        1,
-        "every row once, in order"
-    );
+    let seen = numbered_lines_once(&api, &target, "row", 5000).await;
     let counts = env.sb().state().fault_counts();
     assert!(
         counts.delays > 0 && counts.stalled_acks > 0 && counts.agent_restarts > 0,
@@ -980,6 +952,31 @@ async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     );
     assert!(seen.pauses > 0, "the engine saw pause_publication");
     env.stop().await;
+}
+
+/// A shell prints `prefix-1` … `prefix-n` and exits: every line arrives once, in order, and
+/// the session ends with `channel_closed`.
+async fn numbered_lines_once(api: &Arc<SdkApi>, target: &str, prefix: &str, n: usize) -> Seen {
+    let (handle, mut events) = open(api, target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle
+        .send(format!("for i in $(seq 1 {n}); do echo {prefix}-$i; done; exit\n").into_bytes())
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(90))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
+    let expected: String = (1..=n).map(|i| format!("{prefix}-{i}\r\n")).collect();
+    assert_eq!(
+        count(&seen.text(), &expected),
+        1,
+        "every line once, in order"
+    );
+    seen
 }
 
 /// A session whose service has gone away keeps trying to reconnect (with backoff, up to its
@@ -1414,25 +1411,7 @@ async fn service_side_closes_lose_nothing_in_a_shell_flood() {
     let env = start(Faults::parse("close-every=300ms").unwrap()).await;
     let api = env.api("alice").await;
     let target = env.linux(CURRENT_AGENT_VERSION);
-    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
-    let mut seen = Seen::default();
-    handle
-        .send(b"sleep 1; for i in $(seq 1 40000); do echo line-$i; done; exit\n".to_vec())
-        .await
-        .unwrap();
-    seen.until_closed(&mut events, Duration::from_secs(90))
-        .await;
-    assert!(
-        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
-        "{:?}",
-        seen.closed
-    );
-    let expected: String = (1..=40000).map(|i| format!("line-{i}\r\n")).collect();
-    assert_eq!(
-        count(&seen.text(), &expected),
-        1,
-        "every line once, in order"
-    );
+    let seen = numbered_lines_once(&api, &target, "line", 40000).await;
     let counts = env.sb().state().fault_counts();
     assert!(counts.service_closes > 0, "{counts:?}");
     assert!(seen.reconnected > 0, "the engine resumed");
