@@ -122,17 +122,27 @@ pub trait Classify {
     fn classified(&self) -> Classified;
 }
 
+/// An error and its causes as text: each one's `Display`, joined with ": ", leaving out a cause
+/// whose text is already said (libraries often repeat their source in their own message).
+/// Never `Debug`: that is for the log.
+pub fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 /// An error as one line for a status line or a table: the message and its causes joined with
 /// ": ", then the first hint in parentheses. The "looks like a bug" hint of an internal error
 /// belongs to the CLI's exit path, not to a status line, so internal errors show no hint.
 pub fn one_line(err: &(dyn std::error::Error + 'static), classified: &Classified) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
+    let text = display_chain(err);
     match classified.hints.first() {
         Some(hint) if classified.kind != Some(ErrorKind::Internal) => format!("{text} ({hint})"),
         _ => text,

@@ -129,8 +129,22 @@ fn chosen(class: &str, document: &str) -> ChosenClass {
     }
 }
 
+/// The way out when no class is configured: `--document` only where the subcommand has it.
+fn configure_hint(offers_document: bool) -> &'static str {
+    if offers_document {
+        "run the command once on a terminal to choose (it is remembered per profile), configure [classes.NAME] (see config.example.toml), or pass --document NAME"
+    } else {
+        "run the command once on a terminal to choose (it is remembered per profile), or configure [classes.NAME] (see config.example.toml)"
+    }
+}
+
 /// The error for a choice that is needed where nobody can be asked (no terminal).
-pub fn choice_needed(candidates: &[Candidate], stale: Option<&RememberedClass>) -> UserError {
+/// `offers_document`: whether the subcommand has `--document` (the hint names it only then).
+pub fn choice_needed(
+    candidates: &[Candidate],
+    stale: Option<&RememberedClass>,
+    offers_document: bool,
+) -> UserError {
     let list = candidates
         .iter()
         .map(|c| format!("{} ({})", c.class, c.document))
@@ -147,7 +161,7 @@ pub fn choice_needed(candidates: &[Candidate], stale: Option<&RememberedClass>) 
         ));
     }
     e.hint(format!("the account's tagged documents: {list}"))
-        .hint("run the command once on a terminal to choose (it is remembered per profile), configure [classes.NAME], or pass --document NAME")
+        .hint(configure_hint(offers_document))
 }
 
 /// Why discovery found no class.
@@ -164,12 +178,16 @@ pub enum DiscoveryError {
 }
 
 impl DiscoveryError {
-    /// As a classified error for the user.
-    pub fn into_user_error(self) -> anyhow::Error {
+    /// As a classified error for the user; `offers_document` as for [`choice_needed`].
+    pub fn into_user_error(self, offers_document: bool) -> anyhow::Error {
         match self {
             Self::Aws(e) => e.into(),
             Self::Nothing => UserError::new(ErrorKind::Usage, Self::Nothing.to_string())
-                .hint("configure [classes.NAME] in the config (see config.example.toml), or pass --document NAME")
+                .hint(if offers_document {
+                    "configure [classes.NAME] in the config (see config.example.toml), or pass --document NAME"
+                } else {
+                    "configure [classes.NAME] in the config (see config.example.toml)"
+                })
                 .hint(format!(
                     "an administrator can tag each class's session document with {CLASS_TAG}=<class name>"
                 ))
@@ -237,8 +255,14 @@ mod tests {
         assert_eq!(candidates.len(), 1);
         assert_eq!(stale.unwrap().document, "SSM-sudo");
         assert_eq!(memory.class_for_profile("default"), None);
-        let text = choice_needed(&candidates, None).to_string();
-        assert!(text.contains("none has been chosen"), "{text}");
+        let e = choice_needed(&candidates, None, false);
+        assert!(e.to_string().contains("none has been chosen"), "{e}");
+        let hints = crate::report::classify(&anyhow::Error::from(e)).hints;
+        assert!(!hints.iter().any(|h| h.contains("--document")), "{hints:?}");
+        let hints =
+            crate::report::classify(&anyhow::Error::from(choice_needed(&candidates, None, true)))
+                .hints;
+        assert!(hints.iter().any(|h| h.contains("--document")), "{hints:?}");
     }
 
     #[tokio::test]
@@ -250,7 +274,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, DiscoveryError::Nothing));
-        let shown = err.into_user_error();
+        let shown = err.into_user_error(true);
         let user = shown.downcast_ref::<UserError>().unwrap();
         assert_eq!(user.kind(), ErrorKind::Usage);
     }

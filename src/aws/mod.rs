@@ -77,6 +77,29 @@ pub enum AwsError {
         /// What the credential chain said.
         message: String,
     },
+    /// No credentials anywhere: no profile chosen, none in the environment.
+    #[error("no AWS credentials found (no profile is chosen and none are in the environment)")]
+    NoCredentials {
+        /// The profiles of the shared config file, for the hint.
+        profiles: Vec<String>,
+    },
+    /// The profile signs in through IAM Identity Center (SSO) and its sign-in has expired or
+    /// was never made.
+    #[error("the SSO sign-in for profile \"{profile}\" has expired or was never made")]
+    SsoExpired {
+        /// The profile.
+        profile: String,
+    },
+    /// AWS is throttling the calls.
+    #[error("AWS is throttling {operation} ({code}): {message}")]
+    Throttled {
+        /// The API operation.
+        operation: &'static str,
+        /// The AWS error code.
+        code: String,
+        /// What AWS said.
+        message: String,
+    },
     /// The credentials were rejected or have expired.
     #[error("AWS rejected the credentials{} in {operation}: {message}", profile_suffix(.profile))]
     Rejected {
@@ -170,9 +193,12 @@ impl AwsError {
     /// The exit-code class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Credentials { .. } | Self::Rejected { .. } | Self::AccessDenied { .. } => {
-                ErrorKind::Auth
-            }
+            Self::Credentials { .. }
+            | Self::NoCredentials { .. }
+            | Self::SsoExpired { .. }
+            | Self::Rejected { .. }
+            | Self::AccessDenied { .. } => ErrorKind::Auth,
+            Self::Throttled { .. } => ErrorKind::Network,
             Self::NotFound { .. } | Self::TargetNotConnected { .. } => ErrorKind::NotFound,
             Self::Timeout { .. } | Self::Network { .. } => ErrorKind::Network,
             Self::Service { code, .. } if code == "ValidationException" => ErrorKind::Usage,
@@ -201,12 +227,46 @@ impl AwsError {
                 }
                 hints
             }
+            Self::NoCredentials { profiles } => {
+                let mut hints = vec![if profiles.is_empty() {
+                    "pass --profile NAME (or export AWS_PROFILE=NAME) for a profile in ~/.aws/config; there is none yet".to_owned()
+                } else {
+                    format!(
+                        "pass --profile NAME (or export AWS_PROFILE=NAME); profiles in ~/.aws/config: {}",
+                        profiles.join(", ")
+                    )
+                }];
+                hints.push(
+                    "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)"
+                        .to_owned(),
+                );
+                hints.push(
+                    "or create a profile with `aws configure sso` (IAM Identity Center) or `aws configure`"
+                        .to_owned(),
+                );
+                hints
+            }
+            Self::SsoExpired { profile } => vec![format!(
+                "run `aws sso login --profile {profile}` and try again"
+            )],
+            Self::Throttled { .. } => vec![
+                "try again in a moment; scripts or tools calling the same API at once share the account's rate"
+                    .to_owned(),
+            ],
             Self::AccessDenied { .. } => vec![
                 "your IAM policy does not allow this; the message names the missing permission"
                     .to_owned(),
             ],
             Self::TargetNotConnected { .. } => vec![
                 "the SSM agent on the instance is offline or the instance is stopped; pick an Online instance"
+                    .to_owned(),
+            ],
+            Self::Network { message, .. } if message.starts_with("the TLS handshake") => vec![
+                "a proxy that inspects TLS, or an endpoint override with https:// where the server speaks http, causes this; check [aws] endpoint_url and AWS_ENDPOINT_URL"
+                    .to_owned(),
+            ],
+            Self::Network { message, .. } if message.starts_with("the endpoint's host name") => vec![
+                "check the region name, your DNS or VPN, and any endpoint override ([aws] endpoint_url, AWS_ENDPOINT_URL)"
                     .to_owned(),
             ],
             Self::Timeout { .. } | Self::Network { .. } => vec![

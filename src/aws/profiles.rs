@@ -1,5 +1,6 @@
-//! Names for `:profile` and `:region` completion: the profiles in the AWS shared config file and
-//! the public AWS regions. Completion only — the SDK resolves the chosen profile itself.
+//! Names for `:profile` and `:region` completion, and for error messages: the profiles in the
+//! AWS shared config and credentials files and the public AWS regions. The SDK resolves the
+//! chosen profile itself; these only name and describe profiles.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,89 @@ fn read(path: &Path) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
 
+/// The shared credentials file: `$AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
+pub fn credentials_file() -> Option<PathBuf> {
+    match std::env::var_os("AWS_SHARED_CREDENTIALS_FILE") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => directories::BaseDirs::new().map(|d| d.home_dir().join(".aws").join("credentials")),
+    }
+}
+
+/// Whether a profile of this name exists in the config file (`[profile NAME]`, `[default]`)
+/// or in the credentials file (`[NAME]`), where the SDK looks for it.
+pub fn profile_exists(name: &str) -> bool {
+    profile_names().iter().any(|p| p == name)
+        || credentials_file()
+            .as_deref()
+            .and_then(|p| read(p).ok())
+            .is_some_and(|text| parse_credentials_sections(&text).iter().any(|p| p == name))
+}
+
+/// `[NAME]` section headers of a credentials file.
+pub fn parse_credentials_sections(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let inner = line.trim().strip_prefix('[')?.split(']').next()?.trim();
+            (!inner.is_empty()).then(|| inner.to_owned())
+        })
+        .collect()
+}
+
+/// Whether the profile signs in through IAM Identity Center (its config section has
+/// `sso_session` or `sso_start_url`).
+pub fn is_sso_profile(name: &str) -> bool {
+    config_file()
+        .as_deref()
+        .and_then(|p| read(p).ok())
+        .is_some_and(|text| parse_is_sso(&text, name))
+}
+
+/// [`is_sso_profile`] on the text of a config file.
+pub fn parse_is_sso(text: &str, name: &str) -> bool {
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            let inner = header.split(']').next().unwrap_or_default().trim();
+            inside = if name == "default" {
+                inner == "default"
+            } else {
+                inner.strip_prefix("profile").is_some_and(|rest| {
+                    rest.starts_with(char::is_whitespace) && rest.trim() == name
+                })
+            };
+            continue;
+        }
+        if inside {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if key == "sso_session" || key == "sso_start_url" {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Up to `n` profile names that look like `query`: substring matches first, then by edit
+/// distance.
+pub fn closest(query: &str, names: &[String], n: usize) -> Vec<String> {
+    let q = query.to_lowercase();
+    let limit = (q.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &String)> = names
+        .iter()
+        .filter_map(|name| {
+            let lower = name.to_lowercase();
+            let score = if lower.contains(&q) || q.contains(&lower) {
+                0
+            } else {
+                strsim::damerau_levenshtein(&q, &lower)
+            };
+            (score <= limit).then_some((score, name))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(n).map(|(_, s)| s.clone()).collect()
+}
+
 /// `[default]` and `[profile NAME]` section headers; `[sso-session …]` and `[services …]` are
 /// not profiles.
 pub fn parse_profile_names(text: &str) -> Vec<String> {
@@ -95,6 +179,24 @@ mod tests {
     fn profile_sections_only() {
         let text = "[default]\nregion=eu-west-1\n[profile prod]\n[ profile  dev ] \n[sso-session corp]\n[services x]\n[profileX]\n# [profile commented]\n";
         assert_eq!(parse_profile_names(text), ["default", "dev", "prod"]);
+    }
+
+    #[test]
+    fn sso_profiles_and_credentials_sections() {
+        let text = "[default]\nregion=x\n[profile dev]\nsso_session = corp\n[profile prod]\nrole_arn=y\n[profile legacy]\nsso_start_url=https://x\n[sso-session corp]\nsso_start_url=https://x\n";
+        assert!(parse_is_sso(text, "dev"));
+        assert!(parse_is_sso(text, "legacy"));
+        assert!(!parse_is_sso(text, "prod"));
+        assert!(!parse_is_sso(text, "default"));
+        assert!(!parse_is_sso(text, "corp"));
+        assert_eq!(
+            parse_credentials_sections("[default]\naws_access_key_id=x\n[ci]\n"),
+            ["default", "ci"]
+        );
+        let names = ["dev-admin", "prod-readonly", "staging"].map(str::to_owned);
+        assert_eq!(closest("prod", &names, 3), ["prod-readonly"]);
+        assert_eq!(closest("stagin", &names, 3), ["staging"]);
+        assert!(closest("zzzzzz", &names, 3).is_empty());
     }
 
     #[test]

@@ -14,13 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::{AppName, BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 
 use super::{
     AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
     SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::config::AwsConfig;
+use crate::error::display_chain;
 use crate::secret::Secret;
 
 /// The SDK clients for one profile and region.
@@ -63,6 +64,13 @@ impl SdkApi {
         aws: &AwsConfig,
         credentials: Option<aws_credential_types::Credentials>,
     ) -> Result<Self, AwsError> {
+        let profile = aws
+            .profile
+            .clone()
+            .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+        if let (Some(p), None) = (&profile, &credentials) {
+            check_profile_exists(p)?;
+        }
         let timeout = Duration::from_secs(aws.call_timeout_seconds.max(1));
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
@@ -94,10 +102,6 @@ impl SdkApi {
                 hint: "pass --region NAME, set [aws] region in the config, or set AWS_REGION"
                     .to_owned(),
             })?;
-        let profile = aws
-            .profile
-            .clone()
-            .or_else(|| std::env::var("AWS_PROFILE").ok());
 
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
         if let Some(url) = &aws.endpoints.ec2 {
@@ -145,6 +149,91 @@ impl SdkApi {
     }
 }
 
+/// A named profile must exist in the shared config or credentials file, as the AWS CLI
+/// requires; otherwise the SDK reports it only as missing credentials. `default` may be
+/// absent (credentials then come from the environment).
+fn check_profile_exists(name: &str) -> Result<(), AwsError> {
+    if name == "default" || super::profiles::profile_exists(name) {
+        return Ok(());
+    }
+    let file = super::profiles::config_file()
+        .map_or_else(|| "~/.aws/config".to_owned(), |p| p.display().to_string());
+    let known = super::profiles::profile_names();
+    let listed = if known.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("profiles: {}", known.join(", "))
+    };
+    let close = super::profiles::closest(name, &known, 3);
+    let hint = if close.is_empty() {
+        "check the name, or create the profile with `aws configure sso` or `aws configure --profile NAME`".to_owned()
+    } else {
+        format!("did you mean {}?", close.join(", "))
+    };
+    Err(AwsError::Config {
+        message: format!("no profile \"{name}\" in {file} ({listed})"),
+        hint,
+    })
+}
+
+/// What the credential chain's failure means for the user: no credentials at all, an SSO
+/// sign-in to renew, or the chain's own words.
+fn credentials_error(profile: Option<String>, cred: &CredentialsError) -> AwsError {
+    let said = display_chain(cred);
+    let lower = said.to_ascii_lowercase();
+    match profile {
+        Some(p)
+            if super::profiles::is_sso_profile(&p)
+                && ["token", "expired", "cache", "sso"]
+                    .iter()
+                    .any(|w| lower.contains(w)) =>
+        {
+            AwsError::SsoExpired { profile: p }
+        }
+        None if matches!(cred, CredentialsError::CredentialsNotLoaded(_)) => {
+            AwsError::NoCredentials {
+                profiles: super::profiles::profile_names(),
+            }
+        }
+        profile => AwsError::Credentials {
+            profile,
+            message: said,
+        },
+    }
+}
+
+/// A transport failure as a named cause and the innermost error's words.
+fn network_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let chain = display_chain(err);
+    let lower = chain.to_ascii_lowercase();
+    let cause = if [
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        "the endpoint's host name does not resolve"
+    } else if lower.contains("connection refused") {
+        "the connection was refused: nothing listens at the endpoint"
+    } else if ["certificate", "tls", "handshake", "corrupt message"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        "the TLS handshake with the endpoint failed"
+    } else if lower.contains("connection reset") || lower.contains("broken pipe") {
+        "the connection was cut"
+    } else {
+        "the connection failed"
+    };
+    let mut innermost = err;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    format!("{cause} ({innermost})")
+}
+
 /// `app/ssmtui-<version>` in the user agent. The SDK only allows token characters, hence `-`
 /// rather than `/` before the version.
 fn app_name() -> Option<AppName> {
@@ -162,11 +251,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    // The whole story, debug form included, goes to the log (`-v`); the user sees words.
+    tracing::debug!(operation, error = %aws_sdk_ssm::error::DisplayErrorContext(&err), "AWS call failed");
     if let Some(cred) = find_in_chain::<CredentialsError>(&err) {
-        return AwsError::Credentials {
-            profile,
-            message: DisplayErrorContext(cred).to_string(),
-        };
+        return credentials_error(profile, cred);
     }
     match &err {
         SdkError::ServiceError(service) => {
@@ -190,6 +278,17 @@ where
                     message: format!("{code}: {message}"),
                 },
                 "TargetNotConnected" => AwsError::TargetNotConnected { message },
+                "ThrottlingException"
+                | "Throttling"
+                | "ThrottledException"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+                | "RequestThrottled"
+                | "RequestThrottledException" => AwsError::Throttled {
+                    operation,
+                    code,
+                    message,
+                },
                 "InvalidInstanceId"
                 | "InvalidInstanceID.NotFound"
                 | "DoesNotExistException"
@@ -211,7 +310,7 @@ where
         },
         _ => AwsError::Network {
             operation,
-            message: DisplayErrorContext(&err).to_string(),
+            message: network_message(&err),
         },
     }
 }

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use super::Context;
+use super::prompt::DocumentFlag;
 use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
 use crate::access::{self, ChosenClass, ClassOrigin};
 use crate::audit::AuditLog;
@@ -68,7 +69,7 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             &args.target,
             &spec,
             choice,
-            args.document.as_deref(),
+            DocumentFlag::Offered(args.document.as_deref()),
         )
         .await?;
         let document = access::shell_document(target.class(), args.document.as_deref())?;

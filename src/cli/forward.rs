@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Context;
+use super::prompt::DocumentFlag;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
@@ -76,7 +77,15 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(ctx, &config, &args.target, &target_spec, choice, None).await?;
+        let target = resolve_target(
+            ctx,
+            &config,
+            &args.target,
+            &target_spec,
+            choice,
+            DocumentFlag::NotOffered,
+        )
+        .await?;
         let reason = super::target::reason_for(&target, reason).await?;
         let documents = specs
             .iter()

@@ -113,31 +113,51 @@ pub fn ask_reason(why: &str, recent: &[String]) -> std::io::Result<Option<String
     }
 }
 
+/// Whether a subcommand has `--document`, and what was given.
+#[derive(Debug, Clone, Copy)]
+pub enum DocumentFlag<'a> {
+    /// It has `--document` (`connect`): given or not.
+    Offered(Option<&'a str>),
+    /// It has none (`forward`, `proxy`: the spec decides the document).
+    NotOffered,
+}
+
+impl DocumentFlag<'_> {
+    fn offered(self) -> bool {
+        matches!(self, Self::Offered(_))
+    }
+}
+
 /// The caller's class: from the config, else (without `--document`) from the tagged
 /// documents, asking on a terminal once per profile. `None` only when no class is configured
-/// and `document` was given explicitly.
+/// and a document was given explicitly.
 pub async fn caller_class(
     config: &Config,
     memory: &Memory,
     api: &dyn SsmApi,
     arn: &str,
-    document: Option<&str>,
+    document: DocumentFlag<'_>,
 ) -> anyhow::Result<Option<ChosenClass>> {
     if let Some(class) = access::class_for(&config.classes, arn)? {
         return Ok(Some(ChosenClass::from_config(class)));
     }
-    if document.is_some() {
+    if matches!(document, DocumentFlag::Offered(Some(_))) {
         return Ok(None);
     }
     let profile = discovery::profile_key(config.aws.profile.as_deref());
     let found = discovery::discover(api, memory, &profile)
         .await
-        .map_err(discovery::DiscoveryError::into_user_error)?;
+        .map_err(|e| e.into_user_error(document.offered()))?;
     match found {
         Discovery::Remembered(class) => Ok(Some(class)),
         Discovery::Choose { candidates, stale } => {
             if !can_ask() {
-                return Err(discovery::choice_needed(&candidates, stale.as_ref()).into());
+                return Err(discovery::choice_needed(
+                    &candidates,
+                    stale.as_ref(),
+                    document.offered(),
+                )
+                .into());
             }
             let shown = candidates.clone();
             let picked = tokio::task::spawn_blocking(move || ask_class(&shown)).await??;

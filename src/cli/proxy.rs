@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use super::Context;
+use super::prompt::DocumentFlag;
 use super::target::{Choice, refuse_readonly, resolve_target};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
@@ -57,7 +58,14 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(ctx, &config, &args.target, &target_spec, choice, None).await?;
+        let target = resolve_target(
+            ctx,
+            &config,
+            &args.target,
+            &target_spec,
+            choice,
+            DocumentFlag::NotOffered,
+        ).await?;
         let reason = super::target::reason_for(&target, reason).await?;
         let spec = ForwardSpec {
             bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),

@@ -53,14 +53,15 @@ pub struct Choice {
 }
 
 /// Resolves `input` (already alias-expanded into `spec`) to one connectable instance.
-/// `document` is an explicit `--document`, which matters only when no class is configured.
+/// `document` says whether the subcommand has `--document` and what it was; it matters only
+/// when no class is configured.
 pub async fn resolve_target(
     ctx: &super::Context,
     config: &Config,
     input: &str,
     spec: &TargetSpec,
     choice: Choice,
-    document: Option<&str>,
+    document: super::prompt::DocumentFlag<'_>,
 ) -> anyhow::Result<Target> {
     let (api, location) = super::aws_api_located(config).await?;
     let (identity, instances) =

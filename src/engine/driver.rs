@@ -536,6 +536,8 @@ impl Driver {
                         AwsError::AccessDenied { .. }
                             | AwsError::NotFound { .. }
                             | AwsError::Credentials { .. }
+                            | AwsError::NoCredentials { .. }
+                            | AwsError::SsoExpired { .. }
                             | AwsError::Rejected { .. }
                     ) =>
                 {

@@ -212,19 +212,16 @@ fn credentials_problems_exit_4_with_a_hint() {
     // No credentials anywhere.
     let out = env.cmd("").arg("list").assert().code(4);
     let err = stderr(&out);
-    assert!(err.starts_with("error: no usable AWS credentials"), "{err}");
-    assert!(
-        err.contains("hint: choose a profile with --profile NAME"),
-        "{err}"
-    );
-    // A profile that does not exist names the profile.
+    assert!(err.starts_with("error: no AWS credentials found"), "{err}");
+    assert!(err.contains("hint: pass --profile NAME"), "{err}");
+    // A profile that does not exist is a usage error that names it.
     let out = env
         .cmd("")
         .args(["--profile", "ghost", "list"])
         .assert()
-        .code(4);
+        .code(2);
     let err = stderr(&out);
-    assert!(err.contains("for profile \"ghost\""), "{err}");
+    assert!(err.starts_with("error: no profile \"ghost\" in "), "{err}");
     // Unknown keys are rejected by the service.
     let out = env.cmd("mallory").arg("list").assert().code(4);
     assert!(stderr(&out).starts_with("error: AWS rejected the credentials"));
