@@ -255,13 +255,12 @@ mod tests {
         assert_eq!(candidates.len(), 1);
         assert_eq!(stale.unwrap().document, "SSM-sudo");
         assert_eq!(memory.class_for_profile("default"), None);
+        use crate::error::Classify;
         let e = choice_needed(&candidates, None, false);
         assert!(e.to_string().contains("none has been chosen"), "{e}");
-        let hints = crate::report::classify(&anyhow::Error::from(e)).hints;
+        let hints = e.classified().hints;
         assert!(!hints.iter().any(|h| h.contains("--document")), "{hints:?}");
-        let hints =
-            crate::report::classify(&anyhow::Error::from(choice_needed(&candidates, None, true)))
-                .hints;
+        let hints = choice_needed(&candidates, None, true).classified().hints;
         assert!(hints.iter().any(|h| h.contains("--document")), "{hints:?}");
     }
 

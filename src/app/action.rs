@@ -81,11 +81,13 @@ pub enum Intent {
     PrevField,
     /// Flip the form's toggle.
     Toggle,
+    /// Sign in again with `aws sso login` for the profile whose SSO sign-in expired.
+    SsoLogin,
 }
 
 impl Intent {
     /// Every intent, for name lookups.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::Up,
         Self::Down,
         Self::PageUp,
@@ -119,6 +121,7 @@ impl Intent {
         Self::NextField,
         Self::PrevField,
         Self::Toggle,
+        Self::SsoLogin,
     ];
 
     /// The action name used in the keymap.
@@ -157,6 +160,7 @@ impl Intent {
             Self::NextField => "next_field",
             Self::PrevField => "prev_field",
             Self::Toggle => "toggle",
+            Self::SsoLogin => "sso_login",
         }
     }
 
@@ -187,7 +191,14 @@ pub enum Action {
         /// Generation of the request.
         generation: u64,
         /// The caller, or why not.
-        result: Result<Identity, String>,
+        result: Result<Identity, SignInFailure>,
+    },
+    /// `aws sso login` asked for with [`Effect::SsoLogin`] has ended.
+    SsoLoginFinished {
+        /// The profile.
+        profile: String,
+        /// Success, or why not.
+        result: Result<(), String>,
     },
     /// A page of instances arrived; `done` marks the last one.
     InstancesPage {
@@ -276,6 +287,12 @@ pub enum Effect {
         /// Who starts it: identity and class, as the audit log records them.
         who: Box<Who>,
     },
+    /// Hand the terminal to `aws sso login --profile PROFILE`, answered with
+    /// [`Action::SsoLoginFinished`].
+    SsoLogin {
+        /// The profile.
+        profile: String,
+    },
     /// `ssm:TerminateSession`, answered with [`Action::SessionTerminated`].
     TerminateSession {
         /// The session.
@@ -320,4 +337,25 @@ pub enum Effect {
     },
     /// Leave the TUI (the runtime stops every forward on the way out).
     Quit,
+}
+
+/// Why signing in (STS GetCallerIdentity) failed, as the sign-in panel shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFailure {
+    /// The error and its causes, in words.
+    pub message: String,
+    /// What to do about it.
+    pub hints: Vec<String>,
+    /// The profile whose SSO sign-in expired, when that is the cause (`aws sso login` fixes it).
+    pub sso_profile: Option<String>,
+}
+
+impl std::fmt::Display for SignInFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = self.hints.first() {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
 }

@@ -14,7 +14,7 @@ pub mod sessions;
 
 use std::collections::BTreeMap;
 
-pub use action::{Action, Effect, Intent};
+pub use action::{Action, Effect, Intent, SignInFailure};
 pub use mode::{Mode, ModeStack, View};
 
 use crate::access::{self, ChosenClass, Who};
@@ -154,6 +154,15 @@ pub struct HelpSection {
     pub rows: Vec<(String, String, String)>,
 }
 
+/// The sign-in panel: why signing in failed and which profile is selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInPanel {
+    /// Why.
+    pub failure: SignInFailure,
+    /// The selected profile (index into the options' profiles).
+    pub selected: usize,
+}
+
 /// The whole app state.
 #[derive(Debug)]
 pub struct App {
@@ -169,6 +178,8 @@ pub struct App {
     pub identity: Option<Identity>,
     /// Why STS failed, if it did.
     pub identity_error: Option<String>,
+    /// The sign-in panel, while signing in has failed.
+    pub sign_in: Option<SignInPanel>,
     /// The caller's class (configured, or remembered from discovery).
     pub class: Option<ChosenClass>,
     /// Why the caller has no class, when the policy refused them one.
@@ -211,6 +222,7 @@ impl App {
             forwards,
             identity: None,
             identity_error: None,
+            sign_in: None,
             class: None,
             class_error: None,
             status: None,
@@ -374,14 +386,24 @@ impl App {
                         }
                         self.identity = Some(identity);
                         self.identity_error = None;
+                        self.sign_in = None;
+                        self.modes.remove(Mode::SignIn);
                         self.instances.set_class(self.class.as_ref());
                     }
-                    Err(e) => {
-                        self.identity_error = Some(e.clone());
-                        self.set_status(
-                            Level::Error,
-                            format!("cannot get the caller identity: {e}"),
-                        );
+                    Err(failure) => {
+                        self.identity_error = Some(failure.to_string());
+                        let current = self.opts.profile.as_deref().unwrap_or("default");
+                        let selected = self
+                            .opts
+                            .profiles
+                            .iter()
+                            .position(|p| p == current)
+                            .unwrap_or(0);
+                        self.sign_in = Some(SignInPanel { failure, selected });
+                        if !self.mode_open(Mode::SignIn) {
+                            self.modes.push(Mode::SignIn);
+                        }
+                        self.set_status(Level::Error, "cannot sign in".to_owned());
                     }
                 }
                 self.maybe_autostart()
@@ -397,7 +419,10 @@ impl App {
                 match result {
                     Ok(page) => self.instances.add_page(page, done, self.class.as_ref()),
                     Err(e) => {
-                        self.set_status(Level::Error, format!("cannot list instances: {e}"));
+                        // While the sign-in panel says why, the list failing too is no news.
+                        if self.sign_in.is_none() {
+                            self.set_status(Level::Error, format!("cannot list instances: {e}"));
+                        }
                         self.instances.fail(e);
                     }
                 }
@@ -440,6 +465,8 @@ impl App {
                         self.opts.region = region;
                         self.identity = None;
                         self.identity_error = None;
+                        self.sign_in = None;
+                        self.modes.remove(Mode::SignIn);
                         self.class = None;
                         self.class_error = None;
                         self.instances.clear();
@@ -457,6 +484,20 @@ impl App {
                     }
                 }
             }
+            Action::SsoLoginFinished { profile, result } => match result {
+                Ok(()) => {
+                    let effects = self.retry_sign_in();
+                    self.set_status(
+                        Level::Info,
+                        format!("`aws sso login --profile {profile}` succeeded; signing in again"),
+                    );
+                    effects
+                }
+                Err(e) => {
+                    self.set_status(Level::Error, format!("aws sso login failed: {e}"));
+                    Vec::new()
+                }
+            },
             Action::ShellFinished { target, result } => {
                 match result {
                     Ok(Some(0)) | Ok(None) => {
@@ -542,6 +583,7 @@ impl App {
                 }
                 Vec::new()
             }
+            Mode::SignIn => self.sign_in_intent(intent),
             Mode::Filter => self.filter_intent(intent),
             Mode::Command => self.command_intent(intent),
             Mode::Help => {
@@ -1019,6 +1061,79 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    /// Keys of the sign-in panel: pick a profile, retry, sign in with SSO, or close it to
+    /// look at the (empty) list and use `:` commands.
+    fn sign_in_intent(&mut self, intent: Intent) -> Vec<Effect> {
+        let count = self.opts.profiles.len();
+        match intent {
+            Intent::Up | Intent::Down => {
+                if let Some(panel) = &mut self.sign_in
+                    && count > 0
+                {
+                    panel.selected = if intent == Intent::Up {
+                        panel.selected.checked_sub(1).unwrap_or(count - 1)
+                    } else {
+                        (panel.selected + 1) % count
+                    };
+                }
+                Vec::new()
+            }
+            Intent::Accept => {
+                let picked = self
+                    .sign_in
+                    .as_ref()
+                    .and_then(|p| self.opts.profiles.get(p.selected))
+                    .cloned();
+                match picked {
+                    Some(profile) => {
+                        let region = self.opts.region.clone();
+                        self.switch_aws(Some(profile), region)
+                    }
+                    None => {
+                        self.set_status(
+                            Level::Warn,
+                            "~/.aws/config has no profiles to pick from".to_owned(),
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+            Intent::Refresh => self.retry_sign_in(),
+            Intent::SsoLogin => {
+                match self
+                    .sign_in
+                    .as_ref()
+                    .and_then(|p| p.failure.sso_profile.clone())
+                {
+                    Some(profile) => vec![Effect::SsoLogin { profile }],
+                    None => {
+                        self.set_status(
+                            Level::Warn,
+                            "this profile does not sign in with SSO".to_owned(),
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+            Intent::Close => {
+                self.modes.remove(Mode::SignIn);
+                Vec::new()
+            }
+            _ => self.common_intent(intent).unwrap_or_default(),
+        }
+    }
+
+    /// Signs in again with the same profile and region.
+    fn retry_sign_in(&mut self) -> Vec<Effect> {
+        self.modes.remove(Mode::SignIn);
+        self.sign_in = None;
+        self.identity = None;
+        self.identity_error = None;
+        self.generation += 1;
+        self.instances.clear();
+        self.start()
     }
 
     fn switch_aws(&mut self, profile: Option<String>, region: Option<String>) -> Vec<Effect> {

@@ -48,6 +48,8 @@ pub enum Mode {
     ForwardForm,
     /// Reading a forward's details.
     ForwardDetails,
+    /// The sign-in failed: the panel with its cause, the profiles and the ways out.
+    SignIn,
 }
 
 impl Mode {
@@ -65,6 +67,7 @@ impl Mode {
             Self::Forwards => "forwards",
             Self::ForwardForm => "forward_form",
             Self::ForwardDetails => "forward_details",
+            Self::SignIn => "sign_in",
         }
     }
 
@@ -116,6 +119,11 @@ impl ModeStack {
     /// Closes the top mode (never the view).
     pub fn pop(&mut self) {
         self.overlays.pop();
+    }
+
+    /// Closes `mode` wherever it is in the stack (never the view).
+    pub fn remove(&mut self, mode: Mode) {
+        self.overlays.retain(|m| *m != mode);
     }
 
     /// Switches the view, closing every overlay.

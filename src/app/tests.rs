@@ -845,7 +845,8 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
             "confirm",
             "help",
             "details",
-            "forward_details"
+            "forward_details",
+            "sign_in"
         ]
     );
     let refresh = help[0].rows.iter().find(|r| r.1 == "refresh").unwrap();
@@ -1651,4 +1652,117 @@ fn a_discovered_class_decides_the_document_and_goes_with_the_shell() {
     assert_eq!(other.class, None);
     assert_eq!(press(&mut other, &["enter"]), []);
     assert!(status(&other).starts_with("no access class is configured"));
+}
+
+fn sso_failure() -> SignInFailure {
+    SignInFailure {
+        message: "the SSO sign-in for profile \"dev\" has expired or was never made".to_owned(),
+        hints: vec!["run `aws sso login --profile dev` and try again".to_owned()],
+        sso_profile: Some("dev".to_owned()),
+    }
+}
+
+#[test]
+fn a_failed_sign_in_opens_the_panel_whose_keys_pick_a_profile_retry_or_sso_login() {
+    let mut options = opts();
+    options.profile = Some("dev".to_owned());
+    options.profiles = vec!["dev".to_owned(), "prod".to_owned(), "sandbox".to_owned()];
+    let mut app = App::new(options);
+    app.start();
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Err(sso_failure()),
+    });
+    assert_eq!(app.mode(), Mode::SignIn);
+    assert_eq!(
+        app.sign_in.as_ref().unwrap().selected,
+        0,
+        "the current profile"
+    );
+    // `l` hands the terminal to `aws sso login` for the profile.
+    assert_eq!(
+        press(&mut app, &["l"]),
+        [Effect::SsoLogin {
+            profile: "dev".to_owned()
+        }]
+    );
+    // Up wraps to the last profile; Enter switches to it.
+    press(&mut app, &["k"]);
+    let effects = press(&mut app, &["enter"]);
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::SwitchAws { profile: Some(p), .. }] if p == "sandbox"
+        ),
+        "{effects:?}"
+    );
+    // A successful switch closes the panel and signs in again.
+    let generation = match &effects[0] {
+        Effect::SwitchAws { generation, .. } => *generation,
+        _ => unreachable!(),
+    };
+    let effects = app.update(Action::AwsSwitched {
+        generation,
+        result: Ok(()),
+    });
+    assert!(!app.mode_open(Mode::SignIn));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::LoadIdentity { .. }))
+    );
+}
+
+#[test]
+fn the_panel_retries_and_closes_once_signed_in() {
+    let mut app = App::new(opts());
+    app.start();
+    app.update(Action::IdentityLoaded {
+        generation: 0,
+        result: Err(sso_failure()),
+    });
+    let effects = press(&mut app, &["r"]);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::LoadIdentity { .. }))
+            && effects
+                .iter()
+                .any(|e| matches!(e, Effect::LoadInstances { .. })),
+        "{effects:?}"
+    );
+    assert!(!app.mode_open(Mode::SignIn));
+    let generation = match effects
+        .iter()
+        .find(|e| matches!(e, Effect::LoadIdentity { .. }))
+    {
+        Some(Effect::LoadIdentity { generation }) => *generation,
+        _ => unreachable!(),
+    };
+    // Fails again: the panel comes back; a later success closes it.
+    app.update(Action::IdentityLoaded {
+        generation,
+        result: Err(sso_failure()),
+    });
+    assert!(app.mode_open(Mode::SignIn));
+    app.update(Action::SsoLoginFinished {
+        profile: "dev".to_owned(),
+        result: Ok(()),
+    });
+    assert!(!app.mode_open(Mode::SignIn), "a successful login retries");
+    // A profile that does not sign in with SSO has no `l`.
+    app.update(Action::IdentityLoaded {
+        generation: generation + 1,
+        result: Err(SignInFailure {
+            sso_profile: None,
+            ..sso_failure()
+        }),
+    });
+    assert!(app.mode_open(Mode::SignIn));
+    assert!(press(&mut app, &["l"]).is_empty());
+    assert!(
+        status(&app).contains("does not sign in with SSO"),
+        "{}",
+        status(&app)
+    );
 }

@@ -33,7 +33,7 @@ use super::terminal::TerminalGuard;
 use super::{ShellLauncher, ShellOutcome};
 use crate::access::Who;
 use crate::app::forwards::{ForwardSample, SAMPLE_MS};
-use crate::app::{Action, App, Effect, TICK_MS};
+use crate::app::{Action, App, Effect, SignInFailure, TICK_MS};
 use crate::audit::{AuditLog, SessionKind};
 use crate::aws::{AwsError, Instance, SessionState, SsmApi};
 use crate::config::AwsConfig;
@@ -442,10 +442,7 @@ impl Runner {
                 Effect::LoadIdentity { generation } => {
                     let api = self.api.clone();
                     self.spawn(async move {
-                        let result = api
-                            .caller_identity()
-                            .await
-                            .map_err(crate::report::one_line_of);
+                        let result = api.caller_identity().await.map_err(|e| sign_in_failure(&e));
                         Msg::Action(Action::IdentityLoaded { generation, result })
                     });
                 }
@@ -479,6 +476,11 @@ impl Runner {
                         };
                         Msg::Action(Action::SessionsLoaded { generation, result })
                     });
+                }
+                Effect::SsoLogin { profile } => {
+                    let result = self.sso_login(&profile).await?;
+                    let effects = self.dispatch(Action::SsoLoginFinished { profile, result });
+                    Box::pin(self.perform(effects)).await?;
                 }
                 Effect::TerminateSession { id } => {
                     let api = self.api.clone();
@@ -575,6 +577,40 @@ impl Runner {
         Ok(())
     }
 
+    /// Hands the terminal to `aws sso login --profile PROFILE` (it prints a code and opens a
+    /// browser) and takes it back. The outer `Err` is a terminal failure; the inner one says
+    /// why the login did not succeed.
+    async fn sso_login(&mut self, profile: &str) -> anyhow::Result<Result<(), String>> {
+        let Ok(_permit) = self.terminal_owner.clone().try_acquire_owned() else {
+            return Ok(Err("a shell owns the terminal".to_owned()));
+        };
+        if let Some(input) = self.input.take() {
+            input.stop().await;
+        }
+        self.guard.suspend()?;
+        println!("ssmtui: running `aws sso login --profile {profile}`");
+        let status = tokio::process::Command::new("aws")
+            .args(["sso", "login", "--profile", profile])
+            .status()
+            .await;
+        let result = match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("`aws sso login` exited with {s}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("the AWS CLI (`aws`) is not installed; install it, or sign in elsewhere and press r".to_owned())
+            }
+            Err(e) => Err(format!("cannot run `aws sso login`: {e}")),
+        };
+        self.guard.resume()?;
+        self.input = Some(EventInput::start(self.term_tx.clone()));
+        let size = self.guard.terminal().size()?;
+        self.dispatch(Action::Resize {
+            width: size.width,
+            height: size.height,
+        });
+        Ok(result)
+    }
+
     /// Hands the terminal to a shell and takes it back. The outer `Err` is a terminal failure
     /// (fatal); the inner one is the shell's own failure (shown in the status line).
     async fn take_over(
@@ -627,5 +663,17 @@ impl Runner {
         });
         tracing::info!(target = %instance.id, ?outcome, "shell ended, terminal taken back");
         Ok(outcome)
+    }
+}
+/// A failed sign-in as the sign-in panel shows it: the words, the hints, and the profile
+/// `aws sso login` would renew.
+fn sign_in_failure(err: &AwsError) -> SignInFailure {
+    SignInFailure {
+        message: crate::error::display_chain(err),
+        hints: crate::error::Classify::classified(err).hints,
+        sso_profile: match err {
+            AwsError::SsoExpired { profile } => Some(profile.clone()),
+            _ => None,
+        },
     }
 }

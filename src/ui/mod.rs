@@ -56,6 +56,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     if app.mode_open(Mode::Reason) {
         dialogs::render_reason(app, &theme, frame, body);
     }
+    if app.mode_open(Mode::SignIn) && !app.mode_open(Mode::Help) {
+        dialogs::render_sign_in(app, &theme, frame, body);
+    }
     if app.mode_open(Mode::Confirm) {
         dialogs::render_confirm(app, &theme, frame, body);
     }

@@ -270,3 +270,92 @@ fn a_tui_shell_with_a_discovered_class_is_audited_with_it() {
     assert_eq!(lines[1]["event"], "end");
     assert_eq!(lines[1]["status"], "exited");
 }
+
+/// The TUI started with a profile whose SSO sign-in expired shows the sign-in panel with the
+/// cause and the profiles of the AWS config; picking a working profile there loads the list.
+#[test]
+fn the_sign_in_panel_picks_a_working_profile() {
+    if !common::require_tool(Tmux::available(), "tmux", "the TUI sign-in test") {
+        return;
+    }
+    let sandbox = SandboxEnv::blocking("", faithful());
+    let home = sandbox.home.path();
+    let region = sandbox.sb().state().region().to_owned();
+    std::fs::write(
+        home.join("aws-config"),
+        format!(
+            "[profile expired]\nsso_session = corp\nsso_account_id = 111111111111\nsso_role_name = Admin\nregion = {region}\n\n[profile sandbox]\nregion = {region}\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("aws-credentials"),
+        format!(
+            "[sandbox]\naws_access_key_id = alice\naws_secret_access_key = {}\n",
+            ssmtui::sandbox::SECRET_ACCESS_KEY
+        ),
+    )
+    .unwrap();
+    // A stand-in for the AWS CLI that records how it was called.
+    let bin_dir = home.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let called = home.join("aws-called");
+    let fake_aws = bin_dir.join("aws");
+    std::fs::write(
+        &fake_aws,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}\necho fake aws sso login\n",
+            called.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", &fake_aws.display().to_string()])
+        .status()
+        .unwrap();
+    let mut env = sandbox.env("");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    env.retain(|(k, _)| *k != "PATH");
+    env.extend([
+        ("PATH", path.into()),
+        ("TERM", "xterm-256color".into()),
+        ("PS1", "$ ".into()),
+        ("AWS_PROFILE", "expired".into()),
+    ]);
+    let tmux = Tmux::start("tui-signin", "s", &env, 120, 30);
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    let bin = env!("CARGO_BIN_EXE_ssmtui");
+    tmux.type_line(&format!("{bin}; echo \"EXIT=$?\""));
+    tmux.wait_for("the sign-in panel", |s| {
+        s.contains("Sign in")
+            && s.contains("SSO sign-in for profile \"expired\" has expired")
+            && s.contains("aws sso login --profile expired")
+            && s.contains("sandbox")
+    });
+    // `l` hands the terminal to `aws sso login` for the profile, then signs in again (the
+    // stand-in renews nothing, so the panel comes back).
+    tmux.literal("l");
+    common::wait_until("the AWS CLI stand-in", Duration::from_secs(20), || {
+        called.exists()
+    });
+    tmux.wait_for("the sign-in panel after the login", |s| {
+        s.contains("Sign in") && s.contains("profile \"expired\" has expired")
+    });
+    assert_eq!(
+        std::fs::read_to_string(&called).unwrap().trim(),
+        "sso login --profile expired"
+    );
+    // The profiles are listed in order; the current one is selected. Pick the next.
+    tmux.literal("j");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the instance list of the working profile", |s| {
+        s.contains("Instances 40/40") && s.contains("profile sandbox") && !s.contains("Sign in")
+    });
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+}

@@ -417,3 +417,29 @@ fn add_forward_form_shows_a_bad_spec_inline() {
     assert!(effects.is_empty());
     snapshot("forward_form_error", &app);
 }
+
+/// Signing in failed (an SSO profile whose sign-in expired): the panel with the cause, the
+/// hint, the profiles to pick from and the keys, wrapped rather than cut.
+#[test]
+fn sign_in_panel() {
+    for (w, h) in SIZES {
+        let mut app = App::new(options(false));
+        app.start();
+        app.update(Action::Resize {
+            width: w,
+            height: h,
+        });
+        app.update(Action::IdentityLoaded {
+            generation: 0,
+            result: Err(ssmtui::app::SignInFailure {
+                message:
+                    "the SSO sign-in for profile \"platform-dev\" has expired or was never made"
+                        .to_owned(),
+                hints: vec!["run `aws sso login --profile platform-dev` and try again".to_owned()],
+                sso_profile: Some("platform-dev".to_owned()),
+            }),
+        });
+        press(&mut app, &["j"]);
+        snapshot("sign_in", &app);
+    }
+}
