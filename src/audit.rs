@@ -38,6 +38,8 @@ pub enum SessionKind {
     Forward,
     /// A proxy (ssh ProxyCommand style stdio forward).
     Proxy,
+    /// A command run with `ssmtui exec` (a shell session of the class document).
+    Exec,
 }
 
 /// Whether the line opens or closes a session.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::access::{self, Who};
 use crate::audit::{AuditLog, EndStatus, SessionAudit, SessionEnd, SessionKind, SessionStart};
@@ -23,7 +24,7 @@ use crate::aws::{Instance, SsmApi, StartSessionRequest};
 use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, PortSessions};
 use crate::engine::shell::{self, ShellOptions, ShellOutcome};
 use crate::engine::started::{EndOutcome, Ending, Finish, StartedSession};
-use crate::engine::{self, CloseReason, SessionOptions};
+use crate::engine::{self, CloseReason, EngineEvent, SessionHandle, SessionOptions};
 use crate::error::{ErrorKind, UserError};
 use crate::forwarding::ForwardSpec;
 use crate::signals::Interrupts;
@@ -158,11 +159,57 @@ impl Launcher {
             parameters: HashMap::new(),
             reason,
         };
+        let announce = options.interactive;
+        self.shell_session(plan, announce, stop, async |handle, events| {
+            shell::run(handle, events, options, stop.token()).await
+        })
+        .await
+    }
+
+    /// An audited `exec`: `script` runs in a framed shell session of the class document on a
+    /// POSIX `instance`, its output goes to `out`, and the outcome carries its exit status.
+    /// Ends like [`Self::run_shell`].
+    pub async fn run_script(
+        &self,
+        instance: &Instance,
+        document: &str,
+        reason: Option<String>,
+        script: &[u8],
+        out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        stop: &Interrupts,
+    ) -> anyhow::Result<ShellOutcome> {
+        let plan = Plan {
+            kind: SessionKind::Exec,
+            instance: instance.clone(),
+            document: document.to_owned(),
+            parameters: HashMap::new(),
+            reason,
+        };
+        self.shell_session(plan, false, stop, async |handle, events| {
+            shell::run_script(handle, events, script, out, stop.token()).await
+        })
+        .await
+    }
+
+    /// Starts `plan`'s session, runs `body` on its data channel, and writes the end line with
+    /// the outcome; an interrupted or failed session is an error.
+    async fn shell_session(
+        &self,
+        plan: Plan,
+        announce: bool,
+        stop: &Interrupts,
+        body: impl AsyncFnOnce(
+            &SessionHandle,
+            &mut mpsc::Receiver<EngineEvent>,
+        ) -> anyhow::Result<ShellOutcome>,
+    ) -> anyhow::Result<ShellOutcome> {
+        let instance = &plan.instance;
         let mut started = self.start(&plan).await?;
-        if options.interactive {
+        if announce {
             eprint!(
-                "connected to {} with {document}{}; session {} (~? for escapes)\r\n",
+                "connected to {} with {}{}; session {} (~? for escapes)\r\n",
                 instance.label(),
+                plan.document,
                 self.who
                     .class
                     .as_ref()
@@ -181,7 +228,7 @@ impl Launcher {
                 SessionOptions::new(&instance.id),
             )
             .await?;
-            shell::run(&handle, &mut events, options, stop.token()).await
+            body(&handle, &mut events).await
         }
         .await;
         let mut ending = match &outcome {

@@ -80,6 +80,7 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             escape,
             interactive: std::io::stdin().is_terminal(),
             posix_target: instance.platform_type.as_deref() != Some("Windows"),
+            quiet: false,
         };
         let launcher = target.launcher(AuditLog::from_config(&config.audit, &ctx.paths));
         // From here a signal ends the session properly instead of killing us mid-way.

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod debug;
 pub mod demo;
 pub mod doctor;
+pub mod exec;
 pub mod forward;
 pub mod list;
 pub mod picker;
@@ -96,6 +97,7 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Connect(connect::ConnectArgs),
+    Exec(exec::ExecArgs),
     List(list::ListArgs),
     Forward(forward::ForwardArgs),
     Proxy(proxy::ProxyArgs),
@@ -188,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Config(args)) => config::run(&ctx, &args),
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
+        Some(Command::Exec(args)) => exec::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
         Some(Command::Forward(args)) => forward::run(&ctx, &args),
         Some(Command::Proxy(args)) => proxy::run(&ctx, &args),

@@ -1,6 +1,6 @@
-//! Resolving a TARGET argument for `connect`, `forward` and `proxy`: identity, access class
-//! (configured or discovered), the instance list, and one connectable instance (or a clear
-//! exit-3 error).
+//! Resolving a TARGET argument for `connect`, `forward`, `proxy` and `exec`: identity, access
+//! class (configured or discovered), the instance list, and one connectable instance — or every
+//! one, for `exec --all` — or a clear exit-3 error.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -63,6 +63,59 @@ pub async fn resolve_target(
     choice: Choice,
     document: super::prompt::DocumentFlag<'_>,
 ) -> anyhow::Result<Target> {
+    let (caller, resolved) = resolve_any(ctx, config, input, spec, document).await?;
+    let instance = match resolved {
+        Resolved::One(i) => *i,
+        Resolved::Many(many) => choose(input, many, choice).await?,
+    };
+    Ok(Target {
+        api: caller.api,
+        who: caller.who,
+        instance,
+        memory: caller.memory,
+    })
+}
+
+/// Every connectable instance `input` matches (`exec --all`), by name.
+pub async fn resolve_all(
+    ctx: &super::Context,
+    config: &Config,
+    input: &str,
+    spec: &TargetSpec,
+    document: super::prompt::DocumentFlag<'_>,
+) -> anyhow::Result<(Target, Vec<Instance>)> {
+    let (caller, resolved) = resolve_any(ctx, config, input, spec, document).await?;
+    let mut all = match resolved {
+        Resolved::One(i) => vec![*i],
+        Resolved::Many(many) => many,
+    };
+    all.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    let first = all.first().cloned().unwrap_or_default();
+    Ok((
+        Target {
+            api: caller.api,
+            who: caller.who,
+            instance: first,
+            memory: caller.memory,
+        },
+        all,
+    ))
+}
+
+/// The caller (identity, class, memory) and what `input` resolves to.
+struct Caller {
+    api: Arc<dyn SsmApi>,
+    who: Who,
+    memory: Memory,
+}
+
+async fn resolve_any(
+    ctx: &super::Context,
+    config: &Config,
+    input: &str,
+    spec: &TargetSpec,
+    document: super::prompt::DocumentFlag<'_>,
+) -> anyhow::Result<(Caller, Resolved)> {
     let (api, location) = super::aws_api_located(config).await?;
     let (identity, instances) =
         tokio::try_join!(api.caller_identity(), list_for(api.as_ref(), spec))?;
@@ -71,21 +124,20 @@ pub async fn resolve_target(
         prompt::caller_class(config, &memory, api.as_ref(), &identity.arn, document).await?;
     let class_ref = class.as_ref().map(access::ChosenClass::as_class);
     let reach = |i: &Instance| access::reachability(i, class_ref);
-    let instance = match resolve::resolve(spec, input, &instances, &reach)? {
-        Resolved::One(i) => *i,
-        Resolved::Many(many) => choose(input, many, choice).await?,
-    };
-    Ok(Target {
-        api,
-        who: Who {
-            identity,
-            class,
-            profile: location.profile,
-            region: Some(location.region),
+    let resolved = resolve::resolve(spec, input, &instances, &reach)?;
+    Ok((
+        Caller {
+            api,
+            who: Who {
+                identity,
+                class,
+                profile: location.profile,
+                region: Some(location.region),
+            },
+            memory,
         },
-        instance,
-        memory,
-    })
+        resolved,
+    ))
 }
 
 async fn list_for(api: &dyn SsmApi, spec: &TargetSpec) -> Result<Vec<Instance>, AwsError> {

@@ -57,6 +57,8 @@ pub struct ShellOptions {
     pub interactive: bool,
     /// Whether the target runs a POSIX shell (pipe mode frames the session with markers).
     pub posix_target: bool,
+    /// Say nothing on stderr (the KMS notice, reconnects): `exec` on many targets.
+    pub quiet: bool,
 }
 
 /// How a shell session ended.
@@ -110,7 +112,8 @@ pub async fn run(
 
     let reader_stop = Arc::new(AtomicBool::new(false));
     let (stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&reader_stop));
-    let outcome = pass_through(handle, events, options, stop, framed, stdin_rx).await;
+    let mut stdout = tokio::io::stdout();
+    let outcome = pass_through(handle, events, options, stop, framed, stdin_rx, &mut stdout).await;
     // Wait for the reader to be gone before giving the terminal back (whatever the outcome):
     // a TUI resuming at once queries the cursor position, and a reader still polling would
     // swallow the answer.
@@ -119,7 +122,35 @@ pub async fn run(
     outcome
 }
 
-/// The loop of [`run`], between starting the stdin reader and stopping it.
+/// Runs `script` in a framed (pipe mode) session on a POSIX target and writes what it prints
+/// to `out`: the session ends after the script, and the outcome carries its exit status.
+pub async fn run_script(
+    handle: &SessionHandle,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    script: &[u8],
+    out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    stop: &CancellationToken,
+) -> anyhow::Result<ShellOutcome> {
+    handle.send(PRELUDE.to_vec()).await?;
+    let chunks: Vec<Vec<u8>> = script.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+    let (tx, rx) = mpsc::channel(chunks.len().max(1));
+    for chunk in chunks {
+        let _ = tx.try_send(chunk);
+    }
+    // Closed: the script is all the input there is, then the epilogue.
+    drop(tx);
+    let options = ShellOptions {
+        escape: None,
+        interactive: false,
+        posix_target: true,
+        quiet: true,
+    };
+    let outcome = pass_through(handle, events, &options, stop, true, rx, out).await;
+    let _ = out.flush().await;
+    outcome
+}
+
+/// The loop of [`run`] and [`run_script`]: input from `stdin_rx`, output to `out`.
 async fn pass_through(
     handle: &SessionHandle,
     events: &mut mpsc::Receiver<EngineEvent>,
@@ -127,9 +158,9 @@ async fn pass_through(
     stop: &CancellationToken,
     framed: bool,
     mut stdin_rx: mpsc::Receiver<Vec<u8>>,
+    stdout: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
 ) -> anyhow::Result<ShellOutcome> {
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut stdout = tokio::io::stdout();
     let mut escapes = EscapeState::new(options.escape.filter(|_| options.interactive));
     let mut filter = framed.then(OutputFilter::default);
     let mut exit_code = None;
@@ -220,10 +251,10 @@ async fn pass_through(
                     }
                 }
                 Some(EngineEvent::ExitCode(code)) => exit_code = Some(code),
-                Some(EngineEvent::Ready { customer_message, .. }) if !customer_message.is_empty() => {
+                Some(EngineEvent::Ready { customer_message, .. }) if !customer_message.is_empty() && !options.quiet => {
                     eprint!("{customer_message}{}", if options.interactive { "\r\n" } else { "\n" });
                 }
-                Some(EngineEvent::Reconnecting { attempt: 1, reason }) => {
+                Some(EngineEvent::Reconnecting { attempt: 1, reason }) if !options.quiet => {
                     eprint!("[connection lost ({reason}); reconnecting…]{}", if options.interactive { "\r\n" } else { "\n" });
                 }
                 Some(EngineEvent::Closed(reason)) => break ShellOutcome { exit_code, reason, interrupted: stopping },

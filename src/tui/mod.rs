@@ -148,6 +148,7 @@ impl ShellLauncher for EngineLauncher {
             escape: Some(b'~'),
             interactive: true,
             posix_target: target.platform_type.as_deref() != Some("Windows"),
+            quiet: false,
         };
         let launcher = Launcher {
             api,

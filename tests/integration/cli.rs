@@ -39,6 +39,7 @@ fn help_snapshots() {
         &["config", "path", "--help"],
         &["completions", "--help"],
         &["connect", "--help"],
+        &["exec", "--help"],
         &["list", "--help"],
         &["forward", "--help"],
         &["proxy", "--help"],

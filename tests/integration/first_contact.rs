@@ -25,6 +25,7 @@ fn no_class_hints_name_only_flags_the_subcommand_has() {
         vec!["connect", name.as_str()],
         vec!["forward", name.as_str(), "0:80"],
         vec!["proxy", name.as_str(), "22"],
+        vec!["exec", name.as_str(), "--", "true"],
     ] {
         let out = env.cmd("alice").args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
