@@ -40,6 +40,8 @@ pub enum SessionKind {
     Proxy,
     /// A command run with `ssmtui exec` (a shell session of the class document).
     Exec,
+    /// A file copied with `ssmtui cp` (a shell session of the class document).
+    Copy,
 }
 
 /// Whether the line opens or closes a session.

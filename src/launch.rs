@@ -166,27 +166,32 @@ impl Launcher {
         .await
     }
 
-    /// An audited `exec`: `script` runs in a framed shell session of the class document on a
-    /// POSIX `instance`, its output goes to `out`, and the outcome carries its exit status.
-    /// Ends like [`Self::run_shell`].
+    /// An audited script (`exec`, `cp`; `kind` says which): `script` runs in a framed shell
+    /// session of the class document on a POSIX `instance`, its output goes to `out`, and the
+    /// outcome carries its exit status. Ends like [`Self::run_shell`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one audited session and its inputs"
+    )]
     pub async fn run_script(
         &self,
+        kind: SessionKind,
         instance: &Instance,
         document: &str,
         reason: Option<String>,
-        script: &[u8],
+        input: mpsc::Receiver<Vec<u8>>,
         out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
         stop: &Interrupts,
     ) -> anyhow::Result<ShellOutcome> {
         let plan = Plan {
-            kind: SessionKind::Exec,
+            kind,
             instance: instance.clone(),
             document: document.to_owned(),
             parameters: HashMap::new(),
             reason,
         };
         self.shell_session(plan, false, stop, async |handle, events| {
-            shell::run_script(handle, events, script, out, stop.token()).await
+            shell::run_script(handle, events, input, out, stop.token()).await
         })
         .await
     }

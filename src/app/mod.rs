@@ -401,7 +401,12 @@ impl App {
                             .unwrap_or(0);
                         self.sign_in = Some(SignInPanel { failure, selected });
                         if !self.mode_open(Mode::SignIn) {
-                            self.modes.push(Mode::SignIn);
+                            if self.mode().takes_text() {
+                                // Keys being typed stay in their input; the panel waits below.
+                                self.modes.insert_below_top(Mode::SignIn);
+                            } else {
+                                self.modes.push(Mode::SignIn);
+                            }
                         }
                         self.set_status(Level::Error, "cannot sign in".to_owned());
                     }
@@ -1125,8 +1130,15 @@ impl App {
         }
     }
 
+    /// Whether the app still waits for the switch of `generation` (the runtime installs its
+    /// new client only then).
+    pub fn awaits_switch(&self, generation: u64) -> bool {
+        self.switching.is_some() && generation == self.generation
+    }
+
     /// Signs in again with the same profile and region.
     fn retry_sign_in(&mut self) -> Vec<Effect> {
+        self.switching = None;
         self.modes.remove(Mode::SignIn);
         self.sign_in = None;
         self.identity = None;

@@ -121,6 +121,12 @@ impl ModeStack {
         self.overlays.pop();
     }
 
+    /// Opens `mode` just below the focused mode (or on top, when only the view is open).
+    pub fn insert_below_top(&mut self, mode: Mode) {
+        let at = self.overlays.len().saturating_sub(1);
+        self.overlays.insert(at, mode);
+    }
+
     /// Closes `mode` wherever it is in the stack (never the view).
     pub fn remove(&mut self, mode: Mode) {
         self.overlays.retain(|m| *m != mode);

@@ -181,15 +181,15 @@ fn check_profile_exists(name: &str) -> Result<(), AwsError> {
 fn credentials_error(profile: Option<String>, cred: &CredentialsError) -> AwsError {
     let said = display_chain(cred);
     let lower = said.to_ascii_lowercase();
+    // Without a named profile the SDK reads `default`, which may sign in with SSO too.
+    let in_use = profile.clone().unwrap_or_else(|| "default".to_owned());
+    let sso_words = ["token", "expired", "cache", "sso"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if sso_words && super::profiles::is_sso_profile(&in_use) {
+        return AwsError::SsoExpired { profile: in_use };
+    }
     match profile {
-        Some(p)
-            if super::profiles::is_sso_profile(&p)
-                && ["token", "expired", "cache", "sso"]
-                    .iter()
-                    .any(|w| lower.contains(w)) =>
-        {
-            AwsError::SsoExpired { profile: p }
-        }
         None if matches!(cred, CredentialsError::CredentialsNotLoaded(_)) => {
             AwsError::NoCredentials {
                 profiles: super::profiles::profile_names(),

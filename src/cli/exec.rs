@@ -21,7 +21,7 @@ use super::Context;
 use super::prompt::{self, DocumentFlag};
 use super::target::{Choice, reason_for, refuse_readonly, resolve_all, resolve_target};
 use crate::access;
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, SessionKind};
 use crate::aws::Instance;
 use crate::error::{ErrorKind, UserError};
 use crate::launch::Launcher;
@@ -60,6 +60,9 @@ pub struct ExecArgs {
     /// Why you run it; recorded by AWS with each session (1 to 256 characters)
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Do not read stdin: the command's stdin is /dev/null (for loops that feed ssmtui a list)
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     /// With several matches (and no --all), take the first by name
     #[arg(long, conflicts_with_all = ["any", "all"])]
     pub first: bool,
@@ -102,7 +105,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
     let spec = TargetSpec::parse(&target_text)?;
-    let stdin = read_stdin()?;
+    let stdin = if args.no_stdin { None } else { read_stdin()? };
     let script = build_script(&args.command, stdin.as_deref());
     let _log = super::start_logging(ctx);
     let audit = AuditLog::from_config(&config.audit, &ctx.paths);
@@ -182,10 +185,11 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
             let mut stdout = tokio::io::stdout();
             let outcome = launcher
                 .run_script(
+                    SessionKind::Exec,
                     &target.instance,
                     &document,
                     reason,
-                    &script,
+                    crate::engine::shell::script_input(&script),
                     &mut stdout,
                     &interrupts,
                 )
@@ -208,7 +212,7 @@ fn no_status() -> UserError {
 }
 
 /// `exec` needs a POSIX shell on the target.
-fn refuse_windows(instance: &Instance) -> Result<(), UserError> {
+pub(super) fn refuse_windows(instance: &Instance) -> Result<(), UserError> {
     if instance.platform_type.as_deref() == Some("Windows") {
         return Err(UserError::new(
             ErrorKind::Usage,
@@ -234,18 +238,44 @@ fn read_stdin() -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 /// `arg` single-quoted for `sh`.
-fn sh_quote(arg: &str) -> String {
+pub(super) fn sh_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
+
+/// Longest command line sent as it is; longer ones (or ones with control characters, which
+/// the remote terminal would act on) travel as base64 and run through `eval`. A terminal keeps
+/// at most 4095 bytes of a line.
+const PLAIN_COMMAND_MAX: usize = 1024;
 
 /// The script a session runs: the quoted command, fed `stdin` (base64 in a here-document,
 /// decoded remotely) or `/dev/null`.
 pub fn build_script(command: &[String], stdin: Option<&[u8]>) -> Vec<u8> {
-    let cmd = command
+    let quoted = command
         .iter()
         .map(|a| sh_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
+    let mut prefix = String::new();
+    let cmd = if quoted.len() <= PLAIN_COMMAND_MAX && !quoted.chars().any(char::is_control) {
+        quoted
+    } else {
+        let delim = format!("SSMTUI_CMD_{}", uuid::Uuid::new_v4().simple());
+        prefix.push_str(&format!("ssmtui_cmd=$(base64 -d <<'{delim}'\n"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(quoted.as_bytes());
+        for line in encoded.as_bytes().chunks(76) {
+            prefix.push_str(std::str::from_utf8(line).unwrap_or_default());
+            prefix.push('\n');
+        }
+        prefix.push_str(&format!("{delim}\n)\n"));
+        "eval \"$ssmtui_cmd\"".to_owned()
+    };
+    let mut script = prefix.into_bytes();
+    script.extend(stdin_script(&cmd, stdin));
+    script
+}
+
+/// `cmd` fed `stdin` or `/dev/null`.
+fn stdin_script(cmd: &str, stdin: Option<&[u8]>) -> Vec<u8> {
     match stdin {
         Some(bytes) if !bytes.is_empty() => {
             // `_` is not in the base64 alphabet, so no data line can end the here-document.
@@ -299,9 +329,14 @@ async fn run_all(
             (Arc::clone(&stdout), prefix)
         });
         tasks.spawn(async move {
-            let Ok(_permit) = limit.acquire_owned().await else {
-                return None;
+            // After Ctrl-C, instances still waiting for their turn are not started at all.
+            let permit = tokio::select! {
+                p = limit.acquire_owned() => p.ok(),
+                () = interrupts.token().cancelled() => None,
             };
+            if permit.is_none() || interrupts.token().is_cancelled() {
+                return None;
+            }
             Some(
                 run_one(
                     &launcher,
@@ -380,7 +415,15 @@ async fn run_one(
         String::from_utf8_lossy(&collected).into_owned()
     });
     let outcome = launcher
-        .run_script(instance, document, reason, script, &mut writer, interrupts)
+        .run_script(
+            SessionKind::Exec,
+            instance,
+            document,
+            reason,
+            crate::engine::shell::script_input(script),
+            &mut writer,
+            interrupts,
+        )
         .await;
     drop(writer);
     result.stdout = collect.await.unwrap_or_default();
@@ -453,6 +496,24 @@ mod tests {
             build_script(&cmd, None),
             b"'echo' 'it'\\''s' '' '$HOME' 'a b' </dev/null\n".to_vec()
         );
+    }
+
+    #[test]
+    fn long_commands_and_control_characters_travel_as_base64() {
+        let long = "x".repeat(5000);
+        let script =
+            String::from_utf8(build_script(&["echo".to_owned(), long.clone()], None)).unwrap();
+        assert!(
+            script.starts_with("ssmtui_cmd=$(base64 -d <<'SSMTUI_CMD_"),
+            "{script}"
+        );
+        assert!(
+            script.lines().all(|l| l.len() < 200),
+            "no long line reaches the terminal"
+        );
+        assert!(script.ends_with("eval \"$ssmtui_cmd\" </dev/null\n"));
+        let tab = build_script(&["printf".to_owned(), "a\tb".to_owned()], None);
+        assert!(String::from_utf8(tab).unwrap().contains("eval"));
     }
 
     #[test]

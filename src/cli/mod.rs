@@ -7,6 +7,7 @@ pub mod bench;
 pub mod completions;
 pub mod config;
 pub mod connect;
+pub mod cp;
 pub mod debug;
 pub mod demo;
 pub mod doctor;
@@ -98,6 +99,7 @@ impl GlobalArgs {
 pub enum Command {
     Connect(connect::ConnectArgs),
     Exec(exec::ExecArgs),
+    Cp(cp::CpArgs),
     List(list::ListArgs),
     Forward(forward::ForwardArgs),
     Proxy(proxy::ProxyArgs),
@@ -191,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Sandbox(args)) => sandbox::run(&ctx, &args),
         Some(Command::Connect(args)) => connect::run(&ctx, &args),
         Some(Command::Exec(args)) => exec::run(&ctx, &args),
+        Some(Command::Cp(args)) => cp::run(&ctx, &args),
         Some(Command::List(args)) => list::run(&ctx, &args),
         Some(Command::Forward(args)) => forward::run(&ctx, &args),
         Some(Command::Proxy(args)) => proxy::run(&ctx, &args),

@@ -516,14 +516,17 @@ impl Runner {
             let current = match session.take() {
                 Some(s) => s,
                 None => {
-                    // Wait for demand before starting a new session (see module docs).
+                    // Wait for demand before starting a new session (see module docs),
+                    // unless a connection is already waiting (taken while the last one ended).
                     self.stats.set_state(ForwardState::Idle);
-                    tokio::select! {
-                        () = self.stop.cancelled() => break,
-                        conn = acceptor.accept() => match conn {
-                            Ok(c) => pending = Some(c),
-                            Err(e) => { self.stats.set_error(format!("accept failed: {e}")); continue; }
-                        },
+                    if pending.is_none() {
+                        tokio::select! {
+                            () = self.stop.cancelled() => break,
+                            conn = acceptor.accept() => match conn {
+                                Ok(c) => pending = Some(c),
+                                Err(e) => { self.stats.set_error(format!("accept failed: {e}")); continue; }
+                            },
+                        }
                     }
                     match self.open_session().await {
                         Ok(s) => s,
@@ -552,7 +555,7 @@ impl Runner {
                         .await
                 }
                 PortMode::Basic => {
-                    self.run_basic(&mut current, &mut acceptor, pending.take())
+                    self.run_basic(&mut current, &mut acceptor, &mut pending)
                         .await
                 }
             };
@@ -799,9 +802,6 @@ impl Runner {
                     let Some(conn) = conns.get_mut(&id) else {
                         continue;
                     };
-                    if conn.linger.is_some() {
-                        conn.linger = Some(Instant::now() + HALF_CLOSE_LINGER);
-                    }
                     if let Some(tx) = conn.to_local.as_ref() {
                         // Waits when this client is slow: smux v1 has no per-stream window
                         // (module docs). A stop does not wait for it.
@@ -816,6 +816,10 @@ impl Runner {
                             conn.stop_reading();
                             conn.linger = None;
                             let _ = mux.close(id);
+                        } else if conn.linger.is_some() {
+                            // Counted from when the data was handed on: a slow local reader
+                            // must not make the stream look quiet.
+                            conn.linger = Some(Instant::now() + HALF_CLOSE_LINGER);
                         }
                     }
                 }
@@ -902,11 +906,13 @@ impl Runner {
         }
     }
 
+    /// Basic mode: connections in turn. A connection accepted when the session ends is left
+    /// in `pending` for the next one.
     async fn run_basic(
         &self,
         session: &mut PortSession,
         acceptor: &mut Acceptor,
-        mut pending: Option<LocalConn>,
+        pending: &mut Option<LocalConn>,
     ) -> SessionEnd {
         let _ = session
             .handle
@@ -945,7 +951,7 @@ impl Runner {
             let (end, next) = self.pipe_basic(session, conn, acceptor).await;
             if next.is_some() {
                 self.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                pending = next;
+                *pending = next;
             }
             self.stats.connections_open.store(0, Ordering::Relaxed);
             self.stats.refresh_connected();
@@ -1033,10 +1039,11 @@ impl Runner {
                     _ => return (Some(SessionEnd::Ended(Ending::failed("the session's input closed"))), None),
                 },
                 () = lingering => return (None, None),
-                next = acceptor.accept(), if linger.is_some() && !acceptor.is_once() => {
+                next = acceptor.accept(), if linger.is_some() && !acceptor.is_once() => match next {
                     // The next client is waiting: the lingering one yields.
-                    return (None, next.ok());
-                }
+                    Ok(c) => return (None, Some(c)),
+                    Err(e) => self.stats.set_error(format!("accept failed: {e}")),
+                },
                 n = reader.read(&mut buf), if unsent.is_none() && linger.is_none() => match n {
                     Ok(0) => {
                         linger = Some(tokio::time::Instant::now() + HALF_CLOSE_LINGER);

@@ -122,23 +122,30 @@ pub async fn run(
     outcome
 }
 
-/// Runs `script` in a framed (pipe mode) session on a POSIX target and writes what it prints
-/// to `out`: the session ends after the script, and the outcome carries its exit status.
-pub async fn run_script(
-    handle: &SessionHandle,
-    events: &mut mpsc::Receiver<EngineEvent>,
-    script: &[u8],
-    out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
-    stop: &CancellationToken,
-) -> anyhow::Result<ShellOutcome> {
-    handle.send(PRELUDE.to_vec()).await?;
+/// A fixed script as the input of [`run_script`].
+pub fn script_input(script: &[u8]) -> mpsc::Receiver<Vec<u8>> {
     let chunks: Vec<Vec<u8>> = script.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
     let (tx, rx) = mpsc::channel(chunks.len().max(1));
     for chunk in chunks {
         let _ = tx.try_send(chunk);
     }
-    // Closed: the script is all the input there is, then the epilogue.
-    drop(tx);
+    // Closed: the script is all the input there is.
+    rx
+}
+
+/// Runs a script in a framed (pipe mode) session on a POSIX target and writes what it prints
+/// to `out`. `input` is the script and whatever the caller sends while it runs (a copy's data
+/// once the script asks for it); when it closes, the epilogue ends the shell, and the outcome
+/// carries the exit status.
+pub async fn run_script(
+    handle: &SessionHandle,
+    events: &mut mpsc::Receiver<EngineEvent>,
+    input: mpsc::Receiver<Vec<u8>>,
+    out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    stop: &CancellationToken,
+) -> anyhow::Result<ShellOutcome> {
+    handle.send(PRELUDE.to_vec()).await?;
+    let rx = input;
     let options = ShellOptions {
         escape: None,
         interactive: false,

@@ -17,6 +17,7 @@
 //! | `drop-every=N` | drop the client websocket once it has sent N frames that make progress (new data, acknowledgements) |
 //! | `drop-every=Ts` / `drop-every=Tms` | drop the client websocket T seconds / ms after it attached |
 //! | `close-every=Ts` / `close-every=Tms` | T seconds / ms after each attach the service closes the client websocket with close code 1000, as the real service does from time to time (the client resumes) |
+//! | `corrupt-every=N` | change one letter or digit in every Nth chunk of shell data, each way, before the protocol digests it (only end-to-end checks such as `ssmtui cp`'s SHA-256 can notice) |
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
 //! | `delay-ms=A-B` or `delay-ms=A` | delay each frame to the client by A..=B ms (order is kept) |
@@ -62,6 +63,9 @@ pub struct Faults {
     /// Close the client websocket (close code 1000, after the frames already sent) this long
     /// after it attached, as the real service does from time to time.
     pub close_every: Option<Duration>,
+    /// Change one letter or digit in every Nth chunk of shell data (output and input counted
+    /// apart), below the protocol: a stand-in for a damaged file or a faulty pty.
+    pub corrupt_every: Option<u64>,
     /// Probability of sending or receiving a frame twice.
     pub duplicate: f64,
     /// Probability of holding a frame to the client behind the next one.
@@ -118,6 +122,7 @@ impl Faults {
                         )))
                     })?);
                 }
+                "corrupt-every" => f.corrupt_every = Some(parse_count(name, need(value)?)?),
                 "dup" => f.duplicate = parse_probability(name, need(value)?)?,
                 "reorder" => f.reorder = parse_probability(name, need(value)?)?,
                 "delay-ms" => {
@@ -249,10 +254,12 @@ pub enum FaultKind {
     ConnectionLost,
     /// The service closed a client websocket (close code 1000).
     ServiceClose,
+    /// A chunk of shell data was changed.
+    Corrupt,
 }
 
 impl FaultKind {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Drop,
         Self::Duplicate,
         Self::Reorder,
@@ -262,6 +269,7 @@ impl FaultKind {
         Self::ExpiredToken,
         Self::ConnectionLost,
         Self::ServiceClose,
+        Self::Corrupt,
     ];
 
     fn index(self) -> usize {
@@ -280,13 +288,14 @@ impl FaultKind {
             Self::ExpiredToken => "expired-token",
             Self::ConnectionLost => "connection-lost",
             Self::ServiceClose => "service-close",
+            Self::Corrupt => "corrupt",
         }
     }
 }
 
 /// Live counters, shared by every connection of a sandbox.
 #[derive(Debug, Default)]
-pub struct FaultCounters([AtomicU64; 9]);
+pub struct FaultCounters([AtomicU64; 10]);
 
 impl FaultCounters {
     /// Counts one fault and logs it (per-frame faults at debug level, the rest at info).
@@ -320,6 +329,7 @@ impl FaultCounters {
             expired_tokens: get(FaultKind::ExpiredToken),
             connection_lost: get(FaultKind::ConnectionLost),
             service_closes: get(FaultKind::ServiceClose),
+            corruptions: get(FaultKind::Corrupt),
         }
     }
 }
@@ -346,6 +356,8 @@ pub struct FaultCounts {
     pub connection_lost: u64,
     /// Client websockets closed by the service (close code 1000).
     pub service_closes: u64,
+    /// Chunks of shell data changed.
+    pub corruptions: u64,
 }
 
 /// What the fault layer wants done with the connection.
@@ -649,6 +661,34 @@ fn epoch_ms() -> u64 {
         .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Changes one letter or digit of `data` (the middle-most one) into another, keeping the text's
+/// shape; `true` if there was one to change.
+pub fn corrupt(data: &mut [u8]) -> bool {
+    let middle = data.len() / 2;
+    let pick = (0..data.len())
+        .map(|k| {
+            if k % 2 == 0 {
+                middle + k / 2
+            } else {
+                middle.wrapping_sub(k / 2 + 1)
+            }
+        })
+        .filter(|&i| i < data.len())
+        .find(|&i| data.get(i).is_some_and(u8::is_ascii_alphanumeric));
+    match pick.and_then(|i| data.get_mut(i)) {
+        Some(b) => {
+            *b = match *b {
+                b'z' => b'a',
+                b'Z' => b'A',
+                b'9' => b'0',
+                other => other + 1,
+            };
+            true
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,9 +715,25 @@ mod tests {
             Faults::parse("drop-every=500ms").unwrap().drop_every,
             Some(Duration::from_millis(500))
         );
+        assert_eq!(
+            Faults::parse("corrupt-every=50").unwrap().corrupt_every,
+            Some(50)
+        );
         let f = Faults::parse("close-every=2s").unwrap();
         assert_eq!(f.close_every, Some(Duration::from_secs(2)));
         assert!(f.any_channel_fault());
+    }
+
+    #[test]
+    fn corruption_changes_one_letter_or_digit_and_keeps_the_shape() {
+        let mut line = b"QUJD\n".to_vec();
+        assert!(corrupt(&mut line));
+        assert_ne!(line, b"QUJD\n");
+        assert_eq!(line.len(), 5);
+        assert_eq!(line[4], b'\n');
+        assert!(line[..4].iter().all(u8::is_ascii_alphanumeric));
+        let mut nothing = b"\r\n--".to_vec();
+        assert!(!corrupt(&mut nothing));
     }
 
     #[test]

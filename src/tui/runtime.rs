@@ -415,7 +415,11 @@ impl Runner {
             Msg::Switched { generation, result } => Action::AwsSwitched {
                 generation,
                 result: result.map(|api| {
-                    self.api = api;
+                    // A switch the app has given up on (a retry, a newer switch) must not
+                    // replace the client the app now talks through.
+                    if self.app.awaits_switch(generation) {
+                        self.api = api;
+                    }
                 }),
             },
         };
@@ -589,10 +593,22 @@ impl Runner {
         }
         self.guard.suspend()?;
         println!("ssmtui: running `aws sso login --profile {profile}`");
-        let status = tokio::process::Command::new("aws")
+        // The child shares our process group, so a Ctrl-C typed while it waits for the
+        // browser reaches ssmtui too: catch it here, the child alone ends.
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let child = tokio::process::Command::new("aws")
             .args(["sso", "login", "--profile", profile])
-            .status()
-            .await;
+            .kill_on_drop(true)
+            .spawn();
+        let status = match child {
+            Ok(mut child) => loop {
+                tokio::select! {
+                    status = child.wait() => break status,
+                    _ = sigint.recv() => {}
+                }
+            },
+            Err(e) => Err(e),
+        };
         let result = match status {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(format!("`aws sso login` exited with {s}")),

@@ -133,7 +133,19 @@ pub fn render_sign_in(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     } else {
         lines.push(Line::styled("Profiles in ~/.aws/config:", theme.label));
         let current = app.options().profile.as_deref().unwrap_or("default");
-        for (i, name) in profiles.iter().enumerate() {
+        // As many profiles as fit, around the selected one.
+        let room = usize::from(area.height)
+            .saturating_sub(lines.len() + 5)
+            .max(3);
+        let first = panel
+            .selected
+            .saturating_sub(room / 2)
+            .min(profiles.len().saturating_sub(room));
+        if first > 0 {
+            lines.push(Line::styled(format!("  … {first} more",), theme.label));
+        }
+        let shown = room.min(profiles.len() - first);
+        for (i, name) in profiles.iter().enumerate().skip(first).take(shown) {
             let marker = if name == current { " (current)" } else { "" };
             let text = format!("  {name}{marker}");
             if i == panel.selected {
@@ -141,6 +153,10 @@ pub fn render_sign_in(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             } else {
                 lines.push(Line::raw(text));
             }
+        }
+        let after = profiles.len() - first - shown;
+        if after > 0 {
+            lines.push(Line::styled(format!("  … {after} more"), theme.label));
         }
     }
     lines.push(Line::default());

@@ -40,6 +40,7 @@ fn help_snapshots() {
         &["completions", "--help"],
         &["connect", "--help"],
         &["exec", "--help"],
+        &["cp", "--help"],
         &["list", "--help"],
         &["forward", "--help"],
         &["proxy", "--help"],

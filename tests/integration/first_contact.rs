@@ -21,11 +21,13 @@ fn flags_in(text: &str) -> Vec<String> {
 fn no_class_hints_name_only_flags_the_subcommand_has() {
     let env = SandboxEnv::blocking("", fast());
     let name = env.linux_name();
+    let remote = format!("{name}:x");
     for args in [
         vec!["connect", name.as_str()],
         vec!["forward", name.as_str(), "0:80"],
         vec!["proxy", name.as_str(), "22"],
         vec!["exec", name.as_str(), "--", "true"],
+        vec!["cp", "-", remote.as_str()],
     ] {
         let out = env.cmd("alice").args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

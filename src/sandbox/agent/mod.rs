@@ -60,8 +60,9 @@ const READ_BATCH: usize = 64;
 /// the client retransmits them.
 const MAX_DEFERRED: usize = 20_000;
 /// After a shell exits without its pty reaching end of file (a background job holds it), close
-/// anyway after this long.
-const EXIT_GRACE: Duration = Duration::from_millis(500);
+/// anyway once no output has come for this long. Generous: on a loaded machine the pty reader
+/// may take a while to hand over the shell's last bytes (its exit status marker among them).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// A closed session waits this long for a client to come back and receive `channel_closed`.
 const CLOSED_GRACE: Duration = Duration::from_secs(10);
 /// How long the final `channel_closed` may take to write.
@@ -137,6 +138,10 @@ struct Agent {
     pause: Option<Duration>,
     /// Paced mux mode: when the next smux chunk may be sent.
     next_send: Option<Instant>,
+    /// Shell data chunks seen each way (the `corrupt-every` fault).
+    chunks_in: u64,
+    chunks_out: u64,
+    corrupt_every: Option<u64>,
 
     started: Instant,
     last_activity: Instant,
@@ -318,6 +323,7 @@ impl Agent {
                 });
         let now = Instant::now();
         let pause = state.pacing().pause();
+        let corrupt_every = state.faults().corrupt_every;
         Self {
             state,
             info,
@@ -344,6 +350,9 @@ impl Agent {
             closing: false,
             pause,
             next_send: None,
+            chunks_in: 0,
+            chunks_out: 0,
+            corrupt_every,
             started: now,
             last_activity: now,
             idle,
@@ -436,8 +445,13 @@ impl Agent {
                     }
                 }
                 out = recv_opt(self.shell_output.as_mut()), if take_shell => match out {
-                    Some(data) => {
+                    Some(mut data) => {
                         self.last_activity = Instant::now();
+                        if let Some(grace) = &mut self.exit_grace {
+                            // Still talking: the grace counts from the last output.
+                            *grace = (*grace).max(Instant::now() + EXIT_GRACE);
+                        }
+                        self.maybe_corrupt(&mut data, false);
                         self.session.send_output(&data, self.clock.now());
                     }
                     None => {
@@ -678,6 +692,23 @@ impl Agent {
         }
     }
 
+    /// The `corrupt-every` fault on shell data (`input`: from the client).
+    fn maybe_corrupt(&mut self, data: &mut [u8], input: bool) {
+        let Some(n) = self.corrupt_every else {
+            return;
+        };
+        let count = if input {
+            &mut self.chunks_in
+        } else {
+            &mut self.chunks_out
+        };
+        *count += 1;
+        if (*count).is_multiple_of(n) && super::faults::corrupt(data) {
+            self.state
+                .record_fault(FaultKind::Corrupt, &self.info.session_id);
+        }
+    }
+
     /// Closes the client's websocket as the service does from time to time: the frames
     /// already handed to it go out, then a close frame with code 1000. The session stays; the
     /// client resumes it with ResumeSession.
@@ -827,8 +858,11 @@ impl Agent {
                 tracing::info!(session_id = %self.info.session_id, session_type = session_type.as_str(), encrypted, "sandbox session ready");
                 return self.start_workload(&session_type).await;
             }
-            SessionEvent::Input(data) => {
+            SessionEvent::Input(mut data) => {
                 self.last_activity = Instant::now();
+                if self.shell.is_some() {
+                    self.maybe_corrupt(&mut data, true);
+                }
                 if let Some(shell) = &self.shell {
                     match shell.input.try_send(data) {
                         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -547,6 +547,7 @@ async fn read_target(
     let mut buf = vec![0u8; reading.size];
     loop {
         let n = tokio::select! {
+            biased;
             () = closed.cancelled() => 0,
             r = rd.read(&mut buf) => r.unwrap_or(0),
         };

@@ -1,0 +1,625 @@
+//! `ssmtui cp`: copy a file (or, with `-r`, a directory) to or from an instance over a shell
+//! session of the class document — no S3 bucket, no sshd.
+//!
+//! The bytes cross the remote terminal as base64 lines inside a framed pipe-mode session
+//! (`engine::shell::run_script`), so any content survives the pty. Both ends compute SHA-256:
+//! a download is written to a partial file next to the destination and renamed only when its
+//! digest matches the one the target computed; an upload is decoded into a partial file on the
+//! target, checked there against ours, and renamed only then. A mismatch is an error and the
+//! partial file is removed. Directories travel as a tar stream (`tar` on both ends). The
+//! target needs a POSIX `sh`, `base64`, and `sha256sum`, `shasum` or `openssl`; the script
+//! checks them first and says which is missing.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncBufReadExt;
+
+use super::Context;
+use super::exec::{refuse_windows, sh_quote};
+use super::prompt::DocumentFlag;
+use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
+use crate::access;
+use crate::audit::{AuditLog, SessionKind};
+use crate::error::{ErrorKind, UserError};
+use crate::resolve::TargetSpec;
+use crate::rules::validate_reason;
+use crate::signals::Interrupts;
+
+/// Copy a file to or from an instance: `cp LOCAL TARGET:PATH` or `cp TARGET:PATH LOCAL`.
+///
+/// TARGET is what `connect` takes (a Name, an instance id, tag filters in quotes, an alias);
+/// PATH is on the instance, relative to the session's home directory unless absolute. LOCAL
+/// may be `-` for stdin or stdout. The copy is checked end to end with SHA-256 and a partial
+/// file is never left behind. The session uses your access class's shell document and is
+/// audited like any other.
+#[derive(Debug, clap::Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, `-` (stdin), or TARGET:PATH
+    pub source: String,
+    /// Where to: a local path, `-` (stdout), or TARGET:PATH
+    pub destination: String,
+    /// Copy a directory and everything in it (as a tar stream)
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Why you copy; recorded by AWS with the session (1 to 256 characters)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// With several matches, take the first by name
+    #[arg(long, conflicts_with = "any")]
+    pub first: bool,
+    /// With several matches, take a random one
+    #[arg(long)]
+    pub any: bool,
+}
+
+/// One side of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// stdin or stdout.
+    Stdio,
+    /// A local path.
+    Local(PathBuf),
+    /// A path on an instance.
+    Remote { target: String, path: String },
+}
+
+/// `TARGET:PATH` is remote when the part before the first `:` has no `/` (as scp decides);
+/// `-` is stdin/stdout; anything else is local (write `./a:b` for a local name with a colon).
+fn place(text: &str) -> Place {
+    if text == "-" {
+        return Place::Stdio;
+    }
+    match text.split_once(':') {
+        Some((target, path)) if !target.is_empty() && !target.contains('/') => Place::Remote {
+            target: target.to_owned(),
+            path: path.to_owned(),
+        },
+        _ => Place::Local(PathBuf::from(text)),
+    }
+}
+
+/// Runs `cp`.
+pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
+    refuse_readonly(ctx.global.readonly, "copy files")?;
+    let reason = validate_reason(args.reason.as_deref())?;
+    let (target_text, remote_path, local, upload) =
+        match (place(&args.source), place(&args.destination)) {
+            (Place::Remote { target, path }, local @ (Place::Local(_) | Place::Stdio)) => {
+                (target, path, local, false)
+            }
+            (local @ (Place::Local(_) | Place::Stdio), Place::Remote { target, path }) => {
+                (target, path, local, true)
+            }
+            (Place::Remote { .. }, Place::Remote { .. }) => {
+                return Err(usage("both sides are on instances")
+                    .hint("copy to this machine first, then to the other instance")
+                    .into());
+            }
+            _ => {
+                return Err(usage("neither side is on an instance")
+                    .hint("write the remote side as TARGET:PATH, e.g. web-1:/tmp/app.log")
+                    .into());
+            }
+        };
+    if args.recursive && local == Place::Stdio {
+        return Err(
+            usage("-r copies a directory, which cannot come from stdin or go to stdout")
+                .hint("name a local directory")
+                .into(),
+        );
+    }
+    // The local side is read or checked before any AWS call.
+    let payload = if upload {
+        Some(read_local(&local, args.recursive)?)
+    } else {
+        None
+    };
+    let mut config = ctx.load_config()?.config;
+    let expanded = super::expand_alias(&mut config, &target_text);
+    let spec = TargetSpec::parse(&expanded)?;
+    let _log = super::start_logging(ctx);
+    let audit = AuditLog::from_config(&config.audit, &ctx.paths);
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let choice = Choice {
+            first: args.first,
+            any: args.any,
+        };
+        let target = resolve_target(
+            ctx,
+            &config,
+            &target_text,
+            &spec,
+            choice,
+            DocumentFlag::NotOffered,
+        )
+        .await?;
+        refuse_windows(&target.instance)?;
+        let document = access::shell_document(target.class(), None)?;
+        let reason = reason_for(&target, reason).await?;
+        let launcher = target.launcher(audit);
+        let interrupts = Interrupts::watch()?;
+        let started = Instant::now();
+        let moved = if let Some(bytes) = payload {
+            let encoded = encode_lines(&bytes);
+            let script = upload_script(&remote_path, &bytes, encoded.len(), args.recursive);
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            for chunk in script.chunks(16 * 1024) {
+                tx.send(chunk.to_vec()).await?;
+            }
+            let mut out = tokio::io::duplex(64 * 1024);
+            let reader = tokio::spawn(upload_dialogue(out.1, tx, encoded));
+            let outcome = launcher
+                .run_script(
+                    SessionKind::Copy,
+                    &target.instance,
+                    &document,
+                    reason,
+                    rx,
+                    &mut out.0,
+                    &interrupts,
+                )
+                .await;
+            drop(out.0);
+            let lines = reader.await.unwrap_or_default();
+            let outcome = outcome?;
+            check_upload(&lines, outcome.exit_code)?;
+            bytes.len()
+        } else {
+            let script = download_script(&remote_path, args.recursive);
+            let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+            let receive = tokio::spawn(receive(reader));
+            let outcome = launcher
+                .run_script(
+                    SessionKind::Copy,
+                    &target.instance,
+                    &document,
+                    reason,
+                    crate::engine::shell::script_input(&script),
+                    &mut writer,
+                    &interrupts,
+                )
+                .await;
+            drop(writer);
+            let received = receive
+                .await
+                .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"))?;
+            let outcome = outcome?;
+            let bytes = received.finish(outcome.exit_code)?;
+            let n = bytes.len();
+            write_local(&local, &remote_path, &bytes, args.recursive)?;
+            n
+        };
+        if std::io::stderr().is_terminal() {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "{} {} in {secs:.1} s ({:.2} MB/s), SHA-256 checked on both ends",
+                if upload { "sent" } else { "received" },
+                crate::humanize::human_bytes(moved as u64),
+                moved as f64 / secs / 1e6
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn usage(message: &str) -> UserError {
+    UserError::new(ErrorKind::Usage, message.to_owned())
+}
+
+/// The local bytes to upload: a file, stdin, or (`recursive`) a directory as a tar stream.
+fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Vec<u8>> {
+    match local {
+        Place::Stdio => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes)?;
+            Ok(bytes)
+        }
+        Place::Local(path) if recursive => {
+            if !path.is_dir() {
+                return Err(usage(&format!("\"{}\" is not a directory", path.display()))
+                    .hint("leave out -r to copy a file")
+                    .into());
+            }
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = path.file_name().unwrap_or(path.as_os_str());
+            let out = std::process::Command::new("tar")
+                .arg("-C")
+                .arg(parent)
+                .arg("-cf")
+                .arg("-")
+                .arg(name)
+                .output()
+                .map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "tar failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(out.stdout)
+        }
+        Place::Local(path) => {
+            if path.is_dir() {
+                return Err(usage(&format!("\"{}\" is a directory", path.display()))
+                    .hint("pass -r to copy a directory")
+                    .into());
+            }
+            std::fs::read(path).map_err(|e| {
+                UserError::new(
+                    ErrorKind::Usage,
+                    format!("cannot read \"{}\": {e}", path.display()),
+                )
+                .into()
+            })
+        }
+        Place::Remote { .. } => unreachable!("the local side is never remote"),
+    }
+}
+
+/// The first lines of every copy script: the tools it needs, and `ssmtui_sha` (stdin → hex).
+const PROBE: &str = r#"ssmtui_fail() { printf 'ssmtui-cp-error %s\n' "$1"; exit 90; }
+command -v base64 >/dev/null 2>&1 || ssmtui_fail "the target has no base64"
+if command -v sha256sum >/dev/null 2>&1; then ssmtui_sha() { sha256sum | cut -d' ' -f1; }
+elif command -v shasum >/dev/null 2>&1; then ssmtui_sha() { shasum -a 256 | cut -d' ' -f1; }
+elif command -v openssl >/dev/null 2>&1; then ssmtui_sha() { openssl dgst -sha256 | sed 's/.*= *//'; }
+else ssmtui_fail "the target has neither sha256sum, shasum nor openssl"; fi
+"#;
+
+/// The remote half of a download: checks, then `begin SIZE SHA`, base64 lines, `end`.
+fn download_script(path: &str, recursive: bool) -> Vec<u8> {
+    let q = sh_quote(path);
+    let mut s = String::from("(\n");
+    s.push_str(PROBE);
+    if recursive {
+        s.push_str(&format!(
+            r#"[ -d {q} ] || ssmtui_fail "not a directory on the target: "{q}
+command -v tar >/dev/null 2>&1 || ssmtui_fail "the target has no tar"
+t=$(mktemp) || ssmtui_fail "cannot create a temporary file on the target"
+trap 'rm -f "$t"' EXIT
+( cd "$(dirname {q})" && tar -cf - "$(basename {q})" ) > "$t" 2>/dev/null || ssmtui_fail "tar failed on the target"
+src=$t
+"#
+        ));
+    } else {
+        s.push_str(&format!(
+            r#"[ -e {q} ] || ssmtui_fail "no such file on the target: "{q}
+[ -d {q} ] && ssmtui_fail "a directory (pass -r): "{q}
+[ -r {q} ] || ssmtui_fail "cannot read on the target: "{q}
+src={q}
+"#
+        ));
+    }
+    s.push_str(
+        r#"size=$(wc -c < "$src" | tr -d ' ')
+sha=$(ssmtui_sha < "$src")
+printf 'ssmtui-cp-begin %s %s\n' "$size" "$sha"
+base64 < "$src"
+printf 'ssmtui-cp-end\n'
+)
+"#,
+    );
+    s.into_bytes()
+}
+
+/// `bytes` as base64 lines of 76 characters, each ending in a newline.
+fn encode_lines(bytes: &[u8]) -> Vec<u8> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 76 + 1);
+    for line in encoded.as_bytes().chunks(76) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The local half of an upload's conversation: once the script says it is reading
+/// (`ssmtui-cp-ready`), the encoded bytes go out, then the input closes; an error or the end
+/// closes it at once (the shell then gets the epilogue). Returns every output line.
+async fn upload_dialogue(
+    reader: tokio::io::DuplexStream,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    encoded: Vec<u8>,
+) -> Vec<String> {
+    let mut tx = Some(tx);
+    let mut data = Some(encoded);
+    let mut sender = None;
+    let mut lines = tokio::io::BufReader::new(reader).lines();
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_end_matches('\r').to_owned();
+        if line == "ssmtui-cp-ready" {
+            if let (Some(tx), Some(data)) = (tx.take(), data.take()) {
+                // A task of its own: this loop must keep reading the output meanwhile.
+                sender = Some(tokio::spawn(async move {
+                    for chunk in data.chunks(16 * 1024) {
+                        if tx.send(chunk.to_vec()).await.is_err() {
+                            return;
+                        }
+                    }
+                }));
+            }
+        } else if line.starts_with("ssmtui-cp-") {
+            // An error, a mismatch, or the end: nothing more goes in.
+            tx = None;
+        }
+        out.push(line);
+    }
+    drop(tx);
+    if let Some(s) = sender {
+        s.abort();
+    }
+    out
+}
+
+/// The remote half of an upload: checks, then (after `ssmtui-cp-ready`) exactly
+/// `encoded_len` bytes of base64 from the terminal into a partial file, the digest compared
+/// there, then the rename (or, `recursive`, the extraction). The whole script is one command,
+/// read by the shell before it runs, so the next input the terminal has is the data.
+fn upload_script(path: &str, bytes: &[u8], encoded_len: usize, recursive: bool) -> Vec<u8> {
+    let q = sh_quote(path);
+    let sha = hex(&Sha256::digest(bytes));
+    let mut s = String::from("(\n");
+    s.push_str(PROBE);
+    if recursive {
+        s.push_str(&format!(
+            r#"command -v tar >/dev/null 2>&1 || ssmtui_fail "the target has no tar"
+mkdir -p {q} || ssmtui_fail "cannot create the directory on the target: "{q}
+part=$(mktemp) || ssmtui_fail "cannot create a temporary file on the target"
+"#
+        ));
+    } else {
+        s.push_str(&format!(
+            r#"dst={q}
+[ -d "$dst" ] && ssmtui_fail "a directory on the target (name the file): "{q}
+part="$dst.ssmtui-partial.$$"
+: > "$part" 2>/dev/null || ssmtui_fail "cannot write on the target: "{q}
+"#
+        ));
+    }
+    s.push_str(&format!(
+        "command -v head >/dev/null 2>&1 || ssmtui_fail \"the target has no head\"\nprintf 'ssmtui-cp-ready\\n'\nhead -c {encoded_len} | base64 -d > \"$part\"\n"
+    ));
+    s.push_str(&format!(
+        r#"got=$(ssmtui_sha < "$part")
+if [ "$got" != {sha} ]; then rm -f "$part"; printf 'ssmtui-cp-mismatch %s\n' "$got"; exit 92; fi
+"#
+    ));
+    if recursive {
+        s.push_str(&format!(
+            r#"tar -xf "$part" -C {q} 2>/dev/null || {{ rm -f "$part"; ssmtui_fail "tar could not unpack on the target"; }}
+rm -f "$part"
+"#
+        ));
+    } else {
+        s.push_str(
+            r#"mv -f "$part" "$dst" || { rm -f "$part"; ssmtui_fail "cannot rename the partial file on the target"; }
+"#,
+        );
+    }
+    s.push_str("printf 'ssmtui-cp-ok\\n'\n");
+    // On the closing line: nothing may follow the command in the terminal's input.
+    s.push_str(
+        "); ssmtui_rc=$?; printf 'ssmtui-cp-done %s\\n' \"$ssmtui_rc\"; (exit $ssmtui_rc)\n",
+    );
+    s.into_bytes()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What an upload's output and status say.
+fn check_upload(lines: &[String], status: Option<i32>) -> anyhow::Result<()> {
+    if lines.iter().any(|l| l == "ssmtui-cp-ok") && status == Some(0) {
+        return Ok(());
+    }
+    Err(remote_failure(lines, status, "the upload").into())
+}
+
+/// The error a copy script reported, or the status it ended with.
+fn remote_failure(lines: &[String], status: Option<i32>, what: &str) -> UserError {
+    if let Some(msg) = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ssmtui-cp-error "))
+    {
+        return UserError::new(ErrorKind::Usage, msg.to_owned())
+            .hint("the target needs a POSIX sh with base64, and sha256sum, shasum or openssl");
+    }
+    if let Some(got) = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ssmtui-cp-mismatch "))
+    {
+        return UserError::new(
+            ErrorKind::Network,
+            format!(
+                "{what} arrived damaged (SHA-256 {got} on the target); the partial file was removed"
+            ),
+        )
+        .hint("try again; if it keeps failing, run `ssmtui doctor` and check the log (-v)");
+    }
+    UserError::new(
+        ErrorKind::Network,
+        format!(
+            "{what} did not complete ({})",
+            status.map_or_else(
+                || "no exit status".to_owned(),
+                |s| format!("exit status {s}")
+            )
+        ),
+    )
+    .hint("run again with -v and look at the log")
+}
+
+/// A download as it arrives: the announced size and digest, the decoded bytes, the script's
+/// own lines.
+#[derive(Debug, Default)]
+struct Received {
+    announced: Option<(u64, String)>,
+    ended: bool,
+    bytes: Vec<u8>,
+    undecodable: bool,
+    lines: Vec<String>,
+}
+
+impl Received {
+    /// The bytes, when complete and matching the target's digest.
+    fn finish(self, status: Option<i32>) -> anyhow::Result<Vec<u8>> {
+        let Some((size, sha)) = &self.announced else {
+            return Err(remote_failure(&self.lines, status, "the download").into());
+        };
+        let got = hex(&Sha256::digest(&self.bytes));
+        if !self.ended || self.undecodable || self.bytes.len() as u64 != *size || got != *sha {
+            return Err(UserError::new(
+                ErrorKind::Network,
+                format!(
+                    "the download arrived damaged ({} of {size} bytes, SHA-256 {got}, the target's {sha}); nothing was written",
+                    self.bytes.len()
+                ),
+            )
+            .hint("try again; if it keeps failing, run again with -v and look at the log")
+            .into());
+        }
+        Ok(self.bytes)
+    }
+}
+
+/// Reads a download script's output.
+async fn receive(reader: tokio::io::DuplexStream) -> Received {
+    let mut lines = tokio::io::BufReader::new(reader).lines();
+    let mut r = Received::default();
+    let mut pending = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_end_matches('\r');
+        if r.announced.is_none() {
+            if let Some(rest) = line.strip_prefix("ssmtui-cp-begin ") {
+                let mut parts = rest.split(' ');
+                let size = parts.next().and_then(|s| s.parse().ok());
+                let sha = parts.next().map(str::to_owned);
+                if let (Some(size), Some(sha)) = (size, sha) {
+                    r.announced = Some((size, sha));
+                    continue;
+                }
+            }
+            r.lines.push(line.to_owned());
+            continue;
+        }
+        if r.ended {
+            r.lines.push(line.to_owned());
+            continue;
+        }
+        if line == "ssmtui-cp-end" {
+            r.ended = true;
+            if !pending.is_empty() {
+                r.undecodable = true;
+            }
+            continue;
+        }
+        // Decode in whole 4-character groups (lines may be of any length).
+        pending.push_str(line.trim());
+        let whole = pending.len() / 4 * 4;
+        match base64::engine::general_purpose::STANDARD.decode(&pending[..whole]) {
+            Ok(bytes) => r.bytes.extend_from_slice(&bytes),
+            Err(_) => r.undecodable = true,
+        }
+        pending.drain(..whole);
+    }
+    r
+}
+
+/// Writes a checked download: stdout, a file (through a partial file renamed into place), or
+/// (`recursive`) a directory unpacked from the tar stream.
+fn write_local(local: &Place, remote: &str, bytes: &[u8], recursive: bool) -> anyhow::Result<()> {
+    let path = match local {
+        Place::Stdio => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()?;
+            return Ok(());
+        }
+        Place::Local(p) => p,
+        Place::Remote { .. } => unreachable!("the local side is never remote"),
+    };
+    if recursive {
+        std::fs::create_dir_all(path)?;
+        let partial = path.join(format!(".ssmtui-partial-{}.tar", std::process::id()));
+        std::fs::write(&partial, bytes)?;
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&partial)
+            .arg("-C")
+            .arg(path)
+            .output();
+        let _ = std::fs::remove_file(&partial);
+        let out = out.map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "tar could not unpack: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(());
+    }
+    let file = if path.is_dir() {
+        let name = Path::new(remote)
+            .file_name()
+            .ok_or_else(|| usage(&format!("\"{remote}\" names no file")))?;
+        path.join(name)
+    } else {
+        path.clone()
+    };
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dir.join(format!(".{name}.ssmtui-partial-{}", std::process::id()));
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, &file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(UserError::new(
+            ErrorKind::Usage,
+            format!("cannot write \"{}\": {e}", file.display()),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_told_apart_as_scp_does() {
+        assert_eq!(place("-"), Place::Stdio);
+        assert_eq!(
+            place("web-1:/tmp/a"),
+            Place::Remote {
+                target: "web-1".into(),
+                path: "/tmp/a".into()
+            }
+        );
+        assert_eq!(place("./a:b"), Place::Local("./a:b".into()));
+        assert_eq!(place("/x/y:z"), Place::Local("/x/y:z".into()));
+        assert_eq!(place("plain"), Place::Local("plain".into()));
+        assert_eq!(
+            place("i-0123456789abcdef0:rel/path"),
+            Place::Remote {
+                target: "i-0123456789abcdef0".into(),
+                path: "rel/path".into()
+            }
+        );
+    }
+}

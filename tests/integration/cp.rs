@@ -1,0 +1,211 @@
+//! `ssmtui cp` through the real binary against the sandbox: files both ways byte for byte,
+//! stdin/stdout, directories with `-r`, damage detected (sandbox fault `corrupt-every`) with no
+//! partial file left, errors, and the audit lines.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::sandbox::{SandboxEnv, faithful, fast};
+use ssmtui::sandbox::{Faults, SandboxConfig};
+
+const CLASSES: &str = r#"
+[classes.sudo]
+document = "SSM-sudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
+"#;
+
+/// `ssmtui cp ARGS…` as alice with `stdin`: exit code, stdout, stderr.
+fn cp(env: &SandboxEnv, args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    let out = env
+        .cmd("alice")
+        .arg("cp")
+        .args(args)
+        .write_stdin(stdin.to_vec())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Bytes that are neither text nor compressible.
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The instance's home directory in the sandbox (where relative remote paths land).
+fn remote_home(env: &SandboxEnv, id: &str) -> PathBuf {
+    env.home.path().join("homes").join(id)
+}
+
+fn partial_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("ssmtui-partial"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn cp_moves_5_mib_both_ways_byte_for_byte() {
+    let env = SandboxEnv::blocking(CLASSES, fast());
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let name = target.tag("Name").unwrap().to_owned();
+    let local = env.home.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let data = random_bytes(5 << 20, 7);
+    std::fs::write(local.join("up.bin"), &data).unwrap();
+
+    let up = local.join("up.bin").display().to_string();
+    let (code, _, err) = cp(&env, &[&up, &format!("{name}:up.bin")], b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(remote_home(&env, &target.id).join("up.bin")).unwrap(),
+        data
+    );
+
+    let down = local.join("down.bin").display().to_string();
+    let (code, _, err) = cp(&env, &[&format!("{name}:up.bin"), &down], b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&down).unwrap(), data);
+    assert!(partial_files(&local).is_empty());
+
+    // stdin and stdout.
+    let text = b"line one\nno newline at the end, a quote ' and a \\ too".to_vec();
+    let (code, _, err) = cp(&env, &["-", &format!("{name}:from-stdin.txt")], &text);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cp(&env, &[&format!("{name}:from-stdin.txt"), "-"], b"");
+    assert_eq!((code, out), (0, text), "{err}");
+
+    // A directory with -r, there and back.
+    let tree = local.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tree.join("sub/b.bin"), random_bytes(100_000, 9)).unwrap();
+    let (code, _, err) = cp(
+        &env,
+        &["-r", &tree.display().to_string(), &format!("{name}:copies")],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let there = remote_home(&env, &target.id).join("copies/tree");
+    assert_eq!(std::fs::read(there.join("a.txt")).unwrap(), b"alpha\n");
+    let back = local.join("back");
+    let (code, _, err) = cp(
+        &env,
+        &[
+            "-r",
+            &format!("{name}:copies/tree"),
+            &back.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(back.join("tree/sub/b.bin")).unwrap(),
+        random_bytes(100_000, 9)
+    );
+
+    // Every copy is its own audited session.
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 2 * 6, "{audit:#?}");
+    assert!(audit.iter().all(|l| l["kind"] == "copy"), "{audit:#?}");
+}
+
+#[test]
+fn damage_on_the_way_is_detected_and_no_partial_file_is_left() {
+    let env = SandboxEnv::blocking(
+        CLASSES,
+        SandboxConfig {
+            faults: Faults::parse("corrupt-every=40").unwrap(),
+            ..fast()
+        },
+    );
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let name = target.tag("Name").unwrap().to_owned();
+    let home = remote_home(&env, &target.id);
+    std::fs::create_dir_all(&home).unwrap();
+    let data = random_bytes(256 * 1024, 3);
+    std::fs::write(home.join("there.bin"), &data).unwrap();
+    let local = env.home.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+
+    let down = local.join("down.bin");
+    let (code, _, err) = cp(
+        &env,
+        &[&format!("{name}:there.bin"), &down.display().to_string()],
+        b"",
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("arrived damaged"), "{err}");
+    assert!(!down.exists() && partial_files(&local).is_empty());
+
+    let up = local.join("up.bin");
+    std::fs::write(&up, &data).unwrap();
+    let (code, _, err) = cp(
+        &env,
+        &[&up.display().to_string(), &format!("{name}:up.bin")],
+        b"",
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("arrived damaged"), "{err}");
+    assert!(
+        !home.join("up.bin").exists(),
+        "nothing was renamed into place"
+    );
+    assert!(
+        partial_files(&home).is_empty(),
+        "{:?}",
+        partial_files(&home)
+    );
+    assert!(env.sb().state().fault_counts().corruptions > 0);
+}
+
+#[test]
+fn cp_errors_say_what_is_wrong() {
+    let env = SandboxEnv::blocking(CLASSES, faithful());
+    let name = env.linux_name();
+    // A file that is not there.
+    let (code, _, err) = cp(&env, &[&format!("{name}:no/such/file"), "-"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no such file on the target"), "{err}");
+    // Both sides local, both remote, a directory without -r: before any session.
+    for (args, needle) in [
+        (vec!["a", "b"], "neither side is on an instance"),
+        (
+            vec![&*format!("{name}:a"), &*format!("{name}:b")],
+            "both sides are on instances",
+        ),
+        (vec![".", &*format!("{name}:x")], "is a directory"),
+    ] {
+        let (code, _, err) = cp(&env, &args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // Windows instances have no POSIX sh.
+    let windows = env.find(|i| i.platform_type == ssmtui::sandbox::PlatformType::Windows);
+    if windows.connected() {
+        let (code, _, err) = cp(&env, &[&format!("{}:x", windows.id), "-"], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("Windows instance"), "{err}");
+    }
+    assert_eq!(
+        env.audit_lines().len(),
+        2,
+        "only the first copy started a session"
+    );
+}
