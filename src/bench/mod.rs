@@ -18,6 +18,7 @@
 //! a fresh child process of its own so one group's heap does not inflate the next one's RSS.
 
 pub mod codec;
+pub mod copy;
 pub mod forward;
 pub mod inventory;
 pub mod shell;
@@ -58,16 +59,19 @@ pub enum Group {
     Inventory,
     /// Peak RSS with 10 000 instances and 8 busy forwards.
     Memory,
+    /// `ssmtui cp` both ways against an agent paced like the real one.
+    Copy,
 }
 
 impl Group {
     /// Every group, in report order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Codec,
         Group::Forward,
         Group::Shell,
         Group::Inventory,
         Group::Memory,
+        Group::Copy,
     ];
 
     /// The lower-case name (`--only` value, JSON).
@@ -78,6 +82,7 @@ impl Group {
             Self::Shell => "shell",
             Self::Inventory => "inventory",
             Self::Memory => "memory",
+            Self::Copy => "copy",
         }
     }
 }
@@ -255,6 +260,7 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
                 Group::Shell => shell::run(sizes).await,
                 Group::Inventory => inventory::run_inventory(sizes).await,
                 Group::Memory => inventory::run_memory(sizes, &io).await,
+                Group::Copy => copy::run(sizes).await,
             }
         });
         match outcome {

@@ -290,26 +290,26 @@ fn local_pty(keys: usize) -> anyhow::Result<Local> {
 }
 
 /// What `ssmtui connect` needs to reach the sandbox, isolated from the user's config.
-struct ConnectEnv {
-    dir: tempfile_dir::Dir,
-    vars: Vec<(String, String)>,
-    target: String,
+pub(super) struct ConnectEnv {
+    pub(super) dir: tempfile_dir::Dir,
+    pub(super) vars: Vec<(String, String)>,
+    pub(super) target: String,
 }
 
 /// A scratch directory removed on drop (the crate has `tempfile` only as a dev-dependency).
-mod tempfile_dir {
+pub(super) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
-    pub(super) struct Dir(PathBuf);
+    pub(in crate::bench) struct Dir(PathBuf);
 
     impl Dir {
-        pub(super) fn new(name: &str) -> std::io::Result<Self> {
+        pub(in crate::bench) fn new(name: &str) -> std::io::Result<Self> {
             let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
             std::fs::create_dir_all(&path)?;
             Ok(Self(path))
         }
 
-        pub(super) fn path(&self) -> &Path {
+        pub(in crate::bench) fn path(&self) -> &Path {
             &self.0
         }
     }
@@ -327,7 +327,7 @@ document = "SSM-sudo"
 principals = ["*"]
 "#;
 
-fn sandbox_env(sandbox: &ChildSandbox, target: &str) -> anyhow::Result<ConnectEnv> {
+pub(super) fn sandbox_env(sandbox: &ChildSandbox, target: &str) -> anyhow::Result<ConnectEnv> {
     let dir = tempfile_dir::Dir::new("ssmtui-bench-connect")?;
     let h = dir.path();
     std::fs::write(h.join("config.toml"), CONFIG)?;

@@ -385,6 +385,9 @@ part="$dst.ssmtui-partial.$$"
 "#
         ));
     }
+    // An interrupted copy (Ctrl-C terminates the session; the agent hangs up the terminal)
+    // leaves no partial file behind.
+    s.push_str("trap 'rm -f \"$part\"' EXIT\ntrap 'rm -f \"$part\"; exit 129' HUP INT TERM\n");
     s.push_str(&format!(
         "command -v head >/dev/null 2>&1 || ssmtui_fail \"the target has no head\"\nprintf 'ssmtui-cp-ready\\n'\nhead -c {encoded_len} | base64 -d > \"$part\"\n"
     ));
