@@ -10,7 +10,7 @@
 //! target needs a POSIX `sh`, `base64`, and `sha256sum`, `shasum` or `openssl`; the script
 //! checks them first and says which is missing.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -172,8 +172,10 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             bytes.len()
         } else {
             let script = download_script(&remote_path, args.recursive);
+            let landing = Landing::new(&local, &remote_path, args.recursive)?;
+            let sink = landing.open().await?;
             let (mut writer, reader) = tokio::io::duplex(64 * 1024);
-            let receive = tokio::spawn(receive(reader));
+            let receive = tokio::spawn(receive(reader, sink));
             let outcome = launcher
                 .run_script(
                     SessionKind::Copy,
@@ -188,12 +190,12 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             drop(writer);
             let received = receive
                 .await
-                .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"))?;
-            let outcome = outcome?;
-            let bytes = received.finish(outcome.exit_code)?;
-            let n = bytes.len();
-            write_local(&local, &remote_path, &bytes, args.recursive)?;
-            n
+                .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"));
+            let checked = match (received, outcome) {
+                (Ok(r), Ok(o)) => r.check(o.exit_code),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            landing.land(checked)?
         };
         if std::io::stderr().is_terminal() {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
@@ -462,41 +464,161 @@ fn remote_failure(lines: &[String], status: Option<i32>, what: &str) -> UserErro
     .hint("run again with -v and look at the log")
 }
 
-/// A download as it arrives: the announced size and digest, the decoded bytes, the script's
-/// own lines.
-#[derive(Debug, Default)]
+/// Where a download is written while it arrives, and where it ends up once checked.
+enum Landing {
+    /// stdout, as it comes (a damaged download is reported, but already written).
+    Stdout,
+    /// A hidden partial file next to the destination, renamed into place.
+    File { partial: PathBuf, path: PathBuf },
+    /// A partial tar file in the destination directory, unpacked there.
+    Tree { partial: PathBuf, dir: PathBuf },
+}
+
+impl Landing {
+    /// Decides the paths before anything is transferred (a directory destination takes the
+    /// remote file's name).
+    fn new(local: &Place, remote: &str, recursive: bool) -> anyhow::Result<Self> {
+        let path = match local {
+            Place::Stdio => return Ok(Self::Stdout),
+            Place::Local(p) => p.clone(),
+            Place::Remote { .. } => unreachable!("the local side is never remote"),
+        };
+        if recursive {
+            std::fs::create_dir_all(&path).map_err(|e| {
+                UserError::new(
+                    ErrorKind::Usage,
+                    format!("cannot create \"{}\": {e}", path.display()),
+                )
+            })?;
+            let partial = path.join(format!(".ssmtui-partial-{}.tar", std::process::id()));
+            return Ok(Self::Tree { partial, dir: path });
+        }
+        let path = if path.is_dir() {
+            let name = Path::new(remote)
+                .file_name()
+                .ok_or_else(|| usage(&format!("\"{remote}\" names no file")))?;
+            path.join(name)
+        } else {
+            path
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = dir.join(format!(".{name}.ssmtui-partial-{}", std::process::id()));
+        Ok(Self::File { partial, path })
+    }
+
+    /// Where the bytes go as they arrive.
+    async fn open(&self) -> anyhow::Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> {
+        match self {
+            Self::Stdout => Ok(Box::new(tokio::io::stdout())),
+            Self::File { partial, .. } | Self::Tree { partial, .. } => {
+                let file = tokio::fs::File::create(partial).await.map_err(|e| {
+                    UserError::new(
+                        ErrorKind::Usage,
+                        format!("cannot write \"{}\": {e}", partial.display()),
+                    )
+                })?;
+                Ok(Box::new(file))
+            }
+        }
+    }
+
+    /// Puts a checked download in place (or removes the partial file); the byte count.
+    fn land(self, checked: anyhow::Result<u64>) -> anyhow::Result<usize> {
+        let n = match checked {
+            Ok(n) => n,
+            Err(e) => {
+                if let Self::File { partial, .. } | Self::Tree { partial, .. } = &self {
+                    let _ = std::fs::remove_file(partial);
+                }
+                return Err(e);
+            }
+        };
+        match self {
+            Self::Stdout => {}
+            Self::File { partial, path } => {
+                if let Err(e) = std::fs::rename(&partial, &path) {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(UserError::new(
+                        ErrorKind::Usage,
+                        format!("cannot write \"{}\": {e}", path.display()),
+                    )
+                    .into());
+                }
+            }
+            Self::Tree { partial, dir } => {
+                let out = std::process::Command::new("tar")
+                    .arg("-xf")
+                    .arg(&partial)
+                    .arg("-C")
+                    .arg(&dir)
+                    .output();
+                let _ = std::fs::remove_file(&partial);
+                let out = out.map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "tar could not unpack: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// A download as it arrived: the announced size and digest, what was decoded (counted and
+/// hashed as it was written), the script's own lines.
+#[derive(Default)]
 struct Received {
     announced: Option<(u64, String)>,
     ended: bool,
-    bytes: Vec<u8>,
+    count: u64,
+    hasher: Sha256,
     undecodable: bool,
+    write_error: Option<String>,
     lines: Vec<String>,
 }
 
 impl Received {
-    /// The bytes, when complete and matching the target's digest.
-    fn finish(self, status: Option<i32>) -> anyhow::Result<Vec<u8>> {
+    /// The byte count, when complete and matching the target's digest.
+    fn check(self, status: Option<i32>) -> anyhow::Result<u64> {
+        if let Some(e) = self.write_error {
+            return Err(
+                UserError::new(ErrorKind::Usage, format!("cannot write the copy: {e}")).into(),
+            );
+        }
         let Some((size, sha)) = &self.announced else {
             return Err(remote_failure(&self.lines, status, "the download").into());
         };
-        let got = hex(&Sha256::digest(&self.bytes));
-        if !self.ended || self.undecodable || self.bytes.len() as u64 != *size || got != *sha {
+        let got = hex(&self.hasher.finalize());
+        if !self.ended || self.undecodable || self.count != *size || got != *sha {
             return Err(UserError::new(
                 ErrorKind::Network,
                 format!(
-                    "the download arrived damaged ({} of {size} bytes, SHA-256 {got}, the target's {sha}); nothing was written",
-                    self.bytes.len()
+                    "the download arrived damaged ({} of {size} bytes, SHA-256 {got}, the target's {sha}); no partial file was kept",
+                    self.count
                 ),
             )
             .hint("try again; if it keeps failing, run again with -v and look at the log")
             .into());
         }
-        Ok(self.bytes)
+        Ok(self.count)
     }
 }
 
-/// Reads a download script's output.
-async fn receive(reader: tokio::io::DuplexStream) -> Received {
+/// Reads a download script's output, writing the decoded bytes to `sink` as they come.
+async fn receive(
+    reader: tokio::io::DuplexStream,
+    mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+) -> Received {
+    use tokio::io::AsyncWriteExt as _;
     let mut lines = tokio::io::BufReader::new(reader).lines();
     let mut r = Received::default();
     let mut pending = String::new();
@@ -530,74 +652,25 @@ async fn receive(reader: tokio::io::DuplexStream) -> Received {
         pending.push_str(line.trim());
         let whole = pending.len() / 4 * 4;
         match base64::engine::general_purpose::STANDARD.decode(&pending[..whole]) {
-            Ok(bytes) => r.bytes.extend_from_slice(&bytes),
+            Ok(bytes) => {
+                r.count += bytes.len() as u64;
+                r.hasher.update(&bytes);
+                if r.write_error.is_none()
+                    && let Err(e) = sink.write_all(&bytes).await
+                {
+                    r.write_error = Some(e.to_string());
+                }
+            }
             Err(_) => r.undecodable = true,
         }
         pending.drain(..whole);
     }
+    if let Err(e) = sink.flush().await
+        && r.write_error.is_none()
+    {
+        r.write_error = Some(e.to_string());
+    }
     r
-}
-
-/// Writes a checked download: stdout, a file (through a partial file renamed into place), or
-/// (`recursive`) a directory unpacked from the tar stream.
-fn write_local(local: &Place, remote: &str, bytes: &[u8], recursive: bool) -> anyhow::Result<()> {
-    let path = match local {
-        Place::Stdio => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(bytes)?;
-            out.flush()?;
-            return Ok(());
-        }
-        Place::Local(p) => p,
-        Place::Remote { .. } => unreachable!("the local side is never remote"),
-    };
-    if recursive {
-        std::fs::create_dir_all(path)?;
-        let partial = path.join(format!(".ssmtui-partial-{}.tar", std::process::id()));
-        std::fs::write(&partial, bytes)?;
-        let out = std::process::Command::new("tar")
-            .arg("-xf")
-            .arg(&partial)
-            .arg("-C")
-            .arg(path)
-            .output();
-        let _ = std::fs::remove_file(&partial);
-        let out = out.map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "tar could not unpack: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        return Ok(());
-    }
-    let file = if path.is_dir() {
-        let name = Path::new(remote)
-            .file_name()
-            .ok_or_else(|| usage(&format!("\"{remote}\" names no file")))?;
-        path.join(name)
-    } else {
-        path.clone()
-    };
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = dir.join(format!(".{name}.ssmtui-partial-{}", std::process::id()));
-    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, &file));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(UserError::new(
-            ErrorKind::Usage,
-            format!("cannot write \"{}\": {e}", file.display()),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
