@@ -145,15 +145,20 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
         let launcher = target.launcher(audit);
         let interrupts = Interrupts::watch()?;
         let started = Instant::now();
-        let moved = if let Some(bytes) = payload {
-            let encoded = encode_lines(&bytes);
-            let script = upload_script(&remote_path, &bytes, encoded.len(), args.recursive);
+        let moved = if let Some(payload) = payload {
+            let script = upload_script(
+                &remote_path,
+                &payload.sha,
+                encoded_len(payload.size),
+                args.recursive,
+            );
+            let size = payload.size;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             for chunk in script.chunks(16 * 1024) {
                 tx.send(chunk.to_vec()).await?;
             }
             let mut out = tokio::io::duplex(64 * 1024);
-            let reader = tokio::spawn(upload_dialogue(out.1, tx, encoded));
+            let reader = tokio::spawn(upload_dialogue(out.1, tx, payload.source));
             let outcome = launcher
                 .run_script(
                     SessionKind::Copy,
@@ -169,7 +174,7 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             let lines = reader.await.unwrap_or_default();
             let outcome = outcome?;
             check_upload(&lines, outcome.exit_code)?;
-            bytes.len()
+            usize::try_from(size).unwrap_or(usize::MAX)
         } else {
             let script = download_script(&remote_path, args.recursive);
             let landing = Landing::new(&local, &remote_path, args.recursive)?;
@@ -214,13 +219,49 @@ fn usage(message: &str) -> UserError {
     UserError::new(ErrorKind::Usage, message.to_owned())
 }
 
+/// What an upload sends: its size and SHA-256 (the target checks them) and where the bytes
+/// are read from when the target asks.
+struct Payload {
+    size: u64,
+    sha: String,
+    source: Source,
+}
+
+/// The bytes of an upload.
+enum Source {
+    /// In memory: stdin, or a directory's tar stream.
+    Bytes(Vec<u8>),
+    /// A file, read a second time while it is sent (the first read computed the digest).
+    File(PathBuf),
+}
+
+impl Payload {
+    fn bytes(bytes: Vec<u8>) -> Self {
+        Self {
+            size: bytes.len() as u64,
+            sha: hex(&Sha256::digest(&bytes)),
+            source: Source::Bytes(bytes),
+        }
+    }
+}
+
+/// Bytes per read of a file being sent: a multiple of 57, so each read encodes to whole
+/// 76-character base64 lines and the lines match those of the whole file.
+const SEND_CHUNK: usize = 57 * 1024;
+
+/// The length of `size` bytes as base64 lines of 76 characters, each with its newline.
+fn encoded_len(size: u64) -> usize {
+    let chars = usize::try_from(size.div_ceil(3) * 4).unwrap_or(usize::MAX);
+    chars + chars.div_ceil(76)
+}
+
 /// The local bytes to upload: a file, stdin, or (`recursive`) a directory as a tar stream.
-fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Vec<u8>> {
+fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Payload> {
     match local {
         Place::Stdio => {
             let mut bytes = Vec::new();
             std::io::stdin().read_to_end(&mut bytes)?;
-            Ok(bytes)
+            Ok(Payload::bytes(bytes))
         }
         Place::Local(path) if recursive => {
             if !path.is_dir() {
@@ -247,7 +288,7 @@ fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Vec<u8>> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
-            Ok(out.stdout)
+            Ok(Payload::bytes(out.stdout))
         }
         Place::Local(path) => {
             if path.is_dir() {
@@ -255,12 +296,28 @@ fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Vec<u8>> {
                     .hint("pass -r to copy a directory")
                     .into());
             }
-            std::fs::read(path).map_err(|e| {
+            let unreadable = |e: std::io::Error| {
                 UserError::new(
                     ErrorKind::Usage,
                     format!("cannot read \"{}\": {e}", path.display()),
                 )
-                .into()
+            };
+            let mut file = std::fs::File::open(path).map_err(unreadable)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; SEND_CHUNK];
+            let mut size = 0u64;
+            loop {
+                let n = file.read(&mut buf).map_err(unreadable)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(buf.get(..n).unwrap_or_default());
+                size += n as u64;
+            }
+            Ok(Payload {
+                size,
+                sha: hex(&hasher.finalize()),
+                source: Source::File(path.clone()),
             })
         }
         Place::Remote { .. } => unreachable!("the local side is never remote"),
@@ -329,10 +386,10 @@ fn encode_lines(bytes: &[u8]) -> Vec<u8> {
 async fn upload_dialogue(
     reader: tokio::io::DuplexStream,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    encoded: Vec<u8>,
+    source: Source,
 ) -> Vec<String> {
     let mut tx = Some(tx);
-    let mut data = Some(encoded);
+    let mut data = Some(source);
     let mut sender = None;
     let mut lines = tokio::io::BufReader::new(reader).lines();
     let mut out = Vec::new();
@@ -341,13 +398,7 @@ async fn upload_dialogue(
         if line == "ssmtui-cp-ready" {
             if let (Some(tx), Some(data)) = (tx.take(), data.take()) {
                 // A task of its own: this loop must keep reading the output meanwhile.
-                sender = Some(tokio::spawn(async move {
-                    for chunk in data.chunks(16 * 1024) {
-                        if tx.send(chunk.to_vec()).await.is_err() {
-                            return;
-                        }
-                    }
-                }));
+                sender = Some(tokio::spawn(send_encoded(data, tx)));
             }
         } else if line.starts_with("ssmtui-cp-") {
             // An error, a mismatch, or the end: nothing more goes in.
@@ -362,13 +413,49 @@ async fn upload_dialogue(
     out
 }
 
+/// Sends `source` as base64 lines; a file is read as it goes.
+async fn send_encoded(source: Source, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+    use tokio::io::AsyncReadExt as _;
+    match source {
+        Source::Bytes(bytes) => {
+            for chunk in bytes.chunks(SEND_CHUNK) {
+                if tx.send(encode_lines(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Source::File(path) => {
+            let Ok(mut file) = tokio::fs::File::open(&path).await else {
+                return;
+            };
+            let mut buf = vec![0u8; SEND_CHUNK];
+            loop {
+                // Fill the chunk: only the last one may be short.
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(buf.get_mut(filled..).unwrap_or_default()).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => filled += n,
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                let lines = encode_lines(buf.get(..filled).unwrap_or_default());
+                if tx.send(lines).await.is_err() || filled < buf.len() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The remote half of an upload: checks, then (after `ssmtui-cp-ready`) exactly
 /// `encoded_len` bytes of base64 from the terminal into a partial file, the digest compared
 /// there, then the rename (or, `recursive`, the extraction). The whole script is one command,
 /// read by the shell before it runs, so the next input the terminal has is the data.
-fn upload_script(path: &str, bytes: &[u8], encoded_len: usize, recursive: bool) -> Vec<u8> {
+fn upload_script(path: &str, sha: &str, encoded_len: usize, recursive: bool) -> Vec<u8> {
     let q = sh_quote(path);
-    let sha = hex(&Sha256::digest(bytes));
     let mut s = String::from("(\n");
     s.push_str(PROBE);
     if recursive {
@@ -676,6 +763,29 @@ async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_length_matches_the_lines_sent_in_chunks() {
+        for size in [
+            0usize,
+            1,
+            2,
+            3,
+            56,
+            57,
+            58,
+            1000,
+            SEND_CHUNK - 1,
+            SEND_CHUNK,
+            SEND_CHUNK * 2 + 5,
+        ] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            let whole = encode_lines(&bytes);
+            let chunked: Vec<u8> = bytes.chunks(SEND_CHUNK).flat_map(encode_lines).collect();
+            assert_eq!(chunked, whole, "size {size}");
+            assert_eq!(encoded_len(size as u64), whole.len(), "size {size}");
+        }
+    }
 
     #[test]
     fn places_are_told_apart_as_scp_does() {
