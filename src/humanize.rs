@@ -31,6 +31,28 @@ pub fn short_time(rfc3339: &str) -> Option<String> {
     ))
 }
 
+/// Up to `n` of `names` that look like `query`: substring matches first, then by edit
+/// distance (at most a third of the query's length, or 2).
+pub fn closest(query: &str, names: impl IntoIterator<Item = String>, n: usize) -> Vec<String> {
+    let q = query.to_lowercase();
+    let limit = (q.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, String)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let lower = name.to_lowercase();
+            let score = if lower.contains(&q) || q.contains(&lower) {
+                0
+            } else {
+                strsim::damerau_levenshtein(&q, &lower)
+            };
+            (score <= limit).then_some((score, name))
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(n).map(|(_, name)| name).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,26 +180,9 @@ pub fn describe_tags(instance: &Instance) -> String {
         .join(" ")
 }
 
-/// Names that look like `query`: substring matches first, then by edit distance.
+/// Instance names that look like `query` (see [`crate::humanize::closest`]).
 pub fn closest_names(query: &str, instances: &[Instance], n: usize) -> Vec<String> {
-    let q = query.to_lowercase();
-    let limit = (q.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, String)> = instances
-        .iter()
-        .filter_map(|i| i.name.clone())
-        .filter_map(|name| {
-            let lower = name.to_lowercase();
-            let score = if lower.contains(&q) || q.contains(&lower) {
-                0
-            } else {
-                strsim::damerau_levenshtein(&q, &lower)
-            };
-            (score <= limit).then_some((score, name))
-        })
-        .collect();
-    scored.sort();
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, name)| name).collect()
+    crate::humanize::closest(query, instances.iter().filter_map(|i| i.name.clone()), n)
 }
 
 #[cfg(test)]

@@ -128,25 +128,9 @@ pub fn parse_is_sso(text: &str, name: &str) -> bool {
     false
 }
 
-/// Up to `n` profile names that look like `query`: substring matches first, then by edit
-/// distance.
+/// Up to `n` profile names that look like `query` (the same rule as instance names).
 pub fn closest(query: &str, names: &[String], n: usize) -> Vec<String> {
-    let q = query.to_lowercase();
-    let limit = (q.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, &String)> = names
-        .iter()
-        .filter_map(|name| {
-            let lower = name.to_lowercase();
-            let score = if lower.contains(&q) || q.contains(&lower) {
-                0
-            } else {
-                strsim::damerau_levenshtein(&q, &lower)
-            };
-            (score <= limit).then_some((score, name))
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(n).map(|(_, s)| s.clone()).collect()
+    crate::humanize::closest(query, names.iter().cloned(), n)
 }
 
 /// `[default]` and `[profile NAME]` section headers; `[sso-session …]` and `[services …]` are

@@ -20,10 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
 use super::Context;
-use super::exec::{refuse_windows, sh_quote};
-use super::prompt::DocumentFlag;
-use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
-use crate::access;
+use super::exec::{ScriptTarget, script_target, sh_quote};
+use super::target::{Choice, refuse_readonly};
 use crate::audit::{AuditLog, SessionKind};
 use crate::error::{ErrorKind, UserError};
 use crate::resolve::TargetSpec;
@@ -130,19 +128,12 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
-        let target = resolve_target(
-            ctx,
-            &config,
-            &target_text,
-            &spec,
-            choice,
-            DocumentFlag::NotOffered,
-        )
-        .await?;
-        refuse_windows(&target.instance)?;
-        let document = access::shell_document(target.class(), None)?;
-        let reason = reason_for(&target, reason).await?;
-        let launcher = target.launcher(audit);
+        let ScriptTarget {
+            target,
+            document,
+            reason,
+            launcher,
+        } = script_target(ctx, &config, &target_text, &spec, choice, reason, audit).await?;
         let interrupts = Interrupts::watch()?;
         let started = Instant::now();
         let moved = if let Some(payload) = payload {

@@ -155,19 +155,12 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 first: args.first,
                 any: args.any,
             };
-            let target = resolve_target(
-                ctx,
-                &config,
-                &args.target,
-                &spec,
-                choice,
-                DocumentFlag::NotOffered,
-            )
-            .await?;
-            refuse_windows(&target.instance)?;
-            let document = access::shell_document(target.class(), None)?;
-            let reason = reason_for(&target, reason).await?;
-            let launcher = target.launcher(audit);
+            let ScriptTarget {
+                target,
+                document,
+                reason,
+                launcher,
+            } = script_target(ctx, &config, &args.target, &spec, choice, reason, audit).await?;
             let interrupts = Interrupts::watch()?;
             if args.json {
                 let result = run_one(
@@ -199,6 +192,38 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 None => Err(no_status().into()),
             }
         }
+    })
+}
+
+/// One POSIX instance to run a script on, with the class's shell document and the reason.
+pub(super) struct ScriptTarget {
+    pub(super) target: super::target::Target,
+    pub(super) document: String,
+    pub(super) reason: Option<String>,
+    pub(super) launcher: Launcher,
+}
+
+/// Resolves `input` to one instance for `exec` or `cp`: Windows refused, the class's shell
+/// document, the reason (given, default, or asked), and the launcher that audits to `audit`.
+pub(super) async fn script_target(
+    ctx: &Context,
+    config: &crate::config::Config,
+    input: &str,
+    spec: &TargetSpec,
+    choice: Choice,
+    reason: Option<String>,
+    audit: AuditLog,
+) -> anyhow::Result<ScriptTarget> {
+    let target = resolve_target(ctx, config, input, spec, choice, DocumentFlag::NotOffered).await?;
+    refuse_windows(&target.instance)?;
+    let document = access::shell_document(target.class(), None)?;
+    let reason = reason_for(&target, reason).await?;
+    let launcher = target.launcher(audit);
+    Ok(ScriptTarget {
+        target,
+        document,
+        reason,
+        launcher,
     })
 }
 

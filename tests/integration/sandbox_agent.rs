@@ -73,6 +73,20 @@ async fn open_with_capacity(
     parameters: &[(&str, String)],
     event_capacity: usize,
 ) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
+    open_with(api, target, document, parameters, |o| {
+        o.event_capacity = event_capacity;
+    })
+    .await
+}
+
+/// Starts a session and opens its data channel with `options` adjusted by `adjust`.
+async fn open_with(
+    api: &Arc<SdkApi>,
+    target: &str,
+    document: &str,
+    parameters: &[(&str, String)],
+    adjust: impl FnOnce(&mut SessionOptions),
+) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
     let req = StartSessionRequest {
         target: target.to_owned(),
         document: document.to_owned(),
@@ -84,7 +98,7 @@ async fn open_with_capacity(
     };
     let started = api.start_session(&req).await.unwrap();
     let mut options = SessionOptions::new(target);
-    options.event_capacity = event_capacity;
+    adjust(&mut options);
     let api: Arc<dyn SsmApi> = api.clone();
     spawn_session(api, started, options).await.unwrap()
 }
@@ -1016,21 +1030,11 @@ async fn open_as_version(
     parameters: &[(&str, String)],
     client_version: &str,
 ) -> (SessionHandle, mpsc::Receiver<EngineEvent>) {
-    let req = StartSessionRequest {
-        target: target.to_owned(),
-        document: document.to_owned(),
-        parameters: parameters
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), vec![v.clone()]))
-            .collect::<HashMap<_, _>>(),
-        reason: None,
-    };
-    let started = api.start_session(&req).await.unwrap();
-    let mut options = SessionOptions::new(target);
-    options.event_capacity = 4096;
-    options.client_version = Some(client_version.to_owned());
-    let api: Arc<dyn SsmApi> = api.clone();
-    spawn_session(api, started, options).await.unwrap()
+    open_with(api, target, document, parameters, |o| {
+        o.event_capacity = 4096;
+        o.client_version = Some(client_version.to_owned());
+    })
+    .await
 }
 
 /// Takes events until the session closes, counting the Output messages and the largest.
