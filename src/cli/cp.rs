@@ -149,7 +149,8 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 tx.send(chunk.to_vec()).await?;
             }
             let mut out = tokio::io::duplex(64 * 1024);
-            let reader = tokio::spawn(upload_dialogue(out.1, tx, payload.source));
+            let bar = progress_bar("sending", Some(size));
+            let reader = tokio::spawn(upload_dialogue(out.1, tx, payload.source, bar.clone()));
             let outcome = launcher
                 .run_script(
                     SessionKind::Copy,
@@ -163,6 +164,7 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 .await;
             drop(out.0);
             let lines = reader.await.unwrap_or_default();
+            bar.finish_and_clear();
             let outcome = outcome?;
             check_upload(&lines, outcome.exit_code)?;
             usize::try_from(size).unwrap_or(usize::MAX)
@@ -171,7 +173,8 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             let landing = Landing::new(&local, &remote_path, args.recursive)?;
             let sink = landing.open().await?;
             let (mut writer, reader) = tokio::io::duplex(64 * 1024);
-            let receive = tokio::spawn(receive(reader, sink));
+            let bar = progress_bar("receiving", None);
+            let receive = tokio::spawn(receive(reader, sink, bar.clone()));
             let outcome = launcher
                 .run_script(
                     SessionKind::Copy,
@@ -187,6 +190,7 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             let received = receive
                 .await
                 .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"));
+            bar.finish_and_clear();
             let checked = match (received, outcome) {
                 (Ok(r), Ok(o)) => r.check(o.exit_code),
                 (Err(e), _) | (_, Err(e)) => Err(e),
@@ -378,6 +382,7 @@ async fn upload_dialogue(
     reader: tokio::io::DuplexStream,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     source: Source,
+    bar: indicatif::ProgressBar,
 ) -> Vec<String> {
     let mut tx = Some(tx);
     let mut data = Some(source);
@@ -389,7 +394,7 @@ async fn upload_dialogue(
         if line == "ssmtui-cp-ready" {
             if let (Some(tx), Some(data)) = (tx.take(), data.take()) {
                 // A task of its own: this loop must keep reading the output meanwhile.
-                sender = Some(tokio::spawn(send_encoded(data, tx)));
+                sender = Some(tokio::spawn(send_encoded(data, tx, bar.clone())));
             }
         } else if line.starts_with("ssmtui-cp-") {
             // An error, a mismatch, or the end: nothing more goes in.
@@ -404,8 +409,28 @@ async fn upload_dialogue(
     out
 }
 
+/// A progress bar on stderr (bytes, rate, time left) when it is a terminal; hidden otherwise.
+fn progress_bar(what: &'static str, total: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
+
 /// Sends `source` as base64 lines; a file is read as it goes.
-async fn send_encoded(source: Source, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+async fn send_encoded(
+    source: Source,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    bar: indicatif::ProgressBar,
+) {
     use tokio::io::AsyncReadExt as _;
     match source {
         Source::Bytes(bytes) => {
@@ -413,6 +438,7 @@ async fn send_encoded(source: Source, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
                 if tx.send(encode_lines(chunk)).await.is_err() {
                     return;
                 }
+                bar.inc(chunk.len() as u64);
             }
         }
         Source::File(path) => {
@@ -433,7 +459,11 @@ async fn send_encoded(source: Source, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
                     return;
                 }
                 let lines = encode_lines(buf.get(..filled).unwrap_or_default());
-                if tx.send(lines).await.is_err() || filled < buf.len() {
+                if tx.send(lines).await.is_err() {
+                    return;
+                }
+                bar.inc(filled as u64);
+                if filled < buf.len() {
                     return;
                 }
             }
@@ -695,6 +725,7 @@ impl Received {
 async fn receive(
     reader: tokio::io::DuplexStream,
     mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+    bar: indicatif::ProgressBar,
 ) -> Received {
     use tokio::io::AsyncWriteExt as _;
     let mut lines = tokio::io::BufReader::new(reader).lines();
@@ -708,6 +739,7 @@ async fn receive(
                 let size = parts.next().and_then(|s| s.parse().ok());
                 let sha = parts.next().map(str::to_owned);
                 if let (Some(size), Some(sha)) = (size, sha) {
+                    bar.set_length(size);
                     r.announced = Some((size, sha));
                     continue;
                 }
@@ -732,6 +764,7 @@ async fn receive(
         match base64::engine::general_purpose::STANDARD.decode(&pending[..whole]) {
             Ok(bytes) => {
                 r.count += bytes.len() as u64;
+                bar.inc(bytes.len() as u64);
                 r.hasher.update(&bytes);
                 if r.write_error.is_none()
                     && let Err(e) = sink.write_all(&bytes).await

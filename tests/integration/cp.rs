@@ -209,3 +209,38 @@ fn cp_errors_say_what_is_wrong() {
         "only the first copy started a session"
     );
 }
+
+/// On a terminal, a download shows a progress bar (bytes, rate, time left) while it runs and
+/// a one-line summary at the end; the file arrives whole.
+#[test]
+fn a_download_on_a_terminal_shows_its_progress() {
+    use crate::common::tmux::Tmux;
+    if !crate::common::require_tool(Tmux::available(), "tmux", "the cp progress test") {
+        return;
+    }
+    let env = SandboxEnv::blocking(CLASSES, faithful());
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let home = remote_home(&env, &target.id);
+    std::fs::create_dir_all(&home).unwrap();
+    // About 3 s at the paced agent's rate: long enough to see the bar.
+    let data = random_bytes(1 << 20, 11);
+    std::fs::write(home.join("big.bin"), &data).unwrap();
+    let local = env.home.path().join("got.bin");
+    let mut vars = env.env("alice");
+    vars.extend([("TERM", "xterm-256color".into()), ("PS1", "$ ".into())]);
+    let tmux = Tmux::start("cp-progress", "s", &vars, 120, 10);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line(&format!(
+        "{} cp {}:big.bin {}; echo \"EXIT=$?\"",
+        env!("CARGO_BIN_EXE_ssmtui"),
+        target.id,
+        local.display()
+    ));
+    tmux.wait_for("the progress bar", |s| {
+        s.contains("receiving [") && s.contains("iB/") && s.contains("left")
+    });
+    tmux.wait_text("EXIT=0");
+    tmux.wait_text("SHA-256 checked on both ends");
+    assert_eq!(std::fs::read(&local).unwrap(), data);
+}
