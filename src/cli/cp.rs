@@ -710,11 +710,11 @@ impl Received {
             return Err(UserError::new(
                 ErrorKind::Network,
                 format!(
-                    "the download arrived damaged ({} of {size} bytes, SHA-256 {got}, the target's {sha}); no partial file was kept",
+                    "the download arrived damaged ({} of {size} bytes, SHA-256 {got}, the target's {sha})",
                     self.count
                 ),
             )
-            .hint("try again; if it keeps failing, run again with -v and look at the log")
+            .hint("nothing was put in place (to stdout it was written as it came); try again, and if it keeps failing run with -v and look at the log")
             .into());
         }
         Ok(self.count)
