@@ -515,6 +515,12 @@ mod tests {
         assert!((2..=4).contains(&stopped), "{stopped}");
         assert!((2..=4).contains(&lost), "{lost}");
         assert_eq!(windows, 1);
+        // Online, so that tests can rely on reaching it (and being refused a shell there).
+        assert!(
+            w.instances
+                .iter()
+                .any(|i| i.platform_type == PlatformType::Windows && i.connected())
+        );
         assert!(w.instances.iter().any(|i| i.agent_version == "3.0.161.0"));
         for env in ENVIRONMENTS {
             assert!(w.instances.iter().any(|i| i.environment() == Some(env)));

@@ -198,11 +198,10 @@ fn cp_errors_say_what_is_wrong() {
     }
     // Windows instances have no POSIX sh.
     let windows = env.find(|i| i.platform_type == ssmtui::sandbox::PlatformType::Windows);
-    if windows.connected() {
-        let (code, _, err) = cp(&env, &[&format!("{}:x", windows.id), "-"], b"");
-        assert_eq!(code, 2, "{err}");
-        assert!(err.contains("Windows instance"), "{err}");
-    }
+    assert!(windows.connected(), "the seeded Windows host is online");
+    let (code, _, err) = cp(&env, &[&format!("{}:x", windows.id), "-"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Windows instance"), "{err}");
     assert_eq!(
         env.audit_lines().len(),
         2,
@@ -243,4 +242,108 @@ fn a_download_on_a_terminal_shows_its_progress() {
     tmux.wait_text("EXIT=0");
     tmux.wait_text("SHA-256 checked on both ends");
     assert_eq!(std::fs::read(&local).unwrap(), data);
+}
+
+/// `ssmtui cp ARGS…` as alice, running in the background with stdin closed.
+fn spawn_cp(env: &SandboxEnv, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .arg("cp")
+        .args(args)
+        .env_clear()
+        .envs(env.env("alice"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to `child` and returns its exit code and stderr.
+fn interrupt(child: std::process::Child) -> (i32, String) {
+    // kill(1) rather than libc::kill: unsafe code is forbidden crate-wide, tests included.
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Ctrl-C in the middle of a copy ends the session (exit 130, audited as interrupted) and
+/// leaves no partial file on either end.
+#[test]
+fn ctrl_c_mid_copy_removes_the_partial_file_on_both_ends() {
+    let env = SandboxEnv::blocking(CLASSES, faithful());
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let home = remote_home(&env, &target.id);
+    std::fs::create_dir_all(&home).unwrap();
+    let local = env.home.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let has_partial = |dir: &Path| {
+        partial_files(dir)
+            .iter()
+            .any(|n| std::fs::metadata(dir.join(n)).is_ok_and(|m| m.len() > 0))
+    };
+
+    // An upload: big enough to be still running when interrupted.
+    std::fs::write(local.join("up.bin"), random_bytes(64 << 20, 5)).unwrap();
+    let child = spawn_cp(
+        &env,
+        &[
+            &local.join("up.bin").display().to_string(),
+            &format!("{}:up.bin", target.id),
+        ],
+    );
+    crate::common::wait_until(
+        "a partial file on the target",
+        std::time::Duration::from_secs(30),
+        || has_partial(&home),
+    );
+    let (code, err) = interrupt(child);
+    assert_eq!(code, 130, "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    crate::common::wait_until(
+        "the target's partial file to go",
+        std::time::Duration::from_secs(15),
+        || partial_files(&home).is_empty(),
+    );
+    assert!(!home.join("up.bin").exists());
+
+    // A download, at the paced agent's rate (about 1 MB/s).
+    std::fs::write(home.join("down.bin"), random_bytes(16 << 20, 6)).unwrap();
+    let child = spawn_cp(
+        &env,
+        &[
+            &format!("{}:down.bin", target.id),
+            &local.join("down.bin").display().to_string(),
+        ],
+    );
+    crate::common::wait_until(
+        "a partial file here",
+        std::time::Duration::from_secs(30),
+        || has_partial(&local),
+    );
+    let (code, err) = interrupt(child);
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        partial_files(&local).is_empty(),
+        "{:?}",
+        partial_files(&local)
+    );
+    assert!(!local.join("down.bin").exists());
+
+    let audit = env.audit_lines();
+    assert_eq!(audit.len(), 4, "{audit:#?}");
+    assert!(
+        audit
+            .iter()
+            .filter(|l| l.get("status").is_some())
+            .all(|l| l["status"] == "interrupted"),
+        "{audit:#?}"
+    );
 }

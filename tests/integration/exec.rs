@@ -141,13 +141,10 @@ fn exec_all_runs_everywhere_and_reports_the_one_that_failed() {
 fn exec_refuses_a_windows_target_and_needs_a_command() {
     let env = SandboxEnv::blocking(CLASSES, faithful());
     let windows = env.find(|i| i.platform_type == PlatformType::Windows);
+    assert!(windows.connected(), "the seeded Windows host is online");
     let (code, _, err) = exec(&env, &[&windows.id, "--", "true"], "");
-    if windows.connected() {
-        assert_eq!(code, 2, "{err}");
-        assert!(err.contains("Windows instance"), "{err}");
-    } else {
-        assert_eq!(code, 3, "{err}");
-    }
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Windows instance"), "{err}");
     let name = env.linux_name();
     let (code, _, err) = exec(&env, &[&name], "");
     assert_eq!(code, 2, "{err}");
