@@ -2,7 +2,8 @@
 //! file of random bytes to and from an instance of a sandbox whose agent is paced like
 //! amazon-ssm-agent, and the result must match. Against such an agent a download cannot beat
 //! 1 KiB of base64 per millisecond, 0.768 MB/s of the file's own bytes: that is the baseline.
-//! Uploads are not paced by the agent.
+//! Uploads are not paced by the agent. The same size of log-like text goes gzipped (the
+//! target has gzip), so its figures show what compression buys over that ceiling.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,10 +34,22 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
         std::fs::read(&back)? == data,
         "the downloaded copy differs from the upload"
     );
+    let text = log_text(size);
+    std::fs::write(&local, &text)?;
+    let text_up = tokio::task::block_in_place(|| cp(&env, &local.to_string_lossy(), &remote))?;
+    let text_down = tokio::task::block_in_place(|| cp(&env, &remote, &back.to_string_lossy()))?;
+    anyhow::ensure!(
+        std::fs::read(&back)? == text,
+        "the downloaded text differs from the upload"
+    );
     drop(sandbox);
     let mb_s = |d: Duration| size as f64 / d.as_secs_f64().max(1e-9) / 1e6;
     let note = format!(
         "{} MiB of random bytes through `ssmtui cp` (process start included), sandbox agent paced like amazon-ssm-agent",
+        size >> 20
+    );
+    let text_note = format!(
+        "{} MiB of log-like text (gzip on both ends), file bytes per second",
         size >> 20
     );
     Ok(Results {
@@ -45,6 +58,21 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
             Figure::new(Group::Copy, "copy.download_throughput", mb_s(down), "MB/s")
                 .vs("paced agent ceiling", CEILING_MB_S)
                 .note(note),
+            Figure::new(
+                Group::Copy,
+                "copy.text_upload_throughput",
+                mb_s(text_up),
+                "MB/s",
+            )
+            .note(text_note.clone()),
+            Figure::new(
+                Group::Copy,
+                "copy.text_download_throughput",
+                mb_s(text_down),
+                "MB/s",
+            )
+            .vs("paced agent ceiling", CEILING_MB_S)
+            .note(text_note),
         ],
         skipped: Vec::new(),
     })
@@ -82,4 +110,30 @@ fn pseudo_random(n: usize) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// Log-like text: compresses about tenfold, as real logs do.
+fn log_text(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut out = Vec::with_capacity(n + 128);
+    let mut i = 0u64;
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(
+            format!(
+                "2026-12-03T10:{:02}:{:02}Z INFO request id={:08x} path=/api/v1/items/{} status=200 took={}ms\n",
+                i / 60 % 60,
+                i % 60,
+                x as u32,
+                x % 5000,
+                x % 300
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(n);
+    out
 }

@@ -136,13 +136,8 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
         } = script_target(ctx, &config, &target_text, &spec, choice, reason, audit).await?;
         let interrupts = Interrupts::watch()?;
         let started = Instant::now();
-        let moved = if let Some(payload) = payload {
-            let script = upload_script(
-                &remote_path,
-                &payload.sha,
-                encoded_len(payload.size),
-                args.recursive,
-            );
+        let (moved, sent) = if let Some(payload) = payload {
+            let script = upload_script(&remote_path, &payload.sha, args.recursive);
             let size = payload.size;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             for chunk in script.chunks(16 * 1024) {
@@ -150,7 +145,7 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
             }
             let mut out = tokio::io::duplex(64 * 1024);
             let bar = progress_bar("sending", Some(size));
-            let reader = tokio::spawn(upload_dialogue(out.1, tx, payload.source, bar.clone()));
+            let reader = tokio::spawn(upload_dialogue(out.1, tx, payload, bar.clone()));
             let outcome = launcher
                 .run_script(
                     SessionKind::Copy,
@@ -163,11 +158,11 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 )
                 .await;
             drop(out.0);
-            let lines = reader.await.unwrap_or_default();
+            let (lines, sent) = reader.await.unwrap_or_default();
             bar.finish_and_clear();
             let outcome = outcome?;
             check_upload(&lines, outcome.exit_code)?;
-            usize::try_from(size).unwrap_or(usize::MAX)
+            (size, sent)
         } else {
             let script = download_script(&remote_path, args.recursive);
             let landing = Landing::new(&local, &remote_path, args.recursive)?;
@@ -191,18 +186,30 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"));
             bar.finish_and_clear();
+            let mut sent = None;
             let checked = match (received, outcome) {
-                (Ok(r), Ok(o)) => r.check(o.exit_code),
+                (Ok(r), Ok(o)) => {
+                    sent = Some(r.sent());
+                    r.check(o.exit_code)
+                }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            landing.land(checked)?
+            (landing.land(checked)?, sent)
         };
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let wire = sent.map_or(moved, |s| s.wire);
+        let gzip = sent.is_some_and(|s| s.gzip);
+        tracing::info!(upload, bytes = moved, wire, gzip, secs, "copy complete");
         if std::io::stderr().is_terminal() {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            let compressed = if gzip {
+                format!(" ({} with gzip)", crate::humanize::human_bytes(wire))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "{} {} in {secs:.1} s ({:.2} MB/s), SHA-256 checked on both ends",
+                "{} {}{compressed} in {secs:.1} s ({:.2} MB/s), SHA-256 checked on both ends",
                 if upload { "sent" } else { "received" },
-                crate::humanize::human_bytes(moved as u64),
+                crate::humanize::human_bytes(moved),
                 moved as f64 / secs / 1e6
             );
         }
@@ -214,30 +221,15 @@ fn usage(message: &str) -> UserError {
     UserError::new(ErrorKind::Usage, message.to_owned())
 }
 
-/// What an upload sends: its size and SHA-256 (the target checks them) and where the bytes
-/// are read from when the target asks.
+/// What an upload sends: the size and SHA-256 of the bytes (the target checks them), where
+/// those bytes are, and a gzip copy of them when that is at least a tenth smaller.
 struct Payload {
     size: u64,
     sha: String,
-    source: Source,
-}
-
-/// The bytes of an upload.
-enum Source {
-    /// In memory: stdin, or a directory's tar stream.
-    Bytes(Vec<u8>),
-    /// A file, read a second time while it is sent (the first read computed the digest).
-    File(PathBuf),
-}
-
-impl Payload {
-    fn bytes(bytes: Vec<u8>) -> Self {
-        Self {
-            size: bytes.len() as u64,
-            sha: hex(&Sha256::digest(&bytes)),
-            source: Source::Bytes(bytes),
-        }
-    }
+    /// The file itself, or a temporary copy of stdin or a tar stream (deleted when dropped).
+    plain: std::fs::File,
+    /// A temporary gzip copy and its length.
+    gzipped: Option<(std::fs::File, u64)>,
 }
 
 /// Bytes per read of a file being sent: a multiple of 57, so each read encodes to whole
@@ -250,13 +242,130 @@ fn encoded_len(size: u64) -> usize {
     chars + chars.div_ceil(76)
 }
 
+/// How much of the data is compressed before deciding whether compressing it pays.
+const GZIP_SAMPLE: u64 = 1 << 20;
+
+/// Whether `compressed` bytes for `original` saves at least a tenth (what gzip must earn to be
+/// worth its time on both ends; already-compressed data never does).
+fn gzip_pays(compressed: u64, original: u64) -> bool {
+    original > 0 && compressed.saturating_mul(10) < original.saturating_mul(9)
+}
+
+/// A writer that counts what passes through it.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What one pass over an upload's input gave.
+struct Taken {
+    size: u64,
+    sha: String,
+    copy: Option<std::fs::File>,
+    gzipped: Option<(std::fs::File, u64)>,
+}
+
+/// Reads `input` once: counts and hashes it, copies it to a temporary file when `spool` (for
+/// input that cannot be read twice), and gzips it into another alongside for as long as that
+/// pays. Memory stays at one buffer whatever the size.
+fn take_in(mut input: impl Read, spool: bool) -> std::io::Result<Taken> {
+    use std::io::Write as _;
+    let mut hasher = Sha256::new();
+    let mut copy = if spool {
+        Some(std::io::BufWriter::new(tempfile::tempfile()?))
+    } else {
+        None
+    };
+    let mut gz = Some(flate2::write::GzEncoder::new(
+        Counting {
+            inner: std::io::BufWriter::new(tempfile::tempfile()?),
+            count: 0,
+        },
+        flate2::Compression::default(),
+    ));
+    let mut buf = vec![0u8; SEND_CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        size += n as u64;
+        if let Some(c) = copy.as_mut() {
+            c.write_all(chunk)?;
+        }
+        if let Some(z) = gz.as_mut() {
+            z.write_all(chunk)?;
+            // Judged once on the first MiB: data that does not compress there rarely does later.
+            if size >= GZIP_SAMPLE && size - (n as u64) < GZIP_SAMPLE {
+                z.flush()?;
+                if !gzip_pays(z.get_ref().count, size) {
+                    gz = None;
+                }
+            }
+        }
+    }
+    let rewound = |w: std::io::BufWriter<std::fs::File>| -> std::io::Result<std::fs::File> {
+        let mut f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        std::io::Seek::rewind(&mut f)?;
+        Ok(f)
+    };
+    let copy = copy.map(rewound).transpose()?;
+    let gzipped = match gz {
+        Some(z) => {
+            let counted = z.finish()?;
+            let len = counted.count;
+            gzip_pays(len, size)
+                .then(|| rewound(counted.inner).map(|f| (f, len)))
+                .transpose()?
+        }
+        None => None,
+    };
+    Ok(Taken {
+        size,
+        sha: hex(&hasher.finalize()),
+        copy,
+        gzipped,
+    })
+}
+
 /// The local bytes to upload: a file, stdin, or (`recursive`) a directory as a tar stream.
 fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Payload> {
+    let payload = |t: Taken, path: &Path| -> std::io::Result<Payload> {
+        // A file is read a second time, while it is sent.
+        let plain = match t.copy {
+            Some(f) => f,
+            None => std::fs::File::open(path)?,
+        };
+        Ok(Payload {
+            size: t.size,
+            sha: t.sha,
+            plain,
+            gzipped: t.gzipped,
+        })
+    };
     match local {
         Place::Stdio => {
-            let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes)?;
-            Ok(Payload::bytes(bytes))
+            let taken = take_in(std::io::stdin().lock(), true)
+                .map_err(|e| anyhow::anyhow!("cannot read stdin: {e}"))?;
+            Ok(payload(taken, Path::new("-"))?)
         }
         Place::Local(path) if recursive => {
             if !path.is_dir() {
@@ -269,21 +378,28 @@ fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Payload> {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             let name = path.file_name().unwrap_or(path.as_os_str());
-            let out = std::process::Command::new("tar")
+            let mut tar = std::process::Command::new("tar")
                 .arg("-C")
                 .arg(parent)
                 .arg("-cf")
                 .arg("-")
                 .arg(name)
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
-            if !out.status.success() {
+            let taken = tar.stdout.take().map(|out| take_in(out, true));
+            let done = tar.wait_with_output()?;
+            if !done.status.success() {
                 anyhow::bail!(
                     "tar failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&done.stderr).trim()
                 );
             }
-            Ok(Payload::bytes(out.stdout))
+            let taken = taken
+                .ok_or_else(|| anyhow::anyhow!("tar gave no output"))?
+                .map_err(|e| anyhow::anyhow!("cannot read tar's output: {e}"))?;
+            Ok(payload(taken, path)?)
         }
         Place::Local(path) => {
             if path.is_dir() {
@@ -297,23 +413,8 @@ fn read_local(local: &Place, recursive: bool) -> anyhow::Result<Payload> {
                     format!("cannot read \"{}\": {e}", path.display()),
                 )
             };
-            let mut file = std::fs::File::open(path).map_err(unreadable)?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; SEND_CHUNK];
-            let mut size = 0u64;
-            loop {
-                let n = file.read(&mut buf).map_err(unreadable)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(buf.get(..n).unwrap_or_default());
-                size += n as u64;
-            }
-            Ok(Payload {
-                size,
-                sha: hex(&hasher.finalize()),
-                source: Source::File(path.clone()),
-            })
+            let file = std::fs::File::open(path).map_err(unreadable)?;
+            Ok(payload(take_in(file, false).map_err(unreadable)?, path).map_err(unreadable)?)
         }
         Place::Remote { .. } => unreachable!("the local side is never remote"),
     }
@@ -328,7 +429,8 @@ elif command -v openssl >/dev/null 2>&1; then ssmtui_sha() { openssl dgst -sha25
 else ssmtui_fail "the target has neither sha256sum, shasum nor openssl"; fi
 "#;
 
-/// The remote half of a download: checks, then `begin SIZE SHA`, base64 lines, `end`.
+/// The remote half of a download: checks, then `begin SIZE SHA MODE`, base64 lines, `end`.
+/// MODE is `gzip` when the target has gzip and the first MiB shrinks by a tenth with it.
 fn download_script(path: &str, recursive: bool) -> Vec<u8> {
     let q = sh_quote(path);
     let mut s = String::from("(\n");
@@ -355,8 +457,14 @@ src={q}
     s.push_str(
         r#"size=$(wc -c < "$src" | tr -d ' ')
 sha=$(ssmtui_sha < "$src")
-printf 'ssmtui-cp-begin %s %s\n' "$size" "$sha"
-base64 < "$src"
+z=plain
+if [ "$size" -gt 1024 ] && command -v gzip >/dev/null 2>&1 && command -v head >/dev/null 2>&1; then
+  n=$size; [ "$n" -gt 1048576 ] && n=1048576
+  s=$(head -c "$n" < "$src" | gzip -c | wc -c | tr -d ' ')
+  [ "$((s * 10))" -lt "$((n * 9))" ] && z=gzip
+fi
+printf 'ssmtui-cp-begin %s %s %s\n' "$size" "$sha" "$z"
+if [ "$z" = gzip ]; then gzip -c < "$src" | base64; else base64 < "$src"; fi
 printf 'ssmtui-cp-end\n'
 )
 "#,
@@ -375,26 +483,55 @@ fn encode_lines(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How an upload went over the wire.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    gzip: bool,
+    /// Bytes sent before base64.
+    wire: u64,
+}
+
 /// The local half of an upload's conversation: once the script says it is reading
-/// (`ssmtui-cp-ready`), the encoded bytes go out, then the input closes; an error or the end
-/// closes it at once (the shell then gets the epilogue). Returns every output line.
+/// (`ssmtui-cp-ready MODE`, MODE `gzip` when the target has it), a header line `MODE LENGTH`
+/// and the encoded bytes go out, then the input closes; an error or the end closes it at once
+/// (the shell then gets the epilogue). Returns every output line and what was sent.
 async fn upload_dialogue(
     reader: tokio::io::DuplexStream,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    source: Source,
+    payload: Payload,
     bar: indicatif::ProgressBar,
-) -> Vec<String> {
+) -> (Vec<String>, Option<Sent>) {
     let mut tx = Some(tx);
-    let mut data = Some(source);
+    let mut payload = Some(payload);
+    let mut sent = None;
     let mut sender = None;
     let mut lines = tokio::io::BufReader::new(reader).lines();
     let mut out = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let line = line.trim_end_matches('\r').to_owned();
-        if line == "ssmtui-cp-ready" {
-            if let (Some(tx), Some(data)) = (tx.take(), data.take()) {
+        if let Some(mode) = line.strip_prefix("ssmtui-cp-ready ") {
+            if let (Some(tx), Some(p)) = (tx.take(), payload.take()) {
+                let (file, len, gzip) = match p.gzipped {
+                    Some((z, len)) if mode == "gzip" => (z, len, true),
+                    _ => (p.plain, p.size, false),
+                };
+                let header = format!(
+                    "{} {}\n",
+                    if gzip { "gzip" } else { "plain" },
+                    encoded_len(len)
+                );
+                bar.set_length(len);
+                if gzip {
+                    bar.set_message("sending (gzip)");
+                }
+                sent = Some(Sent { gzip, wire: len });
+                let bar = bar.clone();
                 // A task of its own: this loop must keep reading the output meanwhile.
-                sender = Some(tokio::spawn(send_encoded(data, tx, bar.clone())));
+                sender = Some(tokio::spawn(async move {
+                    if tx.send(header.into_bytes()).await.is_ok() {
+                        send_encoded(file, tx, bar).await;
+                    }
+                }));
             }
         } else if line.starts_with("ssmtui-cp-") {
             // An error, a mismatch, or the end: nothing more goes in.
@@ -406,7 +543,7 @@ async fn upload_dialogue(
     if let Some(s) = sender {
         s.abort();
     }
-    out
+    (out, sent)
 }
 
 /// A progress bar on stderr (bytes, rate, time left) when it is a terminal; hidden otherwise.
@@ -425,57 +562,44 @@ fn progress_bar(what: &'static str, total: Option<u64>) -> indicatif::ProgressBa
     bar
 }
 
-/// Sends `source` as base64 lines; a file is read as it goes.
+/// Sends `file` as base64 lines, read as it goes.
 async fn send_encoded(
-    source: Source,
+    file: std::fs::File,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     bar: indicatif::ProgressBar,
 ) {
     use tokio::io::AsyncReadExt as _;
-    match source {
-        Source::Bytes(bytes) => {
-            for chunk in bytes.chunks(SEND_CHUNK) {
-                if tx.send(encode_lines(chunk)).await.is_err() {
-                    return;
-                }
-                bar.inc(chunk.len() as u64);
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; SEND_CHUNK];
+    loop {
+        // Fill the chunk: only the last one may be short.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(buf.get_mut(filled..).unwrap_or_default()).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
             }
         }
-        Source::File(path) => {
-            let Ok(mut file) = tokio::fs::File::open(&path).await else {
-                return;
-            };
-            let mut buf = vec![0u8; SEND_CHUNK];
-            loop {
-                // Fill the chunk: only the last one may be short.
-                let mut filled = 0;
-                while filled < buf.len() {
-                    match file.read(buf.get_mut(filled..).unwrap_or_default()).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => filled += n,
-                    }
-                }
-                if filled == 0 {
-                    return;
-                }
-                let lines = encode_lines(buf.get(..filled).unwrap_or_default());
-                if tx.send(lines).await.is_err() {
-                    return;
-                }
-                bar.inc(filled as u64);
-                if filled < buf.len() {
-                    return;
-                }
-            }
+        if filled == 0 {
+            return;
+        }
+        let lines = encode_lines(buf.get(..filled).unwrap_or_default());
+        if tx.send(lines).await.is_err() {
+            return;
+        }
+        bar.inc(filled as u64);
+        if filled < buf.len() {
+            return;
         }
     }
 }
 
-/// The remote half of an upload: checks, then (after `ssmtui-cp-ready`) exactly
-/// `encoded_len` bytes of base64 from the terminal into a partial file, the digest compared
+/// The remote half of an upload: checks, then `ssmtui-cp-ready MODE` (`gzip` when the target
+/// can decompress), then from the terminal a header line `MODE LENGTH` and exactly LENGTH bytes
+/// of base64 into a partial file (through `gzip -dc` for MODE `gzip`), the digest compared
 /// there, then the rename (or, `recursive`, the extraction). The whole script is one command,
-/// read by the shell before it runs, so the next input the terminal has is the data.
-fn upload_script(path: &str, sha: &str, encoded_len: usize, recursive: bool) -> Vec<u8> {
+/// read by the shell before it runs, so the next input the terminal has is the header.
+fn upload_script(path: &str, sha: &str, recursive: bool) -> Vec<u8> {
     let q = sh_quote(path);
     let mut s = String::from("(\n");
     s.push_str(PROBE);
@@ -498,9 +622,18 @@ part="$dst.ssmtui-partial.$$"
     // An interrupted copy (Ctrl-C terminates the session; the agent hangs up the terminal)
     // leaves no partial file behind.
     s.push_str("trap 'rm -f \"$part\"' EXIT\ntrap 'rm -f \"$part\"; exit 129' HUP INT TERM\n");
-    s.push_str(&format!(
-        "command -v head >/dev/null 2>&1 || ssmtui_fail \"the target has no head\"\nprintf 'ssmtui-cp-ready\\n'\nhead -c {encoded_len} | base64 -d > \"$part\"\n"
-    ));
+    s.push_str(
+        r#"command -v head >/dev/null 2>&1 || ssmtui_fail "the target has no head"
+z=plain; command -v gzip >/dev/null 2>&1 && z=gzip
+printf 'ssmtui-cp-ready %s\n' "$z"
+IFS=' ' read -r mode len || ssmtui_fail "the upload's header did not arrive"
+case "$mode $len" in
+  "plain "[0-9]*) head -c "$len" | base64 -d > "$part" ;;
+  "gzip "[0-9]*) head -c "$len" | base64 -d | gzip -dc > "$part" ;;
+  *) ssmtui_fail "the upload's header is not understood" ;;
+esac
+"#,
+    );
     s.push_str(&format!(
         r#"got=$(ssmtui_sha < "$part")
 if [ "$got" != {sha} ]; then rm -f "$part"; printf 'ssmtui-cp-mismatch %s\n' "$got"; exit 92; fi
@@ -638,7 +771,7 @@ impl Landing {
     }
 
     /// Puts a checked download in place (or removes the partial file); the byte count.
-    fn land(self, checked: anyhow::Result<u64>) -> anyhow::Result<usize> {
+    fn land(self, checked: anyhow::Result<u64>) -> anyhow::Result<u64> {
         let n = match checked {
             Ok(n) => n,
             Err(e) => {
@@ -677,7 +810,7 @@ impl Landing {
                 }
             }
         }
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        Ok(n)
     }
 }
 
@@ -687,6 +820,10 @@ impl Landing {
 struct Received {
     announced: Option<(u64, String)>,
     ended: bool,
+    /// Bytes after base64 (compressed, with gzip).
+    wire: u64,
+    gzip: bool,
+    /// Bytes of the file itself.
     count: u64,
     hasher: Sha256,
     undecodable: bool,
@@ -695,6 +832,31 @@ struct Received {
 }
 
 impl Received {
+    fn sent(&self) -> Sent {
+        Sent {
+            gzip: self.gzip,
+            wire: self.wire,
+        }
+    }
+
+    /// Counts, hashes and writes bytes of the file.
+    async fn take(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        bar: &indicatif::ProgressBar,
+    ) {
+        use tokio::io::AsyncWriteExt as _;
+        self.count += bytes.len() as u64;
+        bar.inc(bytes.len() as u64);
+        self.hasher.update(bytes);
+        if self.write_error.is_none()
+            && let Err(e) = sink.write_all(bytes).await
+        {
+            self.write_error = Some(e.to_string());
+        }
+    }
+
     /// The byte count, when complete and matching the target's digest.
     fn check(self, status: Option<i32>) -> anyhow::Result<u64> {
         if let Some(e) = self.write_error {
@@ -721,15 +883,18 @@ impl Received {
     }
 }
 
-/// Reads a download script's output, writing the decoded bytes to `sink` as they come.
+/// Reads a download script's output, writing the decoded (and, with gzip, inflated) bytes
+/// to `sink` as they come.
 async fn receive(
     reader: tokio::io::DuplexStream,
     mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
     bar: indicatif::ProgressBar,
 ) -> Received {
+    use std::io::Write as _;
     use tokio::io::AsyncWriteExt as _;
     let mut lines = tokio::io::BufReader::new(reader).lines();
     let mut r = Received::default();
+    let mut inflate: Option<flate2::write::GzDecoder<Vec<u8>>> = None;
     let mut pending = String::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let line = line.trim_end_matches('\r');
@@ -741,6 +906,10 @@ async fn receive(
                 if let (Some(size), Some(sha)) = (size, sha) {
                     bar.set_length(size);
                     r.announced = Some((size, sha));
+                    if parts.next() == Some("gzip") {
+                        r.gzip = true;
+                        inflate = Some(flate2::write::GzDecoder::new(Vec::new()));
+                    }
                     continue;
                 }
             }
@@ -756,6 +925,15 @@ async fn receive(
             if !pending.is_empty() {
                 r.undecodable = true;
             }
+            if let Some(z) = inflate.as_mut() {
+                match z.try_finish() {
+                    Ok(()) => {
+                        let rest = std::mem::take(z.get_mut());
+                        r.take(&rest, &mut *sink, &bar).await;
+                    }
+                    Err(_) => r.undecodable = true,
+                }
+            }
             continue;
         }
         // Decode in whole 4-character groups (lines may be of any length).
@@ -763,13 +941,16 @@ async fn receive(
         let whole = pending.len() / 4 * 4;
         match base64::engine::general_purpose::STANDARD.decode(&pending[..whole]) {
             Ok(bytes) => {
-                r.count += bytes.len() as u64;
-                bar.inc(bytes.len() as u64);
-                r.hasher.update(&bytes);
-                if r.write_error.is_none()
-                    && let Err(e) = sink.write_all(&bytes).await
-                {
-                    r.write_error = Some(e.to_string());
+                r.wire += bytes.len() as u64;
+                match inflate.as_mut() {
+                    None => r.take(&bytes, &mut *sink, &bar).await,
+                    Some(z) => match z.write_all(&bytes) {
+                        Ok(()) => {
+                            let out = std::mem::take(z.get_mut());
+                            r.take(&out, &mut *sink, &bar).await;
+                        }
+                        Err(_) => r.undecodable = true,
+                    },
                 }
             }
             Err(_) => r.undecodable = true,
@@ -808,6 +989,117 @@ mod tests {
             let chunked: Vec<u8> = bytes.chunks(SEND_CHUNK).flat_map(encode_lines).collect();
             assert_eq!(chunked, whole, "size {size}");
             assert_eq!(encoded_len(size as u64), whole.len(), "size {size}");
+        }
+    }
+
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..)
+            .flat_map(|i| format!("{i} GET /api/v1/items?page={} 200\n", i % 97).into_bytes())
+            .take(n)
+            .collect()
+    }
+
+    fn read_all(mut f: std::fs::File) -> Vec<u8> {
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn one_pass_hashes_spools_and_gzips_only_what_compresses() {
+        let data = text(3 << 20);
+        let t = take_in(&data[..], true).unwrap();
+        assert_eq!(t.size, data.len() as u64);
+        assert_eq!(t.sha, hex(&Sha256::digest(&data)));
+        assert_eq!(read_all(t.copy.unwrap()), data);
+        let (z, len) = t.gzipped.expect("text compresses");
+        let z = read_all(z);
+        assert_eq!(z.len() as u64, len);
+        assert!(len * 5 < data.len() as u64, "{len}");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+
+        // Noise: given up after the first MiB; a file is not copied.
+        let t = take_in(&noise(3 << 20)[..], false).unwrap();
+        assert!(t.gzipped.is_none() && t.copy.is_none());
+        // Small and empty inputs are judged at the end.
+        assert!(take_in(&text(4000)[..], false).unwrap().gzipped.is_some());
+        assert!(take_in(&noise(4000)[..], false).unwrap().gzipped.is_none());
+        assert!(take_in(&b""[..], true).unwrap().gzipped.is_none());
+    }
+
+    #[test]
+    fn gzip_pays_only_for_a_tenth_saved() {
+        assert!(gzip_pays(89, 100));
+        assert!(!gzip_pays(90, 100));
+        assert!(!gzip_pays(0, 0));
+    }
+
+    /// A download's output as the script prints it, through `receive`.
+    async fn received(data: &[u8], gzip: bool, damage: bool) -> Received {
+        use std::io::Write as _;
+        use tokio::io::AsyncWriteExt as _;
+        let wire = if gzip {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(data).unwrap();
+            z.finish().unwrap()
+        } else {
+            data.to_vec()
+        };
+        let mut lines = encode_lines(&wire);
+        if damage {
+            // A valid base64 character changed in the middle.
+            let i = lines.len() / 2;
+            lines[i] = if lines[i] == b'A' { b'B' } else { b'A' };
+        }
+        let mut out = format!(
+            "ssmtui-cp-begin {} {} {}\r\n",
+            data.len(),
+            hex(&Sha256::digest(data)),
+            if gzip { "gzip" } else { "plain" }
+        )
+        .into_bytes();
+        out.extend_from_slice(&lines);
+        out.extend_from_slice(b"ssmtui-cp-end\r\n");
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(receive(
+            r,
+            Box::new(tokio::io::sink()),
+            indicatif::ProgressBar::hidden(),
+        ));
+        w.write_all(&out).await.unwrap();
+        drop(w);
+        task.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn downloads_are_inflated_and_checked_as_they_come() {
+        let data = text(300_000);
+        let r = received(&data, true, false).await;
+        assert!(r.gzip && r.wire < data.len() as u64 / 5);
+        assert_eq!(r.check(Some(0)).unwrap(), data.len() as u64);
+        let r = received(&data, false, false).await;
+        assert_eq!((r.gzip, r.wire), (false, data.len() as u64));
+        assert!(r.check(Some(0)).is_ok());
+        for gzip in [true, false] {
+            let r = received(&data, gzip, true).await;
+            let err = r.check(Some(0)).unwrap_err().to_string();
+            assert!(err.contains("arrived damaged"), "{err}");
         }
     }
 

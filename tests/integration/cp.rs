@@ -347,3 +347,108 @@ fn ctrl_c_mid_copy_removes_the_partial_file_on_both_ends() {
         "{audit:#?}"
     );
 }
+
+/// The "copy complete" log lines so far: (upload, bytes, bytes on the wire, gzip).
+fn copies_logged(env: &SandboxEnv) -> Vec<(bool, u64, u64, bool)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir(env.home.path().join("state/logs")) else {
+        return found;
+    };
+    let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    for file in files {
+        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            if !line.contains("copy complete") {
+                continue;
+            }
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            found.push((
+                field("upload") == "true",
+                field("bytes").parse().unwrap(),
+                field("wire").parse().unwrap(),
+                field("gzip") == "true",
+            ));
+        }
+    }
+    found
+}
+
+/// Text goes gzipped both ways when the target has gzip (and arrives whole); noise and
+/// targets without gzip go plain.
+#[test]
+fn compressible_data_travels_gzipped_when_the_target_has_gzip() {
+    let env = SandboxEnv::blocking(CLASSES, fast());
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let home = remote_home(&env, &target.id);
+    std::fs::create_dir_all(&home).unwrap();
+    let local = env.home.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let text: Vec<u8> = (0..200_000)
+        .flat_map(|i| format!("{i} INFO request served in {} ms\n", i % 300).into_bytes())
+        .collect();
+    std::fs::write(local.join("app.log"), &text).unwrap();
+    std::fs::write(local.join("noise.bin"), random_bytes(300_000, 4)).unwrap();
+
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = cp(&env, &args, b"");
+        assert_eq!(code, 0, "{args:?}: {err}");
+    };
+    let round_trip = |name: &str, data: &[u8]| {
+        let up = local.join(name).display().to_string();
+        let there = format!("{}:{name}", target.id);
+        run(&[up, there.clone()]);
+        assert_eq!(std::fs::read(home.join(name)).unwrap(), data);
+        let back = local.join(format!("{name}.back"));
+        run(&[there, back.display().to_string()]);
+        assert_eq!(std::fs::read(&back).unwrap(), data);
+    };
+    round_trip("app.log", &text);
+    round_trip("noise.bin", &random_bytes(300_000, 4));
+    let logged = copies_logged(&env);
+    assert_eq!(logged.len(), 4, "{logged:?}");
+    for (i, &(upload, bytes, wire, gzip)) in logged.iter().enumerate() {
+        assert_eq!(upload, i % 2 == 0, "{logged:?}");
+        if i < 2 {
+            assert_eq!(bytes, text.len() as u64);
+            assert!(gzip && wire * 4 < bytes, "{logged:?}");
+        } else {
+            assert_eq!((bytes, wire, gzip), (300_000, 300_000, false), "{logged:?}");
+        }
+    }
+
+    // A target without gzip: the login shell's PATH has every tool but gzip.
+    let tools = home.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for dir in ["/usr/bin", "/bin"] {
+        for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name();
+            if name != "gzip" && !tools.join(&name).exists() {
+                let _ = std::os::unix::fs::symlink(entry.path(), tools.join(&name));
+            }
+        }
+    }
+    std::fs::write(
+        home.join(".bash_profile"),
+        format!("PATH={}\n", tools.display()),
+    )
+    .unwrap();
+    std::fs::remove_file(home.join("app.log")).unwrap();
+    std::fs::remove_file(local.join("app.log.back")).unwrap();
+    round_trip("app.log", &text);
+    let logged = copies_logged(&env);
+    assert_eq!(logged.len(), 6, "{logged:?}");
+    for &(_, bytes, wire, gzip) in &logged[4..] {
+        assert_eq!(
+            (bytes, wire, gzip),
+            (text.len() as u64, bytes, false),
+            "{logged:?}"
+        );
+    }
+}
