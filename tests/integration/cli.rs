@@ -225,6 +225,10 @@ fn completions_for_each_shell() {
         let text = stdout_of(ssmtui(home.path()).args(["completions", shell]));
         assert!(text.contains(marker), "{shell}: {text}");
         assert!(text.contains("config"), "{shell} completes subcommands");
+        // Flags of the newer commands, too (generated from the same clap definitions).
+        for flag in ["parallel", "no-stdin", "recursive"] {
+            assert!(text.contains(flag), "{shell} completes {flag}");
+        }
     }
 }
 
