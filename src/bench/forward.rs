@@ -600,13 +600,13 @@ where
 }
 
 /// A loopback TCP source on the io runtime: every connection gets `bytes` bytes, then EOF.
-struct Source {
-    addr: SocketAddr,
+pub(crate) struct Source {
+    pub(crate) addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
 impl Source {
-    async fn start(io: &Handle, bytes: u64) -> anyhow::Result<Self> {
+    pub(crate) async fn start(io: &Handle, bytes: u64) -> anyhow::Result<Self> {
         let listener = io.spawn(TcpListener::bind(("127.0.0.1", 0))).await??;
         let addr = listener.local_addr()?;
         let task = io.spawn(async move {
@@ -633,7 +633,7 @@ impl Source {
         Ok(Self { addr, task })
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.task.abort();
     }
 }

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod copy;
 pub mod forward;
 pub mod inventory;
+pub mod paced;
 pub mod shell;
 pub mod sys;
 
@@ -61,17 +62,20 @@ pub enum Group {
     Memory,
     /// `ssmtui cp` both ways against an agent paced like the real one.
     Copy,
+    /// CPU per message and throughput at the real agent's cadence.
+    Paced,
 }
 
 impl Group {
     /// Every group, in report order.
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Codec,
         Group::Forward,
         Group::Shell,
         Group::Inventory,
         Group::Memory,
         Group::Copy,
+        Group::Paced,
     ];
 
     /// The lower-case name (`--only` value, JSON).
@@ -83,6 +87,7 @@ impl Group {
             Self::Inventory => "inventory",
             Self::Memory => "memory",
             Self::Copy => "copy",
+            Self::Paced => "paced",
         }
     }
 }
@@ -261,6 +266,7 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
                 Group::Inventory => inventory::run_inventory(sizes).await,
                 Group::Memory => inventory::run_memory(sizes, &io).await,
                 Group::Copy => copy::run(sizes).await,
+                Group::Paced => paced::run(sizes, &io).await,
             }
         });
         match outcome {

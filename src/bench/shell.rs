@@ -325,6 +325,7 @@ const CONFIG: &str = r#"
 [classes.everyone]
 document = "SSM-sudo"
 principals = ["*"]
+forward_documents = ["AWS-StartPortForwardingSession"]
 "#;
 
 pub(super) fn sandbox_env(sandbox: &ChildSandbox, target: &str) -> anyhow::Result<ConnectEnv> {

@@ -14,7 +14,43 @@ const USER_HZ: f64 = 100.0;
 
 /// CPU time (user + system) this process has used, all threads, dead ones included.
 pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu("/proc/self/stat")
+}
+
+/// CPU time of another process (a child we started), all threads, dead ones included.
+pub fn pid_cpu(pid: u32) -> Option<Duration> {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// Context switches (voluntary and not) of the live threads of process `pid`.
+pub fn pid_ctx_switches(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
+}
+
+/// CPU time of the calling thread, in nanoseconds of run time (`/proc/thread-self/schedstat`).
+pub fn this_thread_cpu() -> Option<Duration> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+fn stat_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -130,5 +166,8 @@ mod tests {
         assert!(peak_rss_kib().unwrap_or(0) >= rss);
         assert!(mem_total_kib().is_some_and(|k| k > 0));
         assert!(threads_cpu("no-such-thread-name") == Some(Duration::ZERO));
+        assert!(pid_cpu(std::process::id()).is_some());
+        assert!(pid_ctx_switches(std::process::id()).is_some_and(|n| n > 0));
+        assert!(this_thread_cpu().is_some_and(|d| d > Duration::ZERO));
     }
 }
