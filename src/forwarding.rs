@@ -183,6 +183,10 @@ impl fmt::Display for ForwardState {
     }
 }
 
+/// The most sessions one forward may stripe its connections over (`--sessions`,
+/// `sessions =`): each is a session against the account's limits and in the audit log.
+pub const MAX_SESSIONS: usize = 8;
+
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSnapshot {
@@ -200,6 +204,10 @@ pub struct ForwardSnapshot {
     pub reconnects: u64,
     /// Sessions started.
     pub sessions: u64,
+    /// Sessions open now (more than one only for a striped forward).
+    pub sessions_live: u64,
+    /// Connections the agent could not make to the remote port.
+    pub connect_errors: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
     /// Current session id.

@@ -68,6 +68,8 @@ pub struct ForwardPlan {
     pub reason: Option<String>,
     /// Keep idle sessions alive (defeats the idle timeout; opt-in).
     pub keepalive: bool,
+    /// The most sessions serving the forward at once (striping); 1 for one session.
+    pub sessions: usize,
 }
 
 /// What to start.
@@ -291,6 +293,7 @@ impl Launcher {
             target: plan.instance.id.clone(),
             spec: plan.spec.clone(),
             keepalive: plan.keepalive,
+            sessions: plan.sessions,
         };
         let sessions = Arc::new(PortStarter {
             launcher: self.clone(),

@@ -322,6 +322,8 @@ pub enum Effect {
         document: String,
         /// Keep idle sessions alive.
         keepalive: bool,
+        /// Up to this many sessions (striping).
+        sessions: usize,
         /// Why (the reason prompt's answer), recorded with the session and in the audit log.
         reason: Option<String>,
         /// Who starts its sessions: identity and class, as the audit log records them.

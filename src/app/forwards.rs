@@ -22,7 +22,9 @@ use crate::access::{self as policy, Class};
 use crate::aws::Instance;
 use crate::config::ForwardConfig;
 use crate::error::{Classify, UserError};
-use crate::forwarding::{DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState};
+use crate::forwarding::{
+    DOC_PORT, DOC_REMOTE_HOST, ForwardSnapshot, ForwardSpec, ForwardState, MAX_SESSIONS,
+};
 use crate::resolve::{self, Resolved, TargetSpec};
 
 /// Time constant of the rate's moving average, in seconds: long enough to smooth out bursts
@@ -118,6 +120,8 @@ pub struct ForwardEntry {
     pub document: Option<String>,
     /// Keep idle sessions alive.
     pub keepalive: bool,
+    /// Up to this many sessions (striping).
+    pub sessions: usize,
     /// From `[[forwards]]` (resolved again on every start).
     pub saved: bool,
     /// Started with the app.
@@ -205,6 +209,8 @@ pub enum FormField {
     Name,
     /// The keepalive toggle.
     Keepalive,
+    /// Up to how many sessions (a digit, 1 to 8).
+    Sessions,
 }
 
 /// The add-forward form.
@@ -220,6 +226,8 @@ pub struct ForwardForm {
     pub name_edited: bool,
     /// Keep idle sessions alive.
     pub keepalive: bool,
+    /// Up to this many sessions.
+    pub sessions: usize,
     /// The focused field.
     pub focus: FormField,
     /// Why the spec does not parse (live, as typed).
@@ -239,6 +247,7 @@ impl ForwardForm {
             name,
             name_edited: false,
             keepalive: false,
+            sessions: 1,
             focus: FormField::Spec,
             spec_error: None,
             spec_warning: None,
@@ -319,6 +328,7 @@ impl ForwardsState {
                 spec,
                 document: None,
                 keepalive: f.keepalive,
+                sessions: f.sessions.clamp(1, MAX_SESSIONS),
                 saved: true,
                 autostart: f.autostart,
                 generation: 0,
@@ -465,6 +475,13 @@ impl App {
                     form.keepalive = !form.keepalive;
                 }
             }
+            FormField::Sessions => match c.to_digit(10).map(|d| d as usize) {
+                Some(n) if (1..=MAX_SESSIONS).contains(&n) => {
+                    form.sessions = n;
+                    form.error = None;
+                }
+                _ => form.error = Some(format!("sessions: a number from 1 to {MAX_SESSIONS}")),
+            },
         }
     }
 
@@ -481,10 +498,18 @@ impl App {
                 self.set_status(Level::Info, "no forward added".to_owned());
             }
             Intent::NextField | Intent::PrevField => {
-                const ORDER: [FormField; 3] =
-                    [FormField::Spec, FormField::Name, FormField::Keepalive];
+                const ORDER: [FormField; 4] = [
+                    FormField::Spec,
+                    FormField::Name,
+                    FormField::Keepalive,
+                    FormField::Sessions,
+                ];
                 let at = ORDER.iter().position(|f| *f == form.focus).unwrap_or(0);
-                let step = if intent == Intent::NextField { 1 } else { 2 };
+                let step = if intent == Intent::NextField {
+                    1
+                } else {
+                    ORDER.len() - 1
+                };
                 form.focus = ORDER
                     .get((at + step) % ORDER.len())
                     .copied()
@@ -502,6 +527,7 @@ impl App {
                     form.error = None;
                 }
                 FormField::Keepalive => {}
+                FormField::Sessions => form.sessions = 1,
             },
             Intent::ClearInput => match form.focus {
                 FormField::Spec => {
@@ -513,6 +539,7 @@ impl App {
                     form.name_edited = true;
                 }
                 FormField::Keepalive => {}
+                FormField::Sessions => form.sessions = 1,
             },
             Intent::Accept => return self.submit_form(),
             _ => {}
@@ -585,6 +612,7 @@ impl App {
             spec: Some(spec),
             document: Some(document),
             keepalive: form.keepalive,
+            sessions: form.sessions,
             saved: false,
             autostart: false,
             generation: self.generation,
@@ -739,6 +767,7 @@ impl App {
             spec,
             document,
             keepalive: entry.keepalive,
+            sessions: entry.sessions,
             reason,
             who: Box::new(who),
         })

@@ -983,6 +983,8 @@ fn snapshot(state: ForwardState, bytes_in: u64, bytes_out: u64, uptime_ms: u64) 
         connections_total: 3,
         reconnects: 0,
         sessions: 1,
+        sessions_live: 1,
+        connect_errors: 0,
         last_error: None,
         session_id: Some("alice-0123456789abcdef0".into()),
         uptime: Duration::from_millis(uptime_ms),
@@ -1057,6 +1059,14 @@ fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document
     type_text(&mut app, "0:8080");
     press(&mut app, &["tab", "tab"]);
     type_text(&mut app, " ");
+    // Sessions takes a digit from 1 to 8 (striping); anything else is refused on the spot.
+    press(&mut app, &["tab"]);
+    type_text(&mut app, "9");
+    let form = app.forwards.form.as_ref().unwrap();
+    assert_eq!(form.sessions, 1);
+    assert!(form.error.as_deref().unwrap_or("").contains("1 to 8"));
+    type_text(&mut app, "3");
+    assert_eq!(app.forwards.form.as_ref().unwrap().sessions, 3);
     let effects = press(&mut app, &["enter"]);
     assert_eq!(
         effects,
@@ -1067,6 +1077,7 @@ fn add_forward_form_validates_the_spec_inline_and_starts_with_the_class_document
             spec: ForwardSpec::parse("0:8080").unwrap(),
             document: DOC_PORT.into(),
             keepalive: true,
+            sessions: 3,
             reason: None,
             who: Box::new(app.who().unwrap()),
         }]
@@ -1314,6 +1325,7 @@ fn saved(name: &str, target: &str, spec: &str, autostart: bool) -> ForwardConfig
         spec: spec.into(),
         autostart,
         keepalive: false,
+        sessions: 1,
     }
 }
 

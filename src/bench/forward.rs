@@ -272,6 +272,7 @@ pub(crate) async fn start_forward(
                 document: DOC_PORT.to_owned(),
                 reason: None,
                 keepalive: false,
+                sessions: 1,
             },
             Acceptor::Tcp(listener),
         )

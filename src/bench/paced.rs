@@ -70,11 +70,23 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     source.stop();
     let download = download?;
 
+    // Striping: the same four downloads through one session, then through four.
+    let each: u64 = sizes.pick(512 << 10, 4 << 20);
+    let source = Source::start(io, each).await?;
+    let port = source.addr.port();
+    let striped = tokio::task::block_in_place(|| {
+        let one = parallel_downloads(&env, &target, port, 1, 4, each)?;
+        let four = parallel_downloads(&env, &target, port, 4, 4, each)?;
+        Ok::<_, anyhow::Error>((one, four))
+    });
+    source.stop();
+    let (one, four) = striped?;
+
     let flood = tokio::task::block_in_place(|| connect_flood(&env, &target, flood_bytes))?;
     let floor = minimal_flood(&api, &target, io, flood_bytes).await?;
     drop(sandbox);
 
-    let messages = download_bytes as f64 / MESSAGE;
+    let messages = download.bytes as f64 / MESSAGE;
     let per_msg = |cpu: Duration, messages: f64| cpu.as_secs_f64() * 1e6 / messages.max(1.0);
     let mut figures = vec![
         Figure::new(
@@ -105,7 +117,7 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
         Figure::new(
             Group::Paced,
             "paced.download_throughput",
-            download_bytes as f64 / download.elapsed.as_secs_f64().max(1e-9) / 1e6,
+            download.bytes as f64 / download.elapsed.as_secs_f64().max(1e-9) / 1e6,
             "MB/s",
         )
         .vs("1 KiB/ms ceiling", CEILING_MB_S),
@@ -126,12 +138,20 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             flood_bytes >> 20
         )),
     );
+    let rate = |d: Duration| 4.0 * each as f64 / d.as_secs_f64().max(1e-9) / 1e6;
+    figures.push(
+        Figure::new(Group::Paced, "paced.striped4_ratio", rate(four) / rate(one), "×")
+            .goal("≥ 3.5")
+            .note(format!(
+                "4 downloads of {} KiB at once: {:.2} MB/s through `--sessions 4`, {:.2} MB/s through one session (session start-up included)",
+                each >> 10,
+                rate(four),
+                rate(one)
+            )),
+    );
     Ok(Results {
         figures,
-        skipped: vec![super::Skipped {
-            group: "paced".into(),
-            reason: "paced.striped4_ratio: `--sessions N` striping is not built yet".into(),
-        }],
+        skipped: Vec::new(),
     })
 }
 
@@ -176,20 +196,28 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// `ssmtui forward TARGET 0:PORT`, one download of `bytes` through it.
-fn forward_download(
+/// `ssmtui forward --sessions=N TARGET 0:PORT` as a child, and the address it listens on.
+fn spawn_forward(
     env: &ConnectEnv,
     target: &str,
     port: u16,
-    bytes: u64,
-) -> anyhow::Result<Spent> {
-    let mut child = ssmtui(env, &["forward", target, &format!("0:{port}")])?
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run `ssmtui forward`")?;
-    let result = (|| {
+    sessions: usize,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let mut child = ssmtui(
+        env,
+        &[
+            "forward",
+            &format!("--sessions={sessions}"),
+            target,
+            &format!("0:{port}"),
+        ],
+    )?
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .context("cannot run `ssmtui forward`")?;
+    let addr = (|| {
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = std::io::BufReader::new(stdout).lines();
         // "forwarding 127.0.0.1:54321 -> …"
@@ -208,6 +236,71 @@ fn forward_download(
                 break addr.to_owned();
             }
         };
+        // Nothing but listener lines goes to stdout, so it is not read further.
+        Ok::<_, anyhow::Error>(addr)
+    })();
+    match addr {
+        Ok(addr) => Ok((child, addr)),
+        Err(e) => {
+            stop(&mut child);
+            Err(e)
+        }
+    }
+}
+
+/// `conns` downloads of `bytes` each at once through `ssmtui forward --sessions=N`: the time
+/// from the first connection until the last byte.
+fn parallel_downloads(
+    env: &ConnectEnv,
+    target: &str,
+    port: u16,
+    sessions: usize,
+    conns: usize,
+    bytes: u64,
+) -> anyhow::Result<Duration> {
+    let (mut child, addr) = spawn_forward(env, target, port, sessions)?;
+    let started = Instant::now();
+    let readers: Vec<_> = (0..conns)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || -> std::io::Result<u64> {
+                let mut tcp = std::net::TcpStream::connect(&addr)?;
+                tcp.set_read_timeout(Some(LIMIT))?;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0u64;
+                while got < bytes {
+                    match tcp.read(&mut buf)? {
+                        0 => break,
+                        n => got += n as u64,
+                    }
+                }
+                Ok(got)
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for r in readers {
+        match r.join() {
+            Ok(Ok(got)) if got == bytes => {}
+            Ok(Ok(got)) => result = Err(anyhow::anyhow!("a download got {got} of {bytes} bytes")),
+            Ok(Err(e)) => result = Err(e.into()),
+            Err(_) => result = Err(anyhow::anyhow!("a download thread panicked")),
+        }
+    }
+    let elapsed = started.elapsed();
+    stop(&mut child);
+    result.map(|()| elapsed)
+}
+
+/// `ssmtui forward TARGET 0:PORT`, one download of `bytes` through it.
+fn forward_download(
+    env: &ConnectEnv,
+    target: &str,
+    port: u16,
+    bytes: u64,
+) -> anyhow::Result<Spent> {
+    let (mut child, addr) = spawn_forward(env, target, port, 1)?;
+    let result = (|| {
         // The first connection opens the smux stream; measure from there.
         let mut tcp = std::net::TcpStream::connect(&addr)?;
         tcp.set_read_timeout(Some(LIMIT))?;

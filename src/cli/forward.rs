@@ -45,6 +45,10 @@ pub struct ForwardArgs {
     /// Keep idle sessions alive (defeats the account's idle timeout, a security control)
     #[arg(long)]
     pub keepalive: bool,
+    /// Spread connections over up to N sessions per forward, opened as connections arrive
+    /// (each session is capped at about 1 MB/s by the agent); 1 to 8
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub sessions: u8,
 }
 
 /// Runs `forward`.
@@ -109,6 +113,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
                         document: document.clone(),
                         reason: reason.clone(),
                         keepalive: args.keepalive,
+                        sessions: usize::from(args.sessions),
                     },
                     Acceptor::Tcp(listener),
                 )
@@ -186,10 +191,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
 fn connect_errors(forwards: &[(ForwardSpec, ForwardHandle)], reported: &mut [u64]) -> Vec<String> {
     let mut lines = Vec::new();
     for ((spec, handle), seen) in forwards.iter().zip(reported.iter_mut()) {
-        let now = handle
-            .stats()
-            .connect_errors
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = handle.stats().snapshot().connect_errors;
         for _ in *seen..now {
             lines.push(format!(
                 "error: {} (a connection to {})",
@@ -211,10 +213,15 @@ pub fn status_line(forwards: &[(ForwardSpec, ForwardHandle)]) -> String {
         .map(|(spec, h)| {
             let s = h.stats().snapshot();
             format!(
-                "{}: {} · {} open · ↑ {} ↓ {}{}",
+                "{}: {} · {} open{} · ↑ {} ↓ {}{}",
                 spec.local_port_label(h),
                 s.state,
                 s.connections_open,
+                if s.sessions_live > 1 {
+                    format!(" · {} sessions", s.sessions_live)
+                } else {
+                    String::new()
+                },
                 human_bytes(s.bytes_out),
                 human_bytes(s.bytes_in),
                 if s.reconnects > 0 {

@@ -87,6 +87,7 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
                     document: document.clone(),
                     reason,
                     keepalive: false,
+                    sessions: 1,
                 },
                 Acceptor::Once(Some(conn)),
             )
@@ -105,12 +106,7 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         let stats = handle.stats().snapshot();
         // The agent could not reach the port: the stream just closed, so without this the
         // user (or ssh) would see an unexplained end of file and exit status 0.
-        if handle
-            .stats()
-            .connect_errors
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        {
+        if stats.connect_errors > 0 {
             return Err(anyhow::Error::new(
                 UserError::new(ErrorKind::Network, spec.connect_error()).hint(
                     "check that something listens on that port on the instance (and that its firewall allows the agent)",

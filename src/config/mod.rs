@@ -277,6 +277,14 @@ pub struct ForwardConfig {
     /// Keep the session alive when idle (defeats the account's idle timeout; off by default).
     #[serde(default)]
     pub keepalive: bool,
+    /// Up to this many sessions, opened as connections arrive (striping past the per-session
+    /// throughput cap); 1 to 8, default 1.
+    #[serde(default = "one_session")]
+    pub sessions: usize,
+}
+
+fn one_session() -> usize {
+    1
 }
 
 /// `[audit]`: the local audit log.
@@ -553,6 +561,18 @@ impl Config {
                     "give every forward a unique name",
                 ));
             }
+            if !(1..=crate::forwarding::MAX_SESSIONS).contains(&forward.sessions) {
+                return Err(invalid(
+                    format!(
+                        "forward \"{}\": sessions = {} is out of range",
+                        forward.name, forward.sessions
+                    ),
+                    &format!(
+                        "use 1 to {} (1 is one session for the forward)",
+                        crate::forwarding::MAX_SESSIONS
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -709,6 +729,14 @@ mod tests {
         );
         let err = parse("[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\n[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\n").err();
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
+        let err =
+            parse("[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\nsessions = 9\n").err();
+        assert!(
+            matches!(&err, Some(ConfigError::Invalid { message, .. }) if message.contains("sessions = 9")),
+            "{err:?}"
+        );
+        let ok = parse("[[forwards]]\nname=\"a\"\ntarget=\"t\"\nspec=\"1:2\"\nsessions = 4\n");
+        assert_eq!(ok.map(|c| c.forwards[0].sessions).ok(), Some(4));
         let err = parse("[aws]\nendpoint_url = \"localhost:4566\"\n").err();
         assert!(matches!(err, Some(ConfigError::Invalid { .. })), "{err:?}");
     }

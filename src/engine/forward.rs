@@ -127,6 +127,12 @@ pub struct ForwardStats {
     /// Connections the agent could not make to the remote port (Flag `ConnectToPortError`),
     /// so a front end can report each one.
     pub connect_errors: AtomicU64,
+    /// Sessions open now.
+    pub sessions_live: AtomicU64,
+    /// A striped forward's other lanes (each with a session of its own); snapshots sum them.
+    lanes: Mutex<Vec<Arc<ForwardStats>>>,
+    /// The forward a lane belongs to (errors are reported there too).
+    parent: Option<std::sync::Weak<ForwardStats>>,
     state: Mutex<ForwardState>,
     last_error: Mutex<Option<String>>,
     session_id: Mutex<Option<String>>,
@@ -143,6 +149,9 @@ impl Default for ForwardStats {
             reconnects: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
+            sessions_live: AtomicU64::new(0),
+            lanes: Mutex::new(Vec::new()),
+            parent: None,
             state: Mutex::new(ForwardState::Starting),
             last_error: Mutex::new(None),
             session_id: Mutex::new(None),
@@ -160,9 +169,37 @@ impl ForwardStats {
 
     fn set_error(&self, error: String) {
         tracing::warn!(%error, "forward");
+        if let Some(parent) = self.parent.as_ref().and_then(std::sync::Weak::upgrade) {
+            parent.set_error(error.clone());
+        }
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(error);
         }
+    }
+
+    /// A new lane of this (striped) forward: its own counters, summed into this one's
+    /// snapshots.
+    fn add_lane(self: &Arc<Self>) -> Arc<Self> {
+        let lane = Arc::new(Self {
+            parent: Some(Arc::downgrade(self)),
+            ..Self::default()
+        });
+        if let Ok(mut lanes) = self.lanes.lock() {
+            lanes.push(Arc::clone(&lane));
+        }
+        lane
+    }
+
+    /// A counter summed over this forward and its lanes.
+    fn total(&self, counter: impl Fn(&Self) -> &AtomicU64) -> u64 {
+        let own = counter(self).load(Ordering::Relaxed);
+        let lanes = self.lanes.lock().map_or(0, |lanes| {
+            lanes
+                .iter()
+                .map(|l| counter(l).load(Ordering::Relaxed))
+                .sum()
+        });
+        own + lanes
     }
 
     fn set_session(&self, id: Option<String>) {
@@ -171,19 +208,27 @@ impl ForwardStats {
         }
     }
 
-    /// The counters now.
+    /// The counters now (a striped forward's summed over its lanes).
     pub fn snapshot(&self) -> ForwardSnapshot {
+        let connections_open = self.total(|s| &s.connections_open);
+        let mut state = self
+            .state
+            .lock()
+            .map_or(ForwardState::Starting, |s| s.clone());
+        // The first lane sets the state; another lane's connections make it Connected.
+        if connections_open > 0 && matches!(state, ForwardState::Listening | ForwardState::Idle) {
+            state = ForwardState::Connected;
+        }
         ForwardSnapshot {
-            state: self
-                .state
-                .lock()
-                .map_or(ForwardState::Starting, |s| s.clone()),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            connections_open: self.connections_open.load(Ordering::Relaxed),
-            connections_total: self.connections_total.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            sessions: self.sessions.load(Ordering::Relaxed),
+            state,
+            bytes_in: self.total(|s| &s.bytes_in),
+            bytes_out: self.total(|s| &s.bytes_out),
+            connections_open,
+            connections_total: self.total(|s| &s.connections_total),
+            reconnects: self.total(|s| &s.reconnects),
+            sessions: self.total(|s| &s.sessions),
+            sessions_live: self.total(|s| &s.sessions_live),
+            connect_errors: self.total(|s| &s.connect_errors),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             session_id: self.session_id.lock().ok().and_then(|s| s.clone()),
             uptime: self.started.elapsed(),
@@ -229,6 +274,8 @@ pub enum Acceptor {
     Tcp(TcpListener),
     /// Exactly one connection (`ssmtui proxy`); when it ends, the forward ends.
     Once(Option<LocalConn>),
+    /// A lane of a striped forward: connections handed over by its dispatcher.
+    Lane(mpsc::Receiver<LocalConn>),
 }
 
 impl Acceptor {
@@ -243,6 +290,11 @@ impl Acceptor {
             }
             Self::Once(conn) => match conn.take() {
                 Some(c) => Ok(c),
+                None => std::future::pending().await,
+            },
+            Self::Lane(rx) => match rx.recv().await {
+                Some(c) => Ok(c),
+                // The dispatcher is gone: the forward is stopping.
                 None => std::future::pending().await,
             },
         }
@@ -272,6 +324,8 @@ pub struct ForwardRequest {
     pub spec: ForwardSpec,
     /// Keep an idle session alive with smux keepalives (defeats the idle timeout; opt-in).
     pub keepalive: bool,
+    /// The most sessions serving the forward at once (striping; 1 = one session).
+    pub sessions: usize,
 }
 
 /// A running forward. Dropping it stops the forward in the background (its session is
@@ -338,10 +392,11 @@ pub async fn start(
 ) -> anyhow::Result<ForwardHandle> {
     let local_addr = match &acceptor {
         Acceptor::Tcp(l) => Some(l.local_addr()?),
-        Acceptor::Once(_) => None,
+        Acceptor::Once(_) | Acceptor::Lane(_) => None,
     };
     let local_port = local_addr.map_or(0, |a| a.port());
     let stats = Arc::new(ForwardStats::default());
+    let lanes = request.sessions.max(1);
     let runner = Runner {
         sessions,
         api,
@@ -350,16 +405,183 @@ pub async fn start(
         stats: Arc::clone(&stats),
         stop: CancellationToken::new(),
         draining: Vec::new(),
+        fallback: None,
     };
     let first = runner.open_session().await?;
     let stop = runner.stop.clone();
-    let task = tokio::spawn(runner.run(acceptor, first));
+    let task = match acceptor {
+        Acceptor::Tcp(_) if lanes > 1 => tokio::spawn(stripe(runner, acceptor, first, lanes)),
+        _ => tokio::spawn(runner.run(acceptor, Some(first))),
+    };
     Ok(ForwardHandle {
         stats,
         stop,
         task,
         local_addr,
     })
+}
+
+/// Connections queued to a lane before it takes them.
+const LANE_QUEUE: usize = 64;
+
+/// A striped forward (`sessions` > 1): the listener's connections are dealt to up to `lanes`
+/// runners, each with a session of its own. A connection goes to the lane holding the fewest
+/// open connections; a new lane (and session) is started only when every lane already holds
+/// one, so sessions open as connections arrive, and a lane whose session ends (idle timeout)
+/// waits for demand like a single-session forward. Stopping the forward stops every lane and
+/// waits for their sessions to be terminated and finished.
+async fn stripe(first_lane: Runner, mut listener: Acceptor, first: PortSession, lanes: usize) {
+    struct Lane {
+        tx: mpsc::Sender<LocalConn>,
+        load: Arc<AtomicU64>,
+        task: tokio::task::JoinHandle<()>,
+    }
+    let stop = first_lane.stop.clone();
+    let stats = Arc::clone(&first_lane.stats);
+    let template = Runner {
+        sessions: Arc::clone(&first_lane.sessions),
+        api: Arc::clone(&first_lane.api),
+        request: first_lane.request.clone(),
+        local_port: first_lane.local_port,
+        stats: Arc::clone(&stats),
+        stop: stop.clone(),
+        draining: Vec::new(),
+        fallback: None,
+    };
+    let (tx, rx) = mpsc::channel(LANE_QUEUE);
+    let mut all = vec![Lane {
+        tx: tx.clone(),
+        load: Arc::new(AtomicU64::new(0)),
+        task: tokio::spawn(first_lane.run(Acceptor::Lane(rx), Some(first))),
+    }];
+    let first_tx = tx;
+    loop {
+        let conn = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            conn = listener.accept() => conn,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                stats.set_error(format!("accept failed: {e}"));
+                continue;
+            }
+        };
+        let pick = all
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, l)| (l.load.load(Ordering::Relaxed), *i))
+            .map_or(0, |(i, l)| {
+                if l.load.load(Ordering::Relaxed) > 0 && all.len() < lanes {
+                    all.len()
+                } else {
+                    i
+                }
+            });
+        if pick == all.len() {
+            let (tx, rx) = mpsc::channel(LANE_QUEUE);
+            let runner = Runner {
+                sessions: Arc::clone(&template.sessions),
+                api: Arc::clone(&template.api),
+                request: template.request.clone(),
+                local_port: template.local_port,
+                stats: stats.add_lane(),
+                stop: stop.clone(),
+                draining: Vec::new(),
+                fallback: Some(first_tx.clone()),
+            };
+            tracing::info!(
+                lane = pick + 1,
+                "striped forward: another session for a connection"
+            );
+            all.push(Lane {
+                tx,
+                load: Arc::new(AtomicU64::new(0)),
+                task: tokio::spawn(runner.run(Acceptor::Lane(rx), None)),
+            });
+        }
+        if let Some(lane) = all.get(pick) {
+            let conn = conn.counted(&lane.load);
+            if lane.tx.send(conn).await.is_err() {
+                stats.set_error("a lane of the forward has ended".to_owned());
+            }
+        }
+    }
+    drop(first_tx);
+    for lane in all {
+        drop(lane.tx);
+        let _ = lane.task.await;
+    }
+    stats.set_state(ForwardState::Stopped);
+}
+
+/// Decrements a lane's count of open connections when the connection is gone (both of its
+/// halves dropped).
+struct Ticket(Arc<AtomicU64>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A half of a local connection that holds its lane's [`Ticket`].
+struct Counted<T> {
+    inner: T,
+    _ticket: Arc<Ticket>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl LocalConn {
+    /// This connection, counted in `load` until both of its halves are dropped.
+    fn counted(self, load: &Arc<AtomicU64>) -> Self {
+        load.fetch_add(1, Ordering::Relaxed);
+        let ticket = Arc::new(Ticket(Arc::clone(load)));
+        Self {
+            reader: Box::new(Counted {
+                inner: self.reader,
+                _ticket: Arc::clone(&ticket),
+            }),
+            writer: Box::new(Counted {
+                inner: self.writer,
+                _ticket: ticket,
+            }),
+        }
+    }
 }
 
 /// A started session and how to talk to its agent.
@@ -416,6 +638,9 @@ struct Runner {
     /// Writers of closed connections still flushing what they were given; aborted when the
     /// forward ends.
     draining: Vec<AbortOnDropHandle<()>>,
+    /// A striped forward's other lanes: where a connection goes when this lane cannot start
+    /// a session for it (the account's session limit, say), instead of being dropped.
+    fallback: Option<mpsc::Sender<LocalConn>>,
 }
 
 impl Runner {
@@ -446,6 +671,7 @@ impl Runner {
             }
         };
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        self.stats.sessions_live.fetch_add(1, Ordering::Relaxed);
         self.stats.set_session(Some(session_id));
         // The handshake tells us the agent version and port type, which decide the mode.
         let mut agent_version = String::new();
@@ -490,6 +716,7 @@ impl Runner {
         };
         if let Some((ending, why)) = failure {
             self.stats.set_session(None);
+            self.stats.sessions_live.fetch_sub(1, Ordering::Relaxed);
             started.finish(ending).await;
             anyhow::bail!(super::EngineError::Connect(why));
         }
@@ -509,8 +736,8 @@ impl Runner {
         })
     }
 
-    async fn run(mut self, mut acceptor: Acceptor, first: PortSession) {
-        let mut session = Some(first);
+    async fn run(mut self, mut acceptor: Acceptor, first: Option<PortSession>) {
+        let mut session = first;
         let mut pending: Option<LocalConn> = None;
         loop {
             let current = match session.take() {
@@ -533,7 +760,10 @@ impl Runner {
                         Err(e) => {
                             self.stats
                                 .set_error(format!("cannot start a new session: {e:#}"));
-                            pending = None;
+                            if let (Some(conn), Some(other)) = (pending.take(), &self.fallback) {
+                                // Another lane's session serves it instead.
+                                let _ = other.try_send(conn);
+                            }
                             if acceptor.is_once() {
                                 self.stats.set_state(ForwardState::Failed(format!("{e:#}")));
                                 return;
@@ -572,6 +802,7 @@ impl Runner {
                     .saturating_sub(received0),
             );
             current.started.finish(ending).await;
+            self.stats.sessions_live.fetch_sub(1, Ordering::Relaxed);
             match end {
                 SessionEnd::Stopped(_) => break,
                 SessionEnd::ProxyDone(_) => {

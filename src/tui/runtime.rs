@@ -517,6 +517,7 @@ impl Runner {
                     spec,
                     document,
                     keepalive,
+                    sessions,
                     reason,
                     who,
                 } => {
@@ -539,6 +540,7 @@ impl Runner {
                                         document,
                                         reason,
                                         keepalive,
+                                        sessions,
                                     },
                                     Acceptor::Tcp(listener),
                                 )

@@ -343,6 +343,18 @@ pub fn render_form(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         label("", None),
         Span::styled(format!("({KEEPALIVE_NOTE})"), theme.dim),
     ]));
+    lines.push(Line::from(vec![
+        label("sessions", Some(FormField::Sessions)),
+        Span::raw(format!("{:<9}", form.sessions)),
+        Span::styled(
+            if form.sessions > 1 {
+                "connections spread over up to this many sessions (1–8)"
+            } else {
+                "one session for every connection (type 2–8 to stripe)"
+            },
+            theme.dim,
+        ),
+    ]));
     let wanted = ForwardSpec::parse(form.spec.trim()).map_or(DOC_PORT, |s| s.document());
     lines.push(Line::from(vec![
         label("document", None),
@@ -358,7 +370,7 @@ pub fn render_form(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         lines.push(Line::default());
         lines.push(Line::styled(format!("  {e}"), theme.error));
     }
-    let popup = centered(area, 100, 13);
+    let popup = centered(area, 100, 14);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border)
@@ -419,6 +431,15 @@ pub fn render_details(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 format!("on — idle sessions stay open ({KEEPALIVE_NOTE})")
             } else {
                 "off — idle sessions end at the account's idle timeout".to_owned()
+            },
+        ),
+        field(
+            "sessions",
+            match (s.map(|s| s.sessions_live), f.sessions) {
+                (Some(live), 1) => format!("{live} open (one per forward)"),
+                (Some(live), max) => format!("{live} open, up to {max} (striped)"),
+                (None, 1) => "one per forward".to_owned(),
+                (None, max) => format!("up to {max} (striped)"),
             },
         ),
         field(

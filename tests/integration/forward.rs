@@ -355,6 +355,7 @@ impl Env {
                     document: spec.document().to_owned(),
                     reason: None,
                     keepalive: false,
+                    sessions: 1,
                 },
                 Acceptor::Tcp(listener),
             )
@@ -386,7 +387,9 @@ impl Env {
         let mut cli = Cli::spawn(cmd);
         let mut stdout = BufReader::new(cli.child.stdout.take().unwrap());
         let mut line = String::new();
-        while cli.listeners.len() < specs.len() {
+        // Flags (`--sessions=3`) may come among the specs; each spec prints one line.
+        let listeners = specs.iter().filter(|s| !s.starts_with('-')).count();
+        while cli.listeners.len() < listeners {
             line.clear();
             let n = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
                 .await
@@ -1385,6 +1388,110 @@ async fn service_side_closes_leave_a_download_exact() {
     assert_eq!(hex(&got), hex(&sent));
     let counts = env.sb().state().fault_counts();
     assert!(counts.service_closes > 0, "{counts:?}");
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    env.stop().await;
+}
+
+/// `--sessions 3`: connections are dealt to up to three sessions as they arrive (a fourth
+/// connection shares one), every byte echoes back on its own connection, each session has its
+/// audit lines, and stopping the forward terminates them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_striped_forward_spreads_connections_over_its_sessions() {
+    let env = Env::start(Faults::default()).await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let echo = echo_server("127.0.0.1").await;
+    let cli = env
+        .forward_cli(&target, &["--sessions=3", &format!("0:{}", echo.port())])
+        .await;
+    let live = |env: &Env| {
+        env.sb()
+            .state()
+            .sessions()
+            .iter()
+            .filter(|s| s.status == ssmtui::sandbox::SessionStatus::Connected)
+            .count()
+    };
+    // The first session starts with the forward.
+    crate::common::wait_until("the first session", Duration::from_secs(20), || {
+        live(&env) == 1
+    });
+    let mut conns = Vec::new();
+    for k in 0..4u8 {
+        let mut c = TcpStream::connect(cli.listeners[0]).await.unwrap();
+        // Each connection proves it is open (an echo) before the next one comes, so the
+        // dealing is deterministic: three sessions, then the fourth shares one.
+        let hello = vec![b'a' + k; 1000];
+        c.write_all(&hello).await.unwrap();
+        let mut back = vec![0u8; hello.len()];
+        tokio::time::timeout(Duration::from_secs(20), c.read_exact(&mut back))
+            .await
+            .expect("no echo")
+            .unwrap();
+        assert_eq!(back, hello);
+        conns.push(c);
+    }
+    assert_eq!(live(&env), 3, "three sessions for four connections");
+    // All four at once, each with its own bytes.
+    let mut tasks = Vec::new();
+    for (k, mut c) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let data: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 + k * 13) as u8).collect();
+            let (mut r, mut w) = c.split();
+            let (_, got) = tokio::join!(w.write_all(&data), async {
+                let mut got = vec![0u8; data.len()];
+                r.read_exact(&mut got).await.map(|_| got)
+            });
+            assert!(got.unwrap() == data, "connection {k} got another's bytes");
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("a striped echo timed out")
+            .unwrap();
+    }
+    let (status, stderr) = cli.terminate().await;
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert_eq!(live(&env), 0, "every session was ended");
+    let audit = env.audit_lines();
+    let starts = audit.iter().filter(|l| l["event"] == "start").count();
+    let ends = audit.iter().filter(|l| l["event"] == "end").count();
+    assert_eq!((starts, ends), (3, 3), "{audit:#?}");
+    env.stop().await;
+}
+
+/// A striped forward whose further session cannot start (the agent just went offline) serves
+/// the connection through the session it has instead of dropping it, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_striped_forward_falls_back_to_its_first_session() {
+    let env = Env::start(Faults::default()).await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let echo = echo_server("127.0.0.1").await;
+    let cli = env
+        .forward_cli(&target, &["--sessions=2", &format!("0:{}", echo.port())])
+        .await;
+    let mut first = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    first.write_all(b"one").await.unwrap();
+    let mut back = [0u8; 3];
+    first.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"one");
+    // No new session can start now; the open one goes on.
+    assert!(
+        env.sb()
+            .state()
+            .set_ping_status(&target, ssmtui::sandbox::PingStatus::ConnectionLost)
+    );
+    let mut second = TcpStream::connect(cli.listeners[0]).await.unwrap();
+    second.write_all(b"two").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), second.read_exact(&mut back))
+        .await
+        .expect("the second connection was not served")
+        .unwrap();
+    assert_eq!(&back, b"two");
+    let sessions = env.sb().state().sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:#?}");
+    drop((first, second));
     let (status, stderr) = cli.terminate().await;
     assert!(status.success(), "{status}; stderr:\n{stderr}");
     env.stop().await;

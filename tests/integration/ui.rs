@@ -266,6 +266,7 @@ fn saved(name: &str, target: &str, spec: &str, autostart: bool, keepalive: bool)
         spec: spec.to_owned(),
         autostart,
         keepalive,
+        sessions: 1,
     }
 }
 
@@ -278,6 +279,8 @@ fn stats(state: ForwardState, open: u64, bytes: (u64, u64), uptime_ms: u64) -> F
         connections_total: open + 4,
         reconnects: 0,
         sessions: 1,
+        sessions_live: 1,
+        connect_errors: 0,
         last_error: None,
         session_id: Some("alice-0a1b2c3d4e5f60718".to_owned()),
         uptime: std::time::Duration::from_millis(uptime_ms),
