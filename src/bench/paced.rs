@@ -65,10 +65,14 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
 
     let source = Source::start(io, download_bytes).await?;
     let port = source.addr.port();
-    let download =
-        tokio::task::block_in_place(|| forward_download(&env, &target, port, download_bytes));
+    // The same download on the multi-threaded runtime, side by side.
+    let downloads = tokio::task::block_in_place(|| {
+        let single = forward_download(&env, &target, port, download_bytes, false)?;
+        let multi = forward_download(&env, &target, port, download_bytes, true)?;
+        Ok::<_, anyhow::Error>((single, multi))
+    });
     source.stop();
-    let download = download?;
+    let (download, multi) = downloads?;
 
     // Striping: the same four downloads through one session, then through four.
     let each: u64 = sizes.pick(512 << 10, 4 << 20);
@@ -95,6 +99,10 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             per_msg(download.cpu, messages),
             "µs",
         )
+        .vs(
+            "multi-thread runtime",
+            per_msg(multi.cpu, multi.bytes as f64 / MESSAGE),
+        )
         .goal("≤ 25 µs")
         .note(format!(
             "`ssmtui forward` (child process) carrying {} MiB from the paced sandbox agent: CPU {:.2} s over {messages:.0} messages",
@@ -102,13 +110,17 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             download.cpu.as_secs_f64()
         )),
     ];
-    if let Some(switches) = download.switches {
+    if let (Some(switches), Some(multi_switches)) = (download.switches, multi.switches) {
         figures.push(
             Figure::new(
                 Group::Paced,
                 "paced.ctx_switches_per_msg",
                 switches as f64 / messages,
                 "switches",
+            )
+            .vs(
+                "multi-thread runtime",
+                multi_switches as f64 / (multi.bytes as f64 / MESSAGE),
             )
             .note("voluntary + involuntary, all threads of `ssmtui forward`, same window"),
         );
@@ -196,14 +208,16 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// `ssmtui forward --sessions=N TARGET 0:PORT` as a child, and the address it listens on.
+/// `ssmtui forward --sessions=N TARGET 0:PORT` as a child, and the address it listens on;
+/// `multi` runs it on the multi-threaded runtime (`SSMTUI_RUNTIME=multi-thread`).
 fn spawn_forward(
     env: &ConnectEnv,
     target: &str,
     port: u16,
     sessions: usize,
+    multi: bool,
 ) -> anyhow::Result<(std::process::Child, String)> {
-    let mut child = ssmtui(
+    let mut cmd = ssmtui(
         env,
         &[
             "forward",
@@ -211,12 +225,16 @@ fn spawn_forward(
             target,
             &format!("0:{port}"),
         ],
-    )?
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .context("cannot run `ssmtui forward`")?;
+    )?;
+    if multi {
+        cmd.env(crate::cli::ENV_RUNTIME, "multi-thread");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run `ssmtui forward`")?;
     let addr = (|| {
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = std::io::BufReader::new(stdout).lines();
@@ -258,7 +276,7 @@ fn parallel_downloads(
     conns: usize,
     bytes: u64,
 ) -> anyhow::Result<Duration> {
-    let (mut child, addr) = spawn_forward(env, target, port, sessions)?;
+    let (mut child, addr) = spawn_forward(env, target, port, sessions, false)?;
     let started = Instant::now();
     let readers: Vec<_> = (0..conns)
         .map(|_| {
@@ -298,8 +316,9 @@ fn forward_download(
     target: &str,
     port: u16,
     bytes: u64,
+    multi: bool,
 ) -> anyhow::Result<Spent> {
-    let (mut child, addr) = spawn_forward(env, target, port, 1)?;
+    let (mut child, addr) = spawn_forward(env, target, port, 1, multi)?;
     let result = (|| {
         // The first connection opens the smux stream; measure from there.
         let mut tcp = std::net::TcpStream::connect(&addr)?;

@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
 
-    let runtime = super::runtime()?;
+    let runtime = super::session_runtime()?;
     let code = runtime.block_on(async {
         let choice = Choice {
             first: args.first,

@@ -122,7 +122,7 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
     let spec = TargetSpec::parse(&expanded)?;
     let _log = super::start_logging(ctx);
     let audit = AuditLog::from_config(&config.audit, &ctx.paths);
-    let runtime = super::runtime()?;
+    let runtime = super::session_runtime()?;
     runtime.block_on(async {
         let choice = Choice {
             first: args.first,

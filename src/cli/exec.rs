@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let _log = super::start_logging(ctx);
     let audit = AuditLog::from_config(&config.audit, &ctx.paths);
 
-    let runtime = super::runtime()?;
+    let runtime = super::session_runtime()?;
     runtime.block_on(async {
         if args.all {
             let (target, instances) =

@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
     let target_text = super::expand_alias(&mut config, &args.target);
     let target_spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
-    let runtime = super::runtime()?;
+    let runtime = super::session_runtime()?;
     runtime.block_on(async {
         // Bind first: a port in use is reported before any AWS call.
         let mut listeners = Vec::new();

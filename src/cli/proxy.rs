@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     let target_text = super::expand_alias(&mut config, &args.target);
     let target_spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
-    let runtime = super::runtime()?;
+    let runtime = super::session_runtime()?;
     let result = runtime.block_on(async {
         let choice = Choice {
             first: args.first,
