@@ -500,15 +500,28 @@ impl ChildSandbox {
 
     /// [`Self::start`] with the agent's pacing `real` or `off`.
     pub fn start_paced(instances: usize, pacing: &str) -> anyhow::Result<Self> {
+        Self::start_with(instances, pacing, None)
+    }
+
+    /// [`Self::start_paced`] with `--faults` (e.g. `delay-ms=80-120` for a long link).
+    pub fn start_with(
+        instances: usize,
+        pacing: &str,
+        faults: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find our own executable")?;
+        let mut args = vec![
+            "sandbox".to_owned(),
+            "--instances".to_owned(),
+            instances.to_string(),
+            "--agent-pacing".to_owned(),
+            pacing.to_owned(),
+        ];
+        if let Some(f) = faults {
+            args.extend(["--faults".to_owned(), f.to_owned()]);
+        }
         let mut child = Command::new(exe)
-            .args([
-                "sandbox",
-                "--instances",
-                &instances.to_string(),
-                "--agent-pacing",
-                pacing,
-            ])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -150,6 +150,24 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
             flood_bytes >> 20
         )),
     );
+    // A long link: frames to the client 80–120 ms late (sandbox fault), an upload through
+    // the adaptive window and through the plugin's fixed one.
+    let long_bytes: u64 = sizes.pick(8 << 20, 64 << 20);
+    let (adaptive, fixed) = tokio::task::block_in_place(|| long_link(long_bytes))?;
+    let long_rate = |d: Duration| long_bytes as f64 / d.as_secs_f64().max(1e-9) / 1e6;
+    figures.push(
+        Figure::new(
+            Group::Paced,
+            "paced.long_link_upload",
+            long_rate(adaptive),
+            "MB/s",
+        )
+        .vs("fixed 10 000-message window", long_rate(fixed))
+        .note(format!(
+            "{} MiB uploaded through `ssmtui forward`, sandbox agent unpaced with delay-ms=80-120 (frames to the client), adaptive byte window vs SSMTUI_OUTGOING_WINDOW=fixed",
+            long_bytes >> 20
+        )),
+    );
     let rate = |d: Duration| 4.0 * each as f64 / d.as_secs_f64().max(1e-9) / 1e6;
     figures.push(
         Figure::new(Group::Paced, "paced.striped4_ratio", rate(four) / rate(one), "×")
@@ -165,6 +183,74 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
         figures,
         skipped: Vec::new(),
     })
+}
+
+/// One upload of `bytes` through `ssmtui forward` over a long link, with the adaptive window
+/// and with the fixed one: the time until the sink has every byte.
+fn long_link(bytes: u64) -> anyhow::Result<(Duration, Duration)> {
+    let sandbox = ChildSandbox::start_with(
+        crate::sandbox::DEFAULT_INSTANCES,
+        "off",
+        Some("delay-ms=80-120"),
+    )?;
+    let target = Handle::current().block_on(async {
+        let api = sandbox.api().await?;
+        pick_instance(&api.list_instances(&[]).await?)
+    })?;
+    let env = sandbox_env(&sandbox, &target)?;
+    let mut times = Vec::new();
+    for vars in [&[][..], &[(crate::engine::driver::ENV_WINDOW, "fixed")][..]] {
+        let sink = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = sink.local_addr()?.port();
+        let (mut child, addr) = spawn_forward(&env, &target, port, 1, vars)?;
+        let reader = std::thread::spawn(move || -> std::io::Result<Instant> {
+            let (mut conn, _) = sink.accept()?;
+            conn.set_read_timeout(Some(LIMIT))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0u64;
+            while got < bytes {
+                match conn.read(&mut buf)? {
+                    0 => break,
+                    n => got += n as u64,
+                }
+            }
+            if got < bytes {
+                return Err(std::io::Error::other(format!(
+                    "the sink got {got} of {bytes} bytes"
+                )));
+            }
+            Ok(Instant::now())
+        });
+        let started = Instant::now();
+        let sent = (|| -> std::io::Result<()> {
+            let mut tcp = std::net::TcpStream::connect(&addr)?;
+            let chunk = vec![0x5au8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                tcp.write_all(chunk.get(..n).unwrap_or_default())?;
+                left -= n as u64;
+            }
+            // Held open until the sink has everything (a FIN would linger, see forwards).
+            let done = reader.join();
+            drop(tcp);
+            match done {
+                Ok(Ok(at)) => {
+                    times.push(at.duration_since(started));
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::other("the sink thread panicked")),
+            }
+        })();
+        stop(&mut child);
+        sent?;
+    }
+    drop(sandbox);
+    match times.as_slice() {
+        [adaptive, fixed] => Ok((*adaptive, *fixed)),
+        _ => anyhow::bail!("the long-link uploads did not both finish"),
+    }
 }
 
 /// CPU and context switches a child spent in a window, and how long the window was.
@@ -208,14 +294,14 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// `ssmtui forward --sessions=N TARGET 0:PORT` as a child, and the address it listens on;
-/// `multi` runs it on the multi-threaded runtime (`SSMTUI_RUNTIME=multi-thread`).
+/// `ssmtui forward --sessions=N TARGET 0:PORT` as a child with the extra environment `vars`,
+/// and the address it listens on.
 fn spawn_forward(
     env: &ConnectEnv,
     target: &str,
     port: u16,
     sessions: usize,
-    multi: bool,
+    vars: &[(&str, &str)],
 ) -> anyhow::Result<(std::process::Child, String)> {
     let mut cmd = ssmtui(
         env,
@@ -226,9 +312,7 @@ fn spawn_forward(
             &format!("0:{port}"),
         ],
     )?;
-    if multi {
-        cmd.env(crate::cli::ENV_RUNTIME, "multi-thread");
-    }
+    cmd.envs(vars.iter().copied());
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -276,7 +360,7 @@ fn parallel_downloads(
     conns: usize,
     bytes: u64,
 ) -> anyhow::Result<Duration> {
-    let (mut child, addr) = spawn_forward(env, target, port, sessions, false)?;
+    let (mut child, addr) = spawn_forward(env, target, port, sessions, &[])?;
     let started = Instant::now();
     let readers: Vec<_> = (0..conns)
         .map(|_| {
@@ -318,7 +402,12 @@ fn forward_download(
     bytes: u64,
     multi: bool,
 ) -> anyhow::Result<Spent> {
-    let (mut child, addr) = spawn_forward(env, target, port, 1, multi)?;
+    let vars: &[(&str, &str)] = if multi {
+        &[(crate::engine::ENV_RUNTIME, "multi-thread")]
+    } else {
+        &[]
+    };
+    let (mut child, addr) = spawn_forward(env, target, port, 1, vars)?;
     let result = (|| {
         // The first connection opens the smux stream; measure from there.
         let mut tcp = std::net::TcpStream::connect(&addr)?;

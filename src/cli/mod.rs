@@ -224,17 +224,17 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The runtime of the commands that carry sessions (`connect`, `forward`, `proxy`, `exec`,
-/// `cp`): one thread. Against a real agent every message (1 KiB, a millisecond apart) is a
-/// wake-up of its own, and on a multi-threaded runtime each one also hopped between worker
-/// threads (a futex wake and a context switch per hop); on one thread the websocket, the
-/// session and the local sockets are served by the same loop. Their work is I/O, a session
-/// moves at most a few MB/s, and nothing in them blocks the loop (blocking reads such as
-/// stdin go to tokio's blocking pool). Bench `paced` measures the difference: with
-/// `SSMTUI_RUNTIME=multi-thread` (for comparisons and diagnosis) these commands use
-/// [`runtime`] instead.
+/// `cp`): one thread. Their work is I/O, a session moves at most a few MB/s, and nothing in
+/// them blocks the loop (blocking reads such as stdin go to tokio's blocking pool), so one
+/// thread serves the websocket, the session and the local sockets. It was chosen to save the
+/// cross-thread wake-ups per message at the real agent's cadence; bench `paced` compares it
+/// with the two-worker runtime (`SSMTUI_RUNTIME=multi-thread`) side by side, and on the
+/// 2-core VM of 2026-12-03 the two were within run-to-run noise (both about 2 context switches
+/// and 90–130 µs of CPU per message, mostly the kernel's loopback and scheduler work): kept
+/// for its fewer threads, not for speed.
 pub fn session_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
-    if std::env::var_os(ENV_RUNTIME).is_some_and(|v| v == "multi-thread") {
+    if std::env::var_os(crate::engine::ENV_RUNTIME).is_some_and(|v| v == "multi-thread") {
         return runtime();
     }
     tokio::runtime::Builder::new_current_thread()
@@ -242,9 +242,6 @@ pub fn session_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
-
-/// Environment variable choosing the session commands' runtime (see [`session_runtime`]).
-pub const ENV_RUNTIME: &str = "SSMTUI_RUNTIME";
 
 /// The AWS API for the configured profile, region and endpoints.
 pub async fn aws_api(

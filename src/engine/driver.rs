@@ -35,6 +35,10 @@ use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
 use crate::clock::Clock;
 use crate::protocol::{Session, SessionConfig, SessionEvent, SessionState};
 
+/// Environment variable: `fixed` gives sessions the plugin's fixed outgoing window (about
+/// 10 000 messages) instead of the adaptive byte window, to compare the two.
+pub const ENV_WINDOW: &str = "SSMTUI_OUTGOING_WINDOW";
+
 /// Most websocket messages handled per wake-up before the answers are flushed.
 const READ_BATCH: usize = 64;
 /// The longest wait for a close frame to be written to a connection being replaced or ended.
@@ -97,6 +101,10 @@ impl Driver {
         let mut config = SessionConfig::client(&target.session_id, &options.target_id, seed);
         if let Some(version) = &options.client_version {
             config.client_version.clone_from(version);
+        }
+        if std::env::var_os(ENV_WINDOW).is_some_and(|v| v == "fixed") {
+            // The plugin's fixed window, for side-by-side comparisons (bench `paced`).
+            config.min_outgoing_window = config.max_outgoing_window;
         }
         let mut session = Session::new(config);
         let mut ws = open_with_retry(&target.stream_url).await?;

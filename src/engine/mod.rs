@@ -30,6 +30,11 @@ use crate::aws::{AwsError, SessionTarget, SsmApi};
 use crate::error::{Classified, Classify, ErrorKind};
 use crate::protocol::{Flag, ProtocolError, SessionType};
 
+/// Environment variable: `multi-thread` runs the session commands (`connect`, `forward`,
+/// `proxy`, `exec`, `cp`) on the two-worker runtime instead of one thread, to compare the two
+/// (`crate::cli::session_runtime`, bench `paced`).
+pub const ENV_RUNTIME: &str = "SSMTUI_RUNTIME";
+
 /// Tunables of a session driver.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {

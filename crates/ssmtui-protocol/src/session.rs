@@ -16,7 +16,10 @@
 //! * Sequence numbers start at 0 and are never reset, not even by
 //!   [`Session::handle_reconnected`].
 //! * Every stream message is kept in the outgoing buffer until its acknowledgement arrives; the
-//!   buffer never holds more than `max_outgoing_messages`. Local data beyond that waits in a
+//!   buffer never holds more than `max_outgoing_messages`, nor (client role) more frame bytes
+//!   than its window: `min_outgoing_window` at first, grown to twice the bytes acknowledged
+//!   per shortest round trip (the path's bandwidth-delay product, measured as BBR does, so
+//!   queueing delay at a slow peer does not inflate it), at most `max_outgoing_window`. Local data beyond that waits in a
 //!   bounded pending queue, and beyond *that* `send_*` accepts fewer bytes (back-pressure,
 //!   followed by [`SessionEvent::Writable`]). Nothing is ever evicted.
 //! * Resends are paced by the RTO estimator of §7.3, at most one per 100 ms tick, head only,
@@ -48,6 +51,15 @@ use super::types::{
     ActionStatus, ActionType, FLAG_SYN, FLAGS_CONTROL, Flag, MessageType, PayloadType, Role,
     SessionType,
 };
+
+/// Client role: the outgoing byte window to start with (and never below): 256 KiB of frames,
+/// enough to fill 2.5 MB/s at 100 ms before the window has measured anything.
+pub const DEFAULT_MIN_OUTGOING_WINDOW: usize = 256 * 1024;
+/// Client role: the largest outgoing byte window, about the plugin's 10 000 messages of 1 KiB.
+pub const DEFAULT_MAX_OUTGOING_WINDOW: usize = 10_000 * 1160;
+/// How long the shortest round trip seen stays the reference before a newer sample replaces
+/// it (the path may have changed, after a reconnect for instance).
+const MIN_RTT_WINDOW_MS: u64 = 10_000;
 
 /// Initial RTO before the first sample (§7.2).
 pub const DEFAULT_TRANSMISSION_TIMEOUT_MS: u64 = 200;
@@ -90,6 +102,11 @@ pub struct SessionConfig {
     pub max_incoming_payload: usize,
     /// Cap on unacknowledged messages in the outgoing buffer (min 8).
     pub max_outgoing_messages: usize,
+    /// Starting (and smallest) byte window of the outgoing buffer (frame bytes in flight).
+    pub min_outgoing_window: usize,
+    /// Largest byte window; `usize::MAX` with `min_outgoing_window` = `usize::MAX` turns the
+    /// byte window off (the agent role: the real agent has none).
+    pub max_outgoing_window: usize,
     /// Cap on local bytes waiting to enter the outgoing buffer (min `max_payload`).
     pub max_pending_bytes: usize,
     /// Cap on out-of-order messages held (also the accepted sequence distance).
@@ -137,6 +154,8 @@ impl Default for SessionConfig {
             max_payload: 1024,
             max_incoming_payload: DEFAULT_MAX_PAYLOAD_LEN,
             max_outgoing_messages: 10_000,
+            min_outgoing_window: DEFAULT_MIN_OUTGOING_WINDOW,
+            max_outgoing_window: DEFAULT_MAX_OUTGOING_WINDOW,
             max_pending_bytes: 64 * 1024,
             max_incoming_messages: 10_000,
             max_incoming_bytes: 16 * 1024 * 1024,
@@ -169,6 +188,8 @@ impl SessionConfig {
             target_id: instance_id.to_owned(),
             rng_seed,
             max_outgoing_messages: 100_000,
+            min_outgoing_window: usize::MAX,
+            max_outgoing_window: usize::MAX,
             max_incoming_messages: 100_000,
             ..Self::default()
         }
@@ -441,6 +462,15 @@ pub struct Session {
     // sending
     next_seq: i64,
     outgoing: VecDeque<OutgoingEntry>,
+    /// Frame bytes in `outgoing`.
+    outgoing_bytes: usize,
+    /// The byte window (see the module docs).
+    window: usize,
+    /// The shortest round trip sampled recently (ms) and when it was taken.
+    min_rtt: Option<(u64, u64)>,
+    /// The current measuring round: when it began, and the frame bytes acknowledged since.
+    round_started: u64,
+    round_acked: usize,
     pending: VecDeque<PendingMessage>,
     pending_bytes: usize,
     send_blocked: bool,
@@ -502,6 +532,9 @@ impl Session {
         config.max_payload = config.max_payload.max(1);
         config.max_outgoing_messages = config.max_outgoing_messages.max(8);
         config.max_pending_bytes = config.max_pending_bytes.max(config.max_payload);
+        config.min_outgoing_window = config.min_outgoing_window.max(1);
+        config.max_outgoing_window = config.max_outgoing_window.max(config.min_outgoing_window);
+        let window = config.min_outgoing_window;
         config.max_incoming_messages = config.max_incoming_messages.max(1);
         let mut rng = Rng(config.rng_seed);
         if config.client_id.is_empty() {
@@ -519,6 +552,11 @@ impl Session {
             now: 0,
             next_seq: 0,
             outgoing: VecDeque::new(),
+            outgoing_bytes: 0,
+            window,
+            min_rtt: None,
+            round_started: 0,
+            round_acked: 0,
             pending: VecDeque::new(),
             pending_bytes: 0,
             send_blocked: false,
@@ -604,6 +642,16 @@ impl Session {
     /// Unacknowledged messages in the outgoing buffer.
     pub fn outgoing_len(&self) -> usize {
         self.outgoing.len()
+    }
+
+    /// Frame bytes of the unacknowledged messages.
+    pub fn outgoing_bytes(&self) -> usize {
+        self.outgoing_bytes
+    }
+
+    /// The outgoing byte window now (see the module docs).
+    pub fn outgoing_window(&self) -> usize {
+        self.window
     }
 
     /// Local bytes waiting to enter the outgoing buffer.
@@ -1411,6 +1459,7 @@ impl Session {
         if self.outgoing.is_empty() {
             self.last_progress_at = self.now;
         }
+        self.outgoing_bytes += frame.len();
         self.outgoing.push_back(OutgoingEntry {
             seq,
             frame,
@@ -1438,7 +1487,9 @@ impl Session {
         if !matches!(self.phase, Phase::Running | Phase::Closing { .. }) {
             return;
         }
-        while self.outgoing.len() < self.config.max_outgoing_messages {
+        while self.outgoing.len() < self.config.max_outgoing_messages
+            && self.outgoing_bytes < self.window
+        {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
@@ -1458,6 +1509,40 @@ impl Session {
             self.send_blocked = false;
             self.events.push_back(SessionEvent::Writable);
         }
+    }
+
+    /// Keeps the shortest recent round trip (a sample older than [`MIN_RTT_WINDOW_MS`] gives
+    /// way to the next one).
+    fn note_min_rtt(&mut self, sample: u64) {
+        let stale = self
+            .min_rtt
+            .is_none_or(|(_, at)| self.now.saturating_sub(at) > MIN_RTT_WINDOW_MS);
+        if stale || self.min_rtt.is_some_and(|(min, _)| sample <= min) {
+            self.min_rtt = Some((sample, self.now));
+        }
+    }
+
+    /// Counts `bytes` acknowledged in the current round; at the end of a round (one shortest
+    /// round trip, at least a millisecond) the window becomes twice what was acknowledged in
+    /// it if that is more: the window only grows, up to `max_outgoing_window`.
+    fn grow_window(&mut self, bytes: usize) {
+        if self.window >= self.config.max_outgoing_window {
+            return;
+        }
+        self.round_acked += bytes;
+        let round = self
+            .min_rtt
+            .map_or(DEFAULT_ROUND_TRIP_TIME_MS, |(m, _)| m)
+            .max(1);
+        if self.now.saturating_sub(self.round_started) < round {
+            return;
+        }
+        let wanted = self.round_acked.saturating_mul(2);
+        if wanted > self.window {
+            self.window = wanted.min(self.config.max_outgoing_window);
+        }
+        self.round_started = self.now;
+        self.round_acked = 0;
     }
 
     fn send_ack(&mut self, msg: &ClientMessage) {
@@ -1554,9 +1639,17 @@ impl Session {
         let Some(entry) = self.outgoing.remove(idx) else {
             return;
         };
+        self.outgoing_bytes = self.outgoing_bytes.saturating_sub(entry.frame.len());
         if let Some(last) = entry.last_sent {
-            self.rtt.sample(self.now.saturating_sub(last));
+            let sample = self.now.saturating_sub(last);
+            self.rtt.sample(sample);
+            // Only first transmissions say how short the path is (a resend's ack may answer
+            // the original).
+            if entry.first_sent == entry.last_sent {
+                self.note_min_rtt(sample);
+            }
         }
+        self.grow_window(entry.frame.len());
         self.stats.acks_received += 1;
         self.last_progress_at = self.now;
         self.pump();

@@ -973,3 +973,106 @@ fn agent_close_flushes_then_reports_terminating() {
     agent.handle_timeout(T0 + 2000);
     assert_eq!(agent.state(), SessionState::Closed);
 }
+
+/// The agent's acknowledgement of `m`.
+fn ack_of(m: &ClientMessage, now: u64) -> Vec<u8> {
+    ClientMessage {
+        message_type: MessageType::Acknowledge,
+        schema_version: 1,
+        created_date: now,
+        sequence_number: 0,
+        flags: 3,
+        message_id: Uuid::from_u128(1),
+        payload_type: PayloadType::Null,
+        payload: AcknowledgeContent {
+            message_type: "input_stream_data".into(),
+            message_id: m.message_id.to_string(),
+            sequence_number: m.sequence_number,
+            is_sequential_message: true,
+        }
+        .encode(),
+    }
+    .encode()
+}
+
+/// A shell client with data to send for as long as it will take it.
+fn busy_client() -> Session {
+    let mut c = Session::new(SessionConfig::client("s", "i", 1));
+    c.handle_incoming(&agent_frame(0, PayloadType::Output, b"$"), T0);
+    transmits(&mut c);
+    events(&mut c);
+    c
+}
+
+fn fill(c: &mut Session, now: u64) -> Vec<ClientMessage> {
+    let data = vec![7u8; 64 * 1024];
+    while c.send_input(&data, now) > 0 {}
+    decode_all(&transmits(c))
+        .into_iter()
+        .filter(|m| m.message_type == MessageType::InputStreamData)
+        .collect()
+}
+
+/// The client's outgoing buffer starts at a 256 KiB window, not the plugin's 10 000 messages,
+/// and doubles per round trip while the path takes everything in flight (a long fast link).
+#[test]
+fn the_byte_window_grows_to_fill_a_long_fat_path() {
+    let mut c = busy_client();
+    let first = fill(&mut c, T0);
+    let window = c.outgoing_window();
+    assert_eq!(
+        window,
+        ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW
+    );
+    assert!(
+        c.outgoing_bytes() <= window + 2048,
+        "{}",
+        c.outgoing_bytes()
+    );
+    assert!(first.len() < 300, "{} messages in flight", first.len());
+    // Everything in flight is acknowledged one round trip (100 ms) later, every time.
+    let mut in_flight = first;
+    let mut windows = vec![window];
+    for round in 1..=6u64 {
+        let now = T0 + 100 * round;
+        for m in &in_flight {
+            c.handle_incoming(&ack_of(m, now), now);
+        }
+        in_flight = fill(&mut c, now);
+        windows.push(c.outgoing_window());
+    }
+    assert!(
+        windows.windows(2).all(|w| w[1] >= w[0]),
+        "the window only grows: {windows:?}"
+    );
+    assert!(
+        windows[6] >= 8 * windows[0],
+        "it doubles per round trip: {windows:?}"
+    );
+    assert!(windows[6] <= ssmtui_protocol::session::DEFAULT_MAX_OUTGOING_WINDOW);
+}
+
+/// A peer that acknowledges slowly (the queue in front of it makes every later round trip
+/// longer) does not grow the window: it is measured against the shortest round trip, so what
+/// sits in memory stays at the small window instead of the plugin's 10 000 messages.
+#[test]
+fn a_slow_peer_leaves_the_window_small() {
+    let mut c = busy_client();
+    let mut queue: std::collections::VecDeque<ClientMessage> = fill(&mut c, T0).into();
+    // Ten messages (~11 KiB) acknowledged per millisecond, for three seconds.
+    for ms in 1..=3000u64 {
+        let now = T0 + ms;
+        for _ in 0..10 {
+            if let Some(m) = queue.pop_front() {
+                c.handle_incoming(&ack_of(&m, now), now);
+            }
+        }
+        queue.extend(fill(&mut c, now));
+    }
+    assert_eq!(
+        c.outgoing_window(),
+        ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW,
+        "2 × 11 KiB per 1 ms round is below the floor"
+    );
+    assert!(c.outgoing_bytes() <= c.outgoing_window() + 2048);
+}
