@@ -26,6 +26,9 @@ pub(crate) async fn handle(
     Path(session_id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if state.agents().is_shutting_down() {
+        return super::http::shutting_down();
+    }
     ws.on_upgrade(move |socket| open(state, session_id, socket))
 }
 

@@ -36,6 +36,9 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if state.agents().is_shutting_down() {
+        return shutting_down();
+    }
     let target = header_str(&headers, "x-amz-target");
     let (scope_key, scope_service) = credential_scope(header_str(&headers, "authorization"));
     let form = if target.is_none() {
@@ -84,6 +87,17 @@ pub(crate) async fn handle(
         Service::Ssm => ssm::handle(&state, who, op, &body),
         Service::Kms => kms::handle(&state, who, op, &body),
     }
+}
+
+/// What every request gets once the sandbox is shutting down: a ResumeSession racing the
+/// shutdown must not see its session already ended, which would make a client give up instead
+/// of retrying as it would against an unreachable service.
+pub(crate) fn shutting_down() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ssmtui sandbox: shutting down\n",
+    )
+        .into_response()
 }
 
 fn unknown_key(service: Service) -> Response {

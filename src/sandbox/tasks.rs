@@ -84,6 +84,12 @@ impl SessionTasks {
         }
     }
 
+    /// Whether the sandbox is shutting down (requests are then refused with 503, as a
+    /// service going away does, instead of finding sessions half torn down).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     /// Signals every session task to stop, without waiting (for `Drop`).
     pub(crate) fn cancel_all(&self) {
         self.shutdown.cancel();

@@ -17,9 +17,10 @@
 //!   [`Session::handle_reconnected`].
 //! * Every stream message is kept in the outgoing buffer until its acknowledgement arrives; the
 //!   buffer never holds more than `max_outgoing_messages`, nor (client role) more frame bytes
-//!   than its window: `min_outgoing_window` at first, grown to twice the bytes acknowledged
-//!   per shortest round trip (the path's bandwidth-delay product, measured as BBR does, so
-//!   queueing delay at a slow peer does not inflate it), at most `max_outgoing_window`. Local data beyond that waits in a
+//!   than its window: `min_outgoing_window` at first, grown to [`WINDOW_GAIN`] times the bytes
+//!   acknowledged per shortest round trip (the path's bandwidth-delay product, measured as
+//!   BBR does, so queueing delay at a slow peer does not inflate it), at most
+//!   `max_outgoing_window`. Local data beyond that waits in a
 //!   bounded pending queue, and beyond *that* `send_*` accepts fewer bytes (back-pressure,
 //!   followed by [`SessionEvent::Writable`]). Nothing is ever evicted.
 //! * Resends are paced by the RTO estimator of §7.3, at most one per 100 ms tick, head only,
@@ -57,6 +58,12 @@ use super::types::{
 pub const DEFAULT_MIN_OUTGOING_WINDOW: usize = 256 * 1024;
 /// Client role: the largest outgoing byte window, about the plugin's 10 000 messages of 1 KiB.
 pub const DEFAULT_MAX_OUTGOING_WINDOW: usize = 10_000 * 1160;
+/// The window is this many times the bytes acknowledged per shortest round trip. BBR's 2 is
+/// for a paced sender; ours sends in bursts and the agent acknowledges in bursts, and with 2 a
+/// path whose round trips vary (80–120 ms) settled at half the fixed window's speed in bench
+/// `paced` (`paced.long_link_upload`).
+pub const WINDOW_GAIN: usize = 4;
+
 /// How long the shortest round trip seen stays the reference before a newer sample replaces
 /// it (the path may have changed, after a reconnect for instance).
 const MIN_RTT_WINDOW_MS: u64 = 10_000;
@@ -1523,8 +1530,8 @@ impl Session {
     }
 
     /// Counts `bytes` acknowledged in the current round; at the end of a round (one shortest
-    /// round trip, at least a millisecond) the window becomes twice what was acknowledged in
-    /// it if that is more: the window only grows, up to `max_outgoing_window`.
+    /// round trip, at least a millisecond) the window becomes [`WINDOW_GAIN`] times what was
+    /// acknowledged in it if that is more: the window only grows, up to `max_outgoing_window`.
     fn grow_window(&mut self, bytes: usize) {
         if self.window >= self.config.max_outgoing_window {
             return;
@@ -1537,7 +1544,7 @@ impl Session {
         if self.now.saturating_sub(self.round_started) < round {
             return;
         }
-        let wanted = self.round_acked.saturating_mul(2);
+        let wanted = self.round_acked.saturating_mul(WINDOW_GAIN);
         if wanted > self.window {
             self.window = wanted.min(self.config.max_outgoing_window);
         }

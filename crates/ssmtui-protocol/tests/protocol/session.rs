@@ -1072,7 +1072,7 @@ fn a_slow_peer_leaves_the_window_small() {
     assert_eq!(
         c.outgoing_window(),
         ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW,
-        "2 × 11 KiB per 1 ms round is below the floor"
+        "4 × 11 KiB per 1 ms round is below the floor"
     );
     assert!(c.outgoing_bytes() <= c.outgoing_window() + 2048);
 }
