@@ -152,7 +152,8 @@ pub async fn run(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
     );
     // A long link: frames to the client 80–120 ms late (sandbox fault), an upload through
     // the adaptive window and through the plugin's fixed one.
-    let long_bytes: u64 = sizes.pick(8 << 20, 64 << 20);
+    // Long enough that the window's ramp (about four round trips) is not the whole story.
+    let long_bytes: u64 = sizes.pick(8 << 20, 256 << 20);
     let (adaptive, fixed) = tokio::task::block_in_place(|| long_link(long_bytes))?;
     let long_rate = |d: Duration| long_bytes as f64 / d.as_secs_f64().max(1e-9) / 1e6;
     figures.push(
