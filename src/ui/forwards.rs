@@ -175,7 +175,14 @@ fn cell(f: &ForwardEntry, col: Col, theme: &Theme) -> Cell<'static> {
         Col::Target => Cell::from(f.target_short()),
         Col::Spec => Cell::from(f.spec_text.clone()),
         Col::Local => Cell::from(local_text(f)),
-        Col::State => Cell::from(Span::styled(f.phase.word(), state_style(&f.phase, theme))),
+        // A striped forward with several sessions open says how many: `connected ×3`.
+        Col::State => Cell::from(Span::styled(
+            match stats.map(|s| s.sessions_live) {
+                Some(n) if n > 1 => format!("{} ×{n}", f.phase.word()),
+                _ => f.phase.word().to_owned(),
+            },
+            state_style(&f.phase, theme),
+        )),
         Col::Conn => Cell::from(stats.map_or_else(dash, |s| s.connections_open.to_string())),
         Col::In => Cell::from(
             f.stats

@@ -312,6 +312,8 @@ fn with_forwards(width: u16, height: u16, readonly: bool) -> App {
         saved("cache", "cache-prod-01", "6379:6379", false, false),
         saved("bastion", "bastion-dev-01", "2222:22", true, true),
     ];
+    // "web" is striped over up to 4 sessions, 3 of them open (STATE says `×3`).
+    opts.forwards[0].sessions = 4;
     let mut app = app_with(width, height, opts);
     let addr = |port: u16| Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
     let ok = |app: &mut App, id: u64, port: u16| {
@@ -343,12 +345,15 @@ fn with_forwards(width: u16, height: u16, readonly: bool) -> App {
             ForwardSample {
                 id: 1,
                 run: 1,
-                snapshot: stats(
-                    ForwardState::Connected,
-                    3,
-                    (734_003_200 + scale * 5_242_880, 1_048_576 + scale * 65_536),
-                    t,
-                ),
+                snapshot: ForwardSnapshot {
+                    sessions_live: 3,
+                    ..stats(
+                        ForwardState::Connected,
+                        3,
+                        (734_003_200 + scale * 5_242_880, 1_048_576 + scale * 65_536),
+                        t,
+                    )
+                },
             },
             ForwardSample {
                 id: 2,
@@ -375,6 +380,14 @@ fn forwards() {
         let mut app = with_forwards(w, h, false);
         open_forwards(&mut app);
         press(&mut app, &["j"]);
+        if w >= 100 {
+            let screen = text(&draw(&app));
+            let live = app.forwards.items[0]
+                .stats
+                .as_ref()
+                .map(|s| s.sessions_live);
+            assert!(screen.contains("connected ×3"), "{live:?} {screen}");
+        }
         snapshot("forwards", &app);
     }
     let mut shot = with_forwards(160, 16, false);
