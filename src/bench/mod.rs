@@ -299,6 +299,33 @@ pub(crate) async fn launcher(api: &Arc<dyn SsmApi>) -> anyhow::Result<Launcher> 
     })
 }
 
+/// A KMS-encrypted `SSM-sudo` shell session to `target`, started the product's way, and its
+/// data channel (the caller opens it and finishes the session).
+pub(crate) async fn start_shell(
+    launcher: &Launcher,
+    target: &str,
+) -> anyhow::Result<(
+    crate::engine::started::StartedSession,
+    crate::aws::SessionTarget,
+)> {
+    let mut session = launcher
+        .start(&crate::launch::Plan {
+            kind: crate::audit::SessionKind::Shell,
+            instance: crate::aws::Instance {
+                id: target.to_owned(),
+                ..crate::aws::Instance::default()
+            },
+            document: "SSM-sudo".to_owned(),
+            parameters: Default::default(),
+            reason: None,
+        })
+        .await?;
+    let data_channel = session
+        .take_target()
+        .context("the session had no data channel")?;
+    Ok((session, data_channel))
+}
+
 /// Where the benchmarks' sessions are recorded: they start sessions the product's way, audit
 /// line included, into a file of this process that the run removes at the end.
 pub(crate) fn scratch_audit_log() -> crate::audit::AuditLog {

@@ -27,10 +27,8 @@ use tokio::runtime::Handle;
 use super::forward::Source;
 use super::shell::{ConnectEnv, sandbox_env};
 use super::{ChildSandbox, Figure, Group, Results, Sizes, pick_instance, sys};
-use crate::audit::SessionKind;
-use crate::aws::{Instance, SessionTarget, SsmApi};
+use crate::aws::{SessionTarget, SsmApi};
 use crate::engine::started::Ending;
-use crate::launch::Plan;
 use crate::protocol::{Session, SessionConfig, SessionEvent};
 
 /// The agent's largest message payload.
@@ -522,21 +520,7 @@ async fn minimal_flood(
     n: usize,
 ) -> anyhow::Result<Spent> {
     let launcher = super::launcher(api).await?;
-    let mut session = launcher
-        .start(&Plan {
-            kind: SessionKind::Shell,
-            instance: Instance {
-                id: target.to_owned(),
-                ..Instance::default()
-            },
-            document: "SSM-sudo".to_owned(),
-            parameters: Default::default(),
-            reason: None,
-        })
-        .await?;
-    let data_channel = session
-        .take_target()
-        .context("the session had no data channel")?;
+    let (session, data_channel) = super::start_shell(&launcher, target).await?;
     let api = Arc::clone(api);
     let io = io.clone();
     let instance = target.to_owned();

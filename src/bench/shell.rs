@@ -20,11 +20,8 @@ use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use tokio::sync::mpsc;
 
 use super::{ChildSandbox, Figure, Group, Results, Sizes, Skipped, ms, percentile, pick_instance};
-use crate::audit::SessionKind;
-use crate::aws::Instance;
 use crate::engine::started::Ending;
 use crate::engine::{EngineEvent, SessionHandle, SessionOptions, spawn_session};
-use crate::launch::Plan;
 use crate::protocol::Flag;
 
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,22 +48,7 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Results> {
     // In-process session: StartSession → first prompt, then the echo loop.
     let started = Instant::now();
     let launcher = super::launcher(&api).await?;
-    let instance = Instance {
-        id: target.clone(),
-        ..Instance::default()
-    };
-    let mut session = launcher
-        .start(&Plan {
-            kind: SessionKind::Shell,
-            instance,
-            document: "SSM-sudo".to_owned(),
-            parameters: Default::default(),
-            reason: None,
-        })
-        .await?;
-    let data_channel = session
-        .take_target()
-        .ok_or_else(|| anyhow::anyhow!("the session had no data channel"))?;
+    let (session, data_channel) = super::start_shell(&launcher, &target).await?;
     let mut options = SessionOptions::new(&target);
     options.event_capacity = 4096;
     let (handle, mut events) = spawn_session(api, data_channel, options).await?;

@@ -47,6 +47,29 @@ fn remote_home(env: &SandboxEnv, id: &str) -> PathBuf {
     env.home.path().join("homes").join(id)
 }
 
+/// Where a copy test works: a connectable Linux instance, its home directory on the
+/// "instance" and a local directory, both created.
+struct Places {
+    target: ssmtui::sandbox::Instance,
+    home: PathBuf,
+    local: PathBuf,
+}
+
+fn places(env: &SandboxEnv) -> Places {
+    let target =
+        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let home = remote_home(env, &target.id);
+    let local = env.home.path().join("local");
+    for dir in [&home, &local] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    Places {
+        target,
+        home,
+        local,
+    }
+}
+
 fn partial_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -61,11 +84,8 @@ fn partial_files(dir: &Path) -> Vec<String> {
 #[test]
 fn cp_moves_5_mib_both_ways_byte_for_byte() {
     let env = SandboxEnv::blocking(CLASSES, fast());
-    let target =
-        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let Places { target, local, .. } = places(&env);
     let name = target.tag("Name").unwrap().to_owned();
-    let local = env.home.path().join("local");
-    std::fs::create_dir_all(&local).unwrap();
     let data = random_bytes(5 << 20, 7);
     std::fs::write(local.join("up.bin"), &data).unwrap();
 
@@ -134,15 +154,14 @@ fn damage_on_the_way_is_detected_and_no_partial_file_is_left() {
             ..fast()
         },
     );
-    let target =
-        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
+    let Places {
+        target,
+        home,
+        local,
+    } = places(&env);
     let name = target.tag("Name").unwrap().to_owned();
-    let home = remote_home(&env, &target.id);
-    std::fs::create_dir_all(&home).unwrap();
     let data = random_bytes(256 * 1024, 3);
     std::fs::write(home.join("there.bin"), &data).unwrap();
-    let local = env.home.path().join("local");
-    std::fs::create_dir_all(&local).unwrap();
 
     let down = local.join("down.bin");
     let (code, _, err) = cp(
@@ -278,12 +297,11 @@ fn interrupt(child: std::process::Child) -> (i32, String) {
 #[test]
 fn ctrl_c_mid_copy_removes_the_partial_file_on_both_ends() {
     let env = SandboxEnv::blocking(CLASSES, faithful());
-    let target =
-        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
-    let home = remote_home(&env, &target.id);
-    std::fs::create_dir_all(&home).unwrap();
-    let local = env.home.path().join("local");
-    std::fs::create_dir_all(&local).unwrap();
+    let Places {
+        target,
+        home,
+        local,
+    } = places(&env);
     let has_partial = |dir: &Path| {
         partial_files(dir)
             .iter()
@@ -383,12 +401,11 @@ fn copies_logged(env: &SandboxEnv) -> Vec<(bool, u64, u64, bool)> {
 #[test]
 fn compressible_data_travels_gzipped_when_the_target_has_gzip() {
     let env = SandboxEnv::blocking(CLASSES, fast());
-    let target =
-        env.find(|i| i.connected() && i.platform_type == ssmtui::sandbox::PlatformType::Linux);
-    let home = remote_home(&env, &target.id);
-    std::fs::create_dir_all(&home).unwrap();
-    let local = env.home.path().join("local");
-    std::fs::create_dir_all(&local).unwrap();
+    let Places {
+        target,
+        home,
+        local,
+    } = places(&env);
     let text: Vec<u8> = (0..200_000)
         .flat_map(|i| format!("{i} INFO request served in {} ms\n", i % 300).into_bytes())
         .collect();

@@ -800,23 +800,7 @@ fn outgoing_cap_backpressure_and_writable() {
     assert!(events(&mut c).is_empty());
     // Acks free room: pending moves into the buffer and Writable is reported.
     for m in &sent {
-        let ack = ClientMessage {
-            message_type: MessageType::Acknowledge,
-            schema_version: 1,
-            created_date: T0,
-            sequence_number: 0,
-            flags: 3,
-            message_id: Uuid::from_u128(1),
-            payload_type: PayloadType::Null,
-            payload: AcknowledgeContent {
-                message_type: "input_stream_data".into(),
-                message_id: m.message_id.to_string(),
-                sequence_number: m.sequence_number,
-                is_sequential_message: true,
-            }
-            .encode(),
-        };
-        c.handle_incoming(&ack.encode(), T0 + 10);
+        c.handle_incoming(&ack_of(m, T0), T0 + 10);
         assert!(c.outgoing_len() <= 8);
     }
     assert_eq!(events(&mut c), vec![SessionEvent::Writable]);
