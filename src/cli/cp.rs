@@ -186,13 +186,12 @@ pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("the receiver failed: {e}"));
             bar.finish_and_clear();
-            let mut sent = None;
-            let checked = match (received, outcome) {
+            let (checked, sent) = match (received, outcome) {
                 (Ok(r), Ok(o)) => {
-                    sent = Some(r.sent());
-                    r.check(o.exit_code)
+                    let sent = r.sent();
+                    (r.check(o.exit_code), Some(sent))
                 }
-                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Err(e), _) | (_, Err(e)) => (Err(e), None),
             };
             (landing.land(checked)?, sent)
         };

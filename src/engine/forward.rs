@@ -438,16 +438,8 @@ async fn stripe(first_lane: Runner, mut listener: Acceptor, first: PortSession, 
     }
     let stop = first_lane.stop.clone();
     let stats = Arc::clone(&first_lane.stats);
-    let template = Runner {
-        sessions: Arc::clone(&first_lane.sessions),
-        api: Arc::clone(&first_lane.api),
-        request: first_lane.request.clone(),
-        local_port: first_lane.local_port,
-        stats: Arc::clone(&stats),
-        stop: stop.clone(),
-        draining: Vec::new(),
-        fallback: None,
-    };
+    // What the further lanes are made from (the first lane moves into its task).
+    let template = first_lane.lane(Arc::clone(&stats), None);
     let (tx, rx) = mpsc::channel(LANE_QUEUE);
     let mut all = vec![Lane {
         tx: tx.clone(),
@@ -481,16 +473,7 @@ async fn stripe(first_lane: Runner, mut listener: Acceptor, first: PortSession, 
             });
         if pick == all.len() {
             let (tx, rx) = mpsc::channel(LANE_QUEUE);
-            let runner = Runner {
-                sessions: Arc::clone(&template.sessions),
-                api: Arc::clone(&template.api),
-                request: template.request.clone(),
-                local_port: template.local_port,
-                stats: stats.add_lane(),
-                stop: stop.clone(),
-                draining: Vec::new(),
-                fallback: Some(first_tx.clone()),
-            };
+            let runner = template.lane(stats.add_lane(), Some(first_tx.clone()));
             tracing::info!(
                 lane = pick + 1,
                 "striped forward: another session for a connection"
@@ -644,6 +627,20 @@ struct Runner {
 }
 
 impl Runner {
+    /// Another runner of the same forward, with its own counters: a lane of a striped one.
+    fn lane(&self, stats: Arc<ForwardStats>, fallback: Option<mpsc::Sender<LocalConn>>) -> Self {
+        Self {
+            sessions: Arc::clone(&self.sessions),
+            api: Arc::clone(&self.api),
+            request: self.request.clone(),
+            local_port: self.local_port,
+            stats,
+            stop: self.stop.clone(),
+            draining: Vec::new(),
+            fallback,
+        }
+    }
+
     /// Gets a started session from [`PortSessions`], opens its data channel and waits for the
     /// handshake. A session that gets that far and no further is finished as failed (the
     /// launcher then terminates it and writes the audit end line).
