@@ -830,6 +830,48 @@ async fn a_slow_reader_sees_the_end_of_a_chatty_session_as_channel_closed() {
     env.stop().await;
 }
 
+/// A client that stops reading for longer than the agent's 2 s close flush (a loaded machine,
+/// a laptop busy writing the file) still gets every byte and then channel_closed: the service
+/// delivers what the agent sent however slowly the client reads, and never drops the
+/// connection of a finished session, which would leave the client resuming a session that is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pauses_at_the_end_still_gets_everything() {
+    let env = start(Faults::default()).await;
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open_with_capacity(&api, &target, "SSM-sudo", &[], 4).await;
+    handle
+        .send(b"head -c 1800000 /dev/zero | tr '\\0' '\\132'; exit\n".to_vec())
+        .await
+        .unwrap();
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut paused = false;
+    while seen.closed.is_none() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ev)) => seen.take(ev),
+            Ok(None) => panic!("event channel closed before Closed"),
+            Err(_) => panic!("timed out waiting for the end"),
+        }
+        if !paused && count(&seen.text(), "Z") > 1_000 {
+            // Long enough for the shell to finish, the close flush to give up and the
+            // service's last writes to find the client's socket full.
+            paused = true;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+    }
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?} after {} reconnect attempts",
+        seen.closed,
+        seen.reconnecting
+    );
+    assert_eq!(seen.reconnecting, 0);
+    assert_eq!(count(&seen.text(), "Z"), 1_800_000);
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_and_max_duration_end_sessions() {
     let env = start(Faults::default()).await;

@@ -65,8 +65,13 @@ const MAX_DEFERRED: usize = 20_000;
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// A closed session waits this long for a client to come back and receive `channel_closed`.
 const CLOSED_GRACE: Duration = Duration::from_secs(10);
-/// How long the final `channel_closed` may take to write.
-const FINAL_WRITE: Duration = Duration::from_secs(2);
+/// How long the last frames and `channel_closed` may take to reach a client that reads
+/// slowly. The agent gives up waiting for acknowledgements after 2 s (§2.6), but what it sent
+/// is on its way: the service delivers it at the client's pace rather than dropping the
+/// connection, which would leave the client resuming a session that is over.
+const FINAL_WRITE: Duration = Duration::from_secs(60);
+/// How long the close frame of a stopping sandbox may take to write.
+const SHUTDOWN_WRITE: Duration = Duration::from_secs(2);
 
 /// Idle timeout when neither the document nor the account preferences say (§10).
 const DEFAULT_IDLE_MINUTES: u64 = 20;
@@ -1043,14 +1048,48 @@ impl Agent {
                 code,
                 reason: reason.into(),
             })));
-            let _ = tokio::time::timeout(
-                FINAL_WRITE,
-                write_outbox(self.sink.as_mut(), &mut self.outbox),
-            )
-            .await;
+            self.final_write().await;
         }
         self.sink = None;
         self.stream = None;
+    }
+
+    /// Writes the outbox (ending with our close frame), then waits for the client's close, as
+    /// a websocket server closes (RFC 6455 §7.1.1). What the client sends meanwhile is read and
+    /// dropped: a client that stops reading until its acknowledgements are written must not
+    /// deadlock the last write, and a socket closed with unread input is reset, which throws
+    /// away what the client had not read yet (`channel_closed` among it).
+    async fn final_write(&mut self) {
+        let (sink, outbox, stream) = (&mut self.sink, &mut self.outbox, &mut self.stream);
+        let shutdown = self.shutdown.clone();
+        if shutdown.is_cancelled() {
+            // The sandbox is stopping: say so, but wait for nobody.
+            let _ = tokio::time::timeout(SHUTDOWN_WRITE, write_outbox(sink.as_mut(), outbox)).await;
+            return;
+        }
+        let deliver = async {
+            let mut written = false;
+            loop {
+                tokio::select! {
+                    r = write_outbox(sink.as_mut(), outbox), if !written => {
+                        if r.is_err() {
+                            return;
+                        }
+                        written = true;
+                    }
+                    msg = ws_next(stream.as_mut()) => {
+                        if !matches!(msg, Some(Ok(ref m)) if !matches!(m, Message::Close(_))) {
+                            // The client closed too, or is gone.
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            _ = tokio::time::timeout(FINAL_WRITE, deliver) => {}
+        }
     }
 }
 
