@@ -44,6 +44,7 @@ pub mod forwarding;
 pub mod humanize;
 pub mod launch;
 pub mod logging;
+pub mod net;
 pub mod output;
 pub use ssmtui_protocol as protocol;
 pub mod report;

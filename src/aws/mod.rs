@@ -31,6 +31,11 @@ pub trait SsmApi: Send + Sync {
         (None, None)
     }
 
+    /// The trust and proxy rules the data channel follows, the same as the API calls'.
+    fn network(&self) -> crate::net::Network {
+        crate::net::Network::direct()
+    }
+
     /// EC2 instances (filtered by tags on the server) joined with their SSM registration.
     async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError>;
     /// `ssm:StartSession`.
@@ -261,8 +266,20 @@ impl AwsError {
                 "the SSM agent on the instance is offline or the instance is stopped; pick an Online instance"
                     .to_owned(),
             ],
+            Self::Network { message, .. }
+                if message.starts_with("the TLS handshake") && message.contains("trusted: ") =>
+            {
+                vec![
+                    "a TLS-inspecting proxy signs with its own CA: add that CA with AWS_CA_BUNDLE=/path/ca.pem (or ca_bundle in the profile, or [aws] ca_bundle)"
+                        .to_owned(),
+                ]
+            }
             Self::Network { message, .. } if message.starts_with("the TLS handshake") => vec![
                 "a proxy that inspects TLS, or an endpoint override with https:// where the server speaks http, causes this; check [aws] endpoint_url and AWS_ENDPOINT_URL"
+                    .to_owned(),
+            ],
+            Self::Network { message, .. } if message.starts_with("the proxy") => vec![
+                "check the proxy's address (HTTPS_PROXY, ALL_PROXY or [aws] proxy), or list the destination in NO_PROXY"
                     .to_owned(),
             ],
             Self::Network { message, .. } if message.starts_with("the endpoint's host name") => vec![

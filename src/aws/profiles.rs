@@ -105,6 +105,12 @@ pub fn is_sso_profile(name: &str) -> bool {
 
 /// [`is_sso_profile`] on the text of a config file.
 pub fn parse_is_sso(text: &str, name: &str) -> bool {
+    parse_value(text, name, "sso_session").is_some()
+        || parse_value(text, name, "sso_start_url").is_some()
+}
+
+/// A key's value in profile `name`'s section of a config file's text.
+pub fn parse_value(text: &str, name: &str, key: &str) -> Option<String> {
     let mut inside = false;
     for line in text.lines().map(str::trim) {
         if let Some(header) = line.strip_prefix('[') {
@@ -118,14 +124,30 @@ pub fn parse_is_sso(text: &str, name: &str) -> bool {
             };
             continue;
         }
-        if inside {
-            let key = line.split('=').next().unwrap_or_default().trim();
-            if key == "sso_session" || key == "sso_start_url" {
-                return true;
-            }
+        if inside
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(v.trim().to_owned());
         }
     }
-    false
+    None
+}
+
+/// The profile's `ca_bundle` (`~/` expanded as the AWS CLI does), for profile `name` or
+/// else `AWS_PROFILE` or `default`.
+pub fn ca_bundle(name: Option<&str>) -> Option<PathBuf> {
+    let name = name
+        .map(str::to_owned)
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_owned());
+    let text = read(&config_file()?).ok()?;
+    let value = parse_value(&text, &name, "ca_bundle").filter(|v| !v.is_empty())?;
+    Some(match value.strip_prefix("~/") {
+        Some(rest) => directories::BaseDirs::new()
+            .map_or_else(|| PathBuf::from(&value), |d| d.home_dir().join(rest)),
+        None => PathBuf::from(value),
+    })
 }
 
 /// Up to `n` profile names that look like `query` (the same rule as instance names).

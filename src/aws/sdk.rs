@@ -22,6 +22,7 @@ use super::{
 };
 use crate::config::AwsConfig;
 use crate::error::display_chain;
+use crate::net::{NetError, NetSettings, Network};
 use crate::secret::Secret;
 
 /// The SDK clients for one profile and region.
@@ -34,6 +35,7 @@ pub struct SdkApi {
     profile: Option<String>,
     timeout_seconds: u64,
     region: String,
+    network: Network,
 }
 
 impl SdkApi {
@@ -93,6 +95,14 @@ impl SdkApi {
         if let Some(creds) = credentials {
             loader = loader.credentials_provider(creds);
         }
+        let network = Network::resolve(&NetSettings {
+            ca_bundle: aws.ca_bundle.clone(),
+            proxy: aws.proxy.clone(),
+            proxy_loopback: aws.proxy_loopback,
+            profile_ca_bundle: super::profiles::ca_bundle(profile.as_deref()),
+        })
+        .map_err(net_config_error)?;
+        loader = loader.http_client(sdk_http_client(&network).map_err(net_config_error)?);
         let shared = loader.load().await;
         let region = shared
             .region()
@@ -127,6 +137,7 @@ impl SdkApi {
             profile,
             timeout_seconds: timeout.as_secs(),
             region,
+            network,
         })
     }
 
@@ -145,7 +156,41 @@ impl SdkApi {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        classify_sdk_error(operation, self.profile.clone(), self.timeout_seconds, err)
+        match classify_sdk_error(operation, self.profile.clone(), self.timeout_seconds, err) {
+            // Say what we trusted: the usual cause is a TLS-inspecting proxy's own CA.
+            AwsError::Network { operation, message }
+                if message.contains("UnknownIssuer") || message.contains("certificate") =>
+            {
+                AwsError::Network {
+                    operation,
+                    message: format!("{message}; trusted: {}", self.network.trust().describe()),
+                }
+            }
+            // The proxy wants credentials: name it (never its password), as the data channel does.
+            AwsError::Network { message, .. }
+                if message.contains("proxy authorization required") =>
+            {
+                let proxy = self.network.proxy().describe();
+                AwsError::Config {
+                    message: format!(
+                        "the proxy refused the request: it needs credentials (407); proxy: {proxy}"
+                    ),
+                    hint: "put the credentials in the proxy URL: http://USER:PASSWORD@HOST:PORT (percent-encode special characters)".to_owned(),
+                }
+            }
+            AwsError::Network { operation, message }
+                if message.contains("tunnel") && message.contains("underlying connection") =>
+            {
+                AwsError::Network {
+                    operation,
+                    message: format!(
+                        "the proxy could not be reached; proxy: {}",
+                        self.network.proxy().describe()
+                    ),
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -238,6 +283,49 @@ fn network_message(err: &(dyn std::error::Error + 'static)) -> String {
 /// rather than `/` before the version.
 fn app_name() -> Option<AppName> {
     AppName::new(concat!("ssmtui-", env!("CARGO_PKG_VERSION"))).ok()
+}
+
+/// A network setting that cannot be used, as the configuration error it is.
+fn net_config_error(e: NetError) -> AwsError {
+    AwsError::Config {
+        message: e.to_string(),
+        hint: e.hints().join("; "),
+    }
+}
+
+/// The SDK's HTTP client with our trust store (system roots and the CA bundles) and proxy.
+fn sdk_http_client(network: &Network) -> Result<aws_sdk_ssm::config::SharedHttpClient, NetError> {
+    use aws_smithy_http_client::{Builder, Connector, tls};
+    let mut store = tls::TrustStore::default();
+    for pem in network.trust().bundle_pem() {
+        store = store.with_pem_certificate(pem.to_vec());
+    }
+    let context = tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .map_err(|e| NetError::Untrusted {
+            host: "any AWS endpoint".to_owned(),
+            reason: e.to_string(),
+            trust: network.trust().describe(),
+        })?;
+    let proxy = network.proxy().sdk_config()?;
+    Ok(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut builder = Connector::builder();
+            builder.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                builder.set_sleep_impl(components.sleep_impl());
+            }
+            builder.set_proxy_config(proxy.clone());
+            builder
+                .enable_tcp_nodelay(true)
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context.clone())
+                .build()
+        }),
+    )
 }
 
 /// Maps an SDK error to an [`AwsError`] by its AWS error code or transport failure.
@@ -339,6 +427,10 @@ fn ssm_time(t: Option<&aws_sdk_ssm::primitives::DateTime>) -> Option<String> {
 impl SsmApi for SdkApi {
     fn location(&self) -> (Option<String>, Option<String>) {
         (self.profile.clone(), Some(self.region.clone()))
+    }
+
+    fn network(&self) -> Network {
+        self.network.clone()
     }
 
     async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError> {

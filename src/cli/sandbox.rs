@@ -42,6 +42,15 @@ pub struct SandboxArgs {
     /// apart: about 0.6 MB/s per session), or "off" as fast as it can
     #[arg(long, value_name = "real|off", default_value = "real", value_parser = parse_pacing)]
     pub agent_pacing: AgentPacing,
+    /// Serve HTTPS and wss:// with a certificate from a CA kept in the state directory
+    /// (reused across runs); the exports then include AWS_CA_BUNDLE
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// Where `--tls` keeps the sandbox's CA.
+pub(crate) fn tls_dir(ctx: &Context) -> std::path::PathBuf {
+    ctx.paths.state_dir.join("sandbox-ca")
 }
 
 /// Parses `--agent-pacing`.
@@ -118,6 +127,7 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         homes_dir: None,
         faults,
         pacing: args.agent_pacing,
+        tls_dir: args.tls.then(|| tls_dir(ctx)),
         region: ctx
             .global
             .region

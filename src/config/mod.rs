@@ -133,6 +133,14 @@ pub struct AwsConfig {
     pub endpoints: EndpointsConfig,
     /// Upper bound for any single AWS API call, in seconds.
     pub call_timeout_seconds: u64,
+    /// A PEM bundle of CA certificates trusted on top of the system roots (and of
+    /// `AWS_CA_BUNDLE` or the profile's `ca_bundle`).
+    pub ca_bundle: Option<PathBuf>,
+    /// One proxy URL for every AWS destination, instead of `HTTPS_PROXY`/`HTTP_PROXY`/
+    /// `ALL_PROXY` (`NO_PROXY` still applies).
+    pub proxy: Option<String>,
+    /// Route loopback destinations through the proxy too (they go direct by default).
+    pub proxy_loopback: bool,
 }
 
 impl Default for AwsConfig {
@@ -143,6 +151,9 @@ impl Default for AwsConfig {
             endpoint_url: None,
             endpoints: EndpointsConfig::default(),
             call_timeout_seconds: 30,
+            ca_bundle: None,
+            proxy: None,
+            proxy_loopback: false,
         }
     }
 }
@@ -520,6 +531,11 @@ impl Config {
                     "write a full URL such as \"https://ssm.eu-west-1.amazonaws.com\"",
                 ));
             }
+        }
+        if let Some(proxy) = &self.aws.proxy
+            && let Err(e) = crate::net::ProxyUrl::parse(proxy, "[aws] proxy")
+        {
+            return Err(invalid(e.to_string(), &e.hints().join("; ")));
         }
         if self.aws.call_timeout_seconds == 0 {
             return Err(invalid(

@@ -33,6 +33,7 @@ use super::transport::{self, WsStream};
 use super::{CloseReason, EngineError, EngineEvent, InputItem, SessionCommand, SessionOptions};
 use crate::aws::{AwsError, DataKey, SessionTarget, SsmApi};
 use crate::clock::Clock;
+use crate::net::{NetError, Network};
 use crate::protocol::{Session, SessionConfig, SessionEvent, SessionState};
 
 /// Environment variable: `fixed` gives sessions the plugin's fixed outgoing window (about
@@ -72,6 +73,7 @@ pub struct Driver {
     api: Arc<dyn SsmApi>,
     session_id: String,
     stream_url: String,
+    network: Network,
     options: SessionOptions,
     session: Session,
     ws: WsStream,
@@ -107,7 +109,8 @@ impl Driver {
             config.min_outgoing_window = config.max_outgoing_window;
         }
         let mut session = Session::new(config);
-        let mut ws = open_with_retry(&target.stream_url).await?;
+        let network = api.network();
+        let mut ws = open_with_retry(&network, &target.stream_url).await?;
         let text = session.open_data_channel_text(target.token.expose());
         bounded(options.write_timeout, ws.send(Message::Text(text.into())))
             .await
@@ -118,6 +121,7 @@ impl Driver {
             api,
             session_id: target.session_id,
             stream_url: target.stream_url,
+            network,
             options,
             session,
             ws,
@@ -567,7 +571,7 @@ impl Driver {
             return Err(EngineError::SessionGone);
         }
         // The plugin dials the original URL again and ignores the one ResumeSession returns.
-        let mut ws = transport::connect(&self.stream_url).await?;
+        let mut ws = transport::connect(&self.network, &self.stream_url).await?;
         let text = self.session.open_data_channel_text(target.token.expose());
         bounded(
             self.options.write_timeout,
@@ -603,13 +607,21 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// The first open is retried a few times with the same token, as the plugin does.
-async fn open_with_retry(url: &str) -> Result<WsStream, EngineError> {
+async fn open_with_retry(network: &Network, url: &str) -> Result<WsStream, EngineError> {
     let mut delay = Duration::from_millis(150);
     let mut last = None;
     for _ in 0..4 {
-        match transport::connect(url).await {
+        match transport::connect(network, url).await {
             Ok(ws) => return Ok(ws),
-            Err(e @ EngineError::BadStreamUrl(_)) => return Err(e),
+            // Settings that are wrong stay wrong: say so at once.
+            Err(
+                e @ (EngineError::BadStreamUrl(_)
+                | EngineError::Net(
+                    NetError::Untrusted { .. }
+                    | NetError::ProxyAuth { .. }
+                    | NetError::BadProxy { .. },
+                )),
+            ) => return Err(e),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(delay).await;

@@ -147,6 +147,9 @@ pub enum EngineError {
     /// The websocket could not be opened.
     #[error("cannot open the session's data channel: {0}")]
     Connect(String),
+    /// The path to the data channel failed: a proxy, or a certificate we do not trust.
+    #[error("cannot open the session's data channel: {0}")]
+    Net(#[from] crate::net::NetError),
     /// An AWS call the session needed failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -175,6 +178,7 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Aws(e) => e.kind(),
+            Self::Net(e) => e.classified().kind.unwrap_or(ErrorKind::Network),
             Self::BadStreamUrl(_) | Self::Protocol(_) => ErrorKind::Internal,
             _ => ErrorKind::Network,
         }
@@ -184,6 +188,7 @@ impl EngineError {
     pub fn hints(&self) -> Vec<String> {
         match self {
             Self::Aws(e) => e.hints(),
+            Self::Net(e) => e.hints(),
             Self::Connect(_) | Self::ReconnectExhausted(_) => vec![
                 "check the network path to ssmmessages.<region>.amazonaws.com (HTTPS, port 443)"
                     .to_owned(),

@@ -2,21 +2,22 @@
 //!
 //! The stream URL from StartSession is used verbatim. TLS (`wss://`) is required unless the
 //! host is a loopback address — the only place a plain `ws://` URL is legitimate is a sandbox
-//! on this machine, and a token sent in clear over a real network would be a leak. Server
-//! certificates are checked against the webpki roots by rustls. Nagle is off: keystrokes are
-//! small and latency matters more than packet count.
+//! on this machine, and a token sent in clear over a real network would be a leak. The
+//! connection follows the session's [`Network`] (proxy, and the system roots plus the CA
+//! bundles for rustls), as the API calls do. Nagle is off: keystrokes are small and latency
+//! matters more than packet count.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::http::Uri;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::EngineError;
+use crate::net::proxy::BoxIo;
+use crate::net::{NetError, Network};
 
 /// The websocket type the engine drives.
-pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsStream = WebSocketStream<MaybeTlsStream<BoxIo>>;
 
 /// How long the websocket handshake may take (the plugin's dialer uses 45 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
@@ -39,27 +40,59 @@ pub fn validate_stream_url(url: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Whether `host` (as in a URL, IPv6 possibly bracketed) is this machine.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use crate::net::proxy::is_loopback_host;
 
-/// Opens the websocket (no data is sent yet).
-pub async fn connect(url: &str) -> Result<WsStream, EngineError> {
+/// Opens the websocket (no data is sent yet), through the proxy and with the trust `network`
+/// says: the same as the API calls that started the session.
+pub async fn connect(network: &Network, url: &str) -> Result<WsStream, EngineError> {
     validate_stream_url(url)?;
-    let fut = tokio_tungstenite::connect_async_with_config(url, None, true);
-    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-        Ok(Ok((ws, _response))) => Ok(ws),
-        // The error text of tungstenite never includes the URL's query, but we still do not
-        // echo the URL: it is not secret, yet it is long and says nothing useful to the user.
-        Ok(Err(e)) => Err(EngineError::Connect(e.to_string())),
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| EngineError::BadStreamUrl("the stream URL is not a valid URL".to_owned()))?;
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri.host().unwrap_or_default().to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let open = async {
+        let io = network
+            .proxy()
+            .open(network.trust(), tls, &host, port)
+            .await?;
+        let connector = if tls {
+            Connector::Rustls(network.trust().tls_config()?)
+        } else {
+            Connector::Plain
+        };
+        tokio_tungstenite::client_async_tls_with_config(url, io, None, Some(connector))
+            .await
+            .map(|(ws, _response)| ws)
+            .map_err(|e| handshake_error(&e, &host, network))
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(result) => result,
         Err(_) => Err(EngineError::Connect(format!(
             "no websocket handshake within {} s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// A failed TLS or websocket handshake. The error text of tungstenite never includes the URL's
+/// query, but we still do not echo the URL: it is not secret, yet it is long and says nothing
+/// useful to the user.
+fn handshake_error(
+    e: &tokio_tungstenite::tungstenite::Error,
+    host: &str,
+    network: &Network,
+) -> EngineError {
+    let text = crate::error::display_chain(e);
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        return EngineError::Net(NetError::Untrusted {
+            host: host.to_owned(),
+            reason: text,
+            trust: network.trust().describe(),
+        });
+    }
+    EngineError::Connect(text)
 }
 
 #[cfg(test)]

@@ -30,11 +30,13 @@ pub mod ssm;
 mod state;
 mod sts;
 mod tasks;
+pub mod tls;
 mod wire;
 pub mod world;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -80,6 +82,9 @@ pub struct SandboxConfig {
     /// How fast the agent feeds the data channel: like the real agent (the default), or as
     /// fast as it can.
     pub pacing: AgentPacing,
+    /// Serve HTTPS and `wss://` with a CA kept in this directory ([`tls::SandboxCa`]);
+    /// `None`: plain HTTP and `ws://`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +99,7 @@ impl Default for SandboxConfig {
             homes_dir: None,
             faults: Faults::default(),
             pacing: AgentPacing::default(),
+            tls_dir: None,
         }
     }
 }
@@ -113,6 +119,15 @@ pub enum SandboxError {
     /// The OS random source failed (the KMS master key needs it).
     #[error("no randomness available for the sandbox keys")]
     Random,
+    /// The TLS certificate authority could not be loaded or made.
+    #[error("cannot set up TLS in {dir}")]
+    Tls {
+        /// The CA's directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// World files are not supported yet.
     #[error("loading a world from a file is not supported yet")]
     WorldFileUnsupported,
@@ -144,37 +159,101 @@ impl Sandbox {
             bucket: config.bucket_dir.unwrap_or_else(|| scratch.join("bucket")),
             homes: config.homes_dir.unwrap_or_else(|| scratch.join("home")),
         };
+        let tls = match &config.tls_dir {
+            Some(dir) => {
+                let fail = |source| SandboxError::Tls {
+                    dir: dir.clone(),
+                    source,
+                };
+                let ca = tls::SandboxCa::load_or_create(dir).map_err(fail)?;
+                Some((ca.cert_path(), ca.server_config().map_err(fail)?))
+            }
+            None => None,
+        };
         let state =
             SandboxState::new(world, config.region, addr, paths).ok_or(SandboxError::Random)?;
+        state.set_tls(tls.is_some());
         state.set_faults(config.faults);
         state.set_pacing(config.pacing);
         let app = router(state.clone());
-        // Without TCP_NODELAY a small frame (a keystroke's echo, an ack) waits behind the
-        // previous unacknowledged segment until the peer's delayed ACK fires, ~40 ms on Linux:
-        // `ssmtui bench` measured every echo at that. The client already disables Nagle.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a sandbox connection");
-            }
-        });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "sandbox listener stopped with an error");
-            }
-        });
-        tracing::info!(%addr, "sandbox listening");
+        let ca_bundle = tls.as_ref().map(|(path, _)| path.clone());
+        let task = match tls {
+            Some((_, config)) => tokio::spawn(serve_tls(listener, app, config, stop_rx)),
+            None => tokio::spawn(serve_plain(listener, app, stop_rx)),
+        };
+        tracing::info!(%addr, tls = ca_bundle.is_some(), "sandbox listening");
         Ok(RunningSandbox {
             addr,
             state,
+            ca_bundle,
             stop: Some(stop_tx),
             task: Some(task),
         })
+    }
+}
+
+/// Without TCP_NODELAY a small frame (a keystroke's echo, an ack) waits behind the previous
+/// unacknowledged segment until the peer's delayed ACK fires, ~40 ms on Linux: `ssmtui bench`
+/// measured every echo at that. The client already disables Nagle.
+fn no_delay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a sandbox connection");
+    }
+}
+
+async fn serve_plain(listener: tokio::net::TcpListener, app: Router, stop: oneshot::Receiver<()>) {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "sandbox listener stopped with an error");
+    }
+}
+
+/// HTTPS and `wss://`: TLS on each accepted connection, then HTTP/1.1 with upgrades (the
+/// websockets). Accepting stops at `stop`; open connections end with their sessions.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        no_delay(&tcp);
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake with a client failed");
+                    return;
+                }
+            };
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "a TLS connection ended with an error");
+            }
+        });
     }
 }
 
@@ -191,14 +270,27 @@ pub fn router(state: SandboxState) -> Router {
 pub struct RunningSandbox {
     addr: SocketAddr,
     state: SandboxState,
+    /// The CA certificate clients must trust, when serving TLS.
+    ca_bundle: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl RunningSandbox {
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` or a client's `endpoint_url`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), for `AWS_ENDPOINT_URL` or a client's
+    /// `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_bundle.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate to trust (`AWS_CA_BUNDLE`) when serving TLS.
+    pub fn ca_bundle(&self) -> Option<&std::path::Path> {
+        self.ca_bundle.as_deref()
     }
 
     /// The bound address.
@@ -225,6 +317,11 @@ impl RunningSandbox {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            self.ca_bundle
+                .iter()
+                .map(|p| ("AWS_CA_BUNDLE".to_owned(), p.display().to_string())),
+        )
         .collect()
     }
 

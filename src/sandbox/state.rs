@@ -186,6 +186,8 @@ struct Inner {
     fault_counters: FaultCounters,
     timeouts: Mutex<TimeoutOverrides>,
     pacing: Mutex<AgentPacing>,
+    /// Serving HTTPS and `wss://` (`ssmtui sandbox --tls`).
+    tls: std::sync::atomic::AtomicBool,
     paths: DataPaths,
     agents: SessionTasks,
     /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
@@ -284,6 +286,7 @@ impl SandboxState {
                 fault_counters: FaultCounters::default(),
                 timeouts: Mutex::new(TimeoutOverrides::default()),
                 pacing: Mutex::new(AgentPacing::default()),
+                tls: std::sync::atomic::AtomicBool::new(false),
                 paths,
                 agents: SessionTasks::default(),
                 issued: Mutex::new(None),
@@ -304,7 +307,8 @@ impl SandboxState {
     /// The websocket URL of a session's data channel on the same listener.
     pub fn stream_url(&self, session_id: &str) -> String {
         format!(
-            "ws://{}/v1/data-channel/{session_id}?role=publish_subscribe",
+            "{}://{}/v1/data-channel/{session_id}?role=publish_subscribe",
+            if self.is_tls() { "wss" } else { "ws" },
             self.inner.addr
         )
     }
@@ -401,6 +405,18 @@ impl SandboxState {
     /// Sets the agent's pacing for sessions whose data channel opens from now on.
     pub fn set_pacing(&self, pacing: AgentPacing) {
         *lock(&self.inner.pacing) = pacing;
+    }
+
+    /// Says the listener speaks TLS: stream URLs are `wss://`.
+    pub(crate) fn set_tls(&self, tls: bool) {
+        self.inner
+            .tls
+            .store(tls, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The agent's pacing.
