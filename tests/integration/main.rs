@@ -20,6 +20,7 @@ mod architecture;
 mod cli;
 mod connect;
 mod connect_tty;
+mod corporate;
 mod cp;
 mod exec;
 mod first_contact;

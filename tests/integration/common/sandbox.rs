@@ -96,6 +96,9 @@ impl SandboxEnv {
             &self.sb().endpoint_url(),
             self.sb().state().region(),
         );
+        if let Some(ca) = self.sb().ca_bundle() {
+            env.push(("AWS_CA_BUNDLE", ca.into()));
+        }
         if !who.is_empty() {
             env.push(("AWS_ACCESS_KEY_ID", who.into()));
             env.push(("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()));
@@ -123,6 +126,7 @@ impl SandboxEnv {
         let aws = AwsConfig {
             region: Some(self.sb().state().region().to_owned()),
             endpoint_url: Some(self.sb().endpoint_url()),
+            ca_bundle: self.sb().ca_bundle().map(Path::to_path_buf),
             ..AwsConfig::default()
         };
         Arc::new(
@@ -209,11 +213,13 @@ fn home(config: &str) -> tempfile::TempDir {
     home
 }
 
-/// `sandbox` with its transcripts and shell homes under `home`.
+/// `sandbox` with its transcripts and shell homes under `home`, and a relative TLS directory
+/// taken as relative to it.
 fn with_dirs(home: &Path, sandbox: SandboxConfig) -> SandboxConfig {
     SandboxConfig {
         bucket_dir: Some(home.join("bucket")),
         homes_dir: Some(home.join("homes")),
+        tls_dir: sandbox.tls_dir.as_ref().map(|d| home.join(d)),
         ..sandbox
     }
 }

@@ -1,0 +1,347 @@
+//! Corporate networks: the sandbox over TLS with its own CA (`AWS_CA_BUNDLE`), and a real
+//! HTTP proxy (proxy.py from PyPI, started here on port 0) in front of it, for the API calls
+//! and the data channel alike.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ssmtui::sandbox::SandboxConfig;
+
+use crate::common::require_tool;
+use crate::common::sandbox::{SandboxEnv, fast};
+
+const CLASSES: &str = r#"
+[classes.sudo]
+document = "SSM-sudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
+forward_documents = ["AWS-StartPortForwardingSession"]
+"#;
+
+/// A sandbox serving HTTPS and `wss://` with a CA kept in the test's home.
+fn tls_sandbox(config: &str) -> SandboxEnv {
+    SandboxEnv::blocking(
+        config,
+        SandboxConfig {
+            tls_dir: Some(PathBuf::from("sandbox-ca")),
+            ..fast()
+        },
+    )
+}
+
+/// One loopback echo connection at a time, until the test ends.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn run(
+    env: &SandboxEnv,
+    extra: &[(&str, &str)],
+    args: &[&str],
+    stdin: &[u8],
+) -> (i32, Vec<u8>, String) {
+    let mut cmd = env.cmd("alice");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).write_stdin(stdin.to_vec()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The API, a shell and a port session, all over TLS, trusting the sandbox's CA through
+/// `AWS_CA_BUNDLE` (the environment [`SandboxEnv::env`] gives every child).
+#[test]
+fn the_api_a_shell_and_a_port_session_work_over_tls() {
+    let env = tls_sandbox(CLASSES);
+    assert!(env.sb().endpoint_url().starts_with("https://"));
+    let target = env.linux_name();
+
+    let (code, out, err) = run(&env, &[], &["list", "--json"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains(&target), "{err}");
+
+    let (code, out, err) = run(
+        &env,
+        &[],
+        &["connect", &target],
+        b"echo over-tls-$((6*7))\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "over-tls-42", "{err}");
+
+    let port = echo_server();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (code, out, err) = run(&env, &[], &["proxy", &target, &port.to_string()], &data);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out == data,
+        "{} bytes back of {}; {err}",
+        out.len(),
+        data.len()
+    );
+    // Both sessions ran over wss:// (the only data channel URL a TLS sandbox hands out).
+    assert_eq!(env.audit_lines().len(), 4);
+}
+
+/// A bundle that is named but missing is a usage error naming the setting; no bundle at all
+/// is a certificate error that says what was trusted and how to add a CA.
+#[test]
+fn a_missing_or_untrusted_ca_is_a_clear_error() {
+    let env = tls_sandbox(CLASSES);
+    let (code, _, err) = run(
+        &env,
+        &[("AWS_CA_BUNDLE", "/nonexistent/corp-ca.pem")],
+        &["list"],
+        b"",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot use the CA bundle /nonexistent/corp-ca.pem (from AWS_CA_BUNDLE)"),
+        "{err}"
+    );
+    let (code, _, err) = run(&env, &[("AWS_CA_BUNDLE", "")], &["list"], b"");
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("trusted: the system roots"),
+        "{err}"
+    );
+    assert!(err.contains("AWS_CA_BUNDLE=/path/ca.pem"), "{err}");
+
+    // The profile's ca_bundle is read as the AWS CLI reads it.
+    let ca = env.sb().ca_bundle().unwrap().display().to_string();
+    std::fs::write(
+        env.home.path().join("aws-config"),
+        format!("[default]\nca_bundle = {ca}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&env, &[("AWS_CA_BUNDLE", "")], &["list"], b"");
+    assert_eq!(code, 0, "{err}");
+}
+
+/// proxy.py on loopback port 0, its access log in a file.
+struct ProxyPy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ProxyPy {
+    fn start(dir: &Path, basic_auth: Option<&str>) -> Option<Self> {
+        let port_file = dir.join(format!("proxy-{}.port", basic_auth.is_some()));
+        let log = dir.join(format!("proxy-{}.log", basic_auth.is_some()));
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"])
+            .args(["--num-workers", "1", "--num-acceptors", "1"])
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--log-file")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(auth) = basic_auth {
+            cmd.args(["--basic-auth", auth]);
+        }
+        let child = cmd.spawn().ok()?;
+        let mut me = Self {
+            child,
+            port: 0,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&port_file)
+                && let Ok(port) = text.trim().parse()
+            {
+                me.port = port;
+                return Some(me);
+            }
+            if me.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn url(&self, auth: &str) -> String {
+        format!("http://{auth}127.0.0.1:{}", self.port)
+    }
+
+    /// CONNECT requests it has logged (it logs each when the tunnel closes: wait a little).
+    fn connects(&self, at_least: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(" CONNECT 127.0.0.1:"))
+                .count();
+            if n >= at_least || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ProxyPy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy_py_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import proxy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Through proxy.py (CONNECT): the API calls and the data channel both go through it (its
+/// log counts the tunnels); with Basic auth a missing password is a 407 error naming the
+/// proxy, the right one works and is never shown; NO_PROXY and the default loopback rule
+/// bypass it.
+#[test]
+fn api_and_data_channel_go_through_an_http_proxy() {
+    if !require_tool(
+        proxy_py_available(),
+        "proxy.py (pip install proxy.py)",
+        "api_and_data_channel_go_through_an_http_proxy",
+    ) {
+        return;
+    }
+    let config = format!("{CLASSES}\n[aws]\nproxy_loopback = true\n");
+    let env = tls_sandbox(&config);
+    let target = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+
+    let open = ProxyPy::start(dir.path(), None).expect("proxy.py starts");
+    let via = [("HTTPS_PROXY", open.url(""))];
+    let via: Vec<(&str, &str)> = via.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, out, err) = run(&env, &via, &["connect", &target], b"echo via-proxy\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "via-proxy");
+    // At least one tunnel for the API calls and one for the websocket.
+    let tunnels = open.connects(2);
+    assert!(tunnels >= 2, "{tunnels} CONNECTs logged");
+
+    // NO_PROXY wins: a dead proxy is never tried.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let (code, _, err) = run(
+        &env,
+        &[("HTTPS_PROXY", &dead), ("NO_PROXY", "127.0.0.1")],
+        &["connect", &target],
+        b"true\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    // Without the dead proxy bypassed, its absence is the error, named.
+    let (code, _, err) = run(&env, &[("HTTPS_PROXY", &dead)], &["list"], b"");
+    assert_ne!(code, 0);
+    assert!(err.contains("127.0.0.1"), "{err}");
+
+    let guarded = ProxyPy::start(dir.path(), Some("carol:s3cret-pw")).expect("proxy.py starts");
+    let (code, _, err) = run(&env, &[("HTTPS_PROXY", &guarded.url(""))], &["list"], b"");
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("407") || err.to_lowercase().contains("proxy"),
+        "{err}"
+    );
+    let with = guarded.url("carol:s3cret-pw@");
+    let (code, out, err) = run(
+        &env,
+        &[("HTTPS_PROXY", &with)],
+        &["connect", &target],
+        b"echo authed\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "authed");
+    assert!(guarded.connects(2) >= 2);
+    let logs = std::fs::read_dir(env.home.path().join("state/logs"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    assert!(!logs.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+}
+
+/// The data channel alone through a proxy that refuses its credentials (the API calls go to
+/// `localhost`, which NO_PROXY exempts; the stream URL names 127.0.0.1): the 407 is one error
+/// line naming the proxy, not its password.
+#[test]
+fn a_refused_tunnel_names_the_proxy_and_not_its_password() {
+    if !require_tool(
+        proxy_py_available(),
+        "proxy.py (pip install proxy.py)",
+        "a_refused_tunnel_names_the_proxy_and_not_its_password",
+    ) {
+        return;
+    }
+    let env = tls_sandbox(&format!("{CLASSES}\n[aws]\nproxy_loopback = true\n"));
+    let target = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+    let guarded = ProxyPy::start(dir.path(), Some("carol:right")).expect("proxy.py starts");
+    let wrong = guarded.url("carol:wrong-pw@");
+    let by_name = env.sb().endpoint_url().replace("127.0.0.1", "localhost");
+    let (code, _, err) = run(
+        &env,
+        &[
+            ("HTTPS_PROXY", &wrong),
+            ("NO_PROXY", "localhost"),
+            ("AWS_ENDPOINT_URL", &by_name),
+        ],
+        &["connect", &target],
+        b"true\n",
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(!err.contains("wrong-pw"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the proxy http://carol:***@127.0.0.1:{} refused the request: it needs credentials (407)",
+            guarded.port
+        )),
+        "{err}"
+    );
+    assert!(err.contains("check the user name and password"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+}
+
+/// A loopback port with nothing listening.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
