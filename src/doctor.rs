@@ -277,21 +277,60 @@ async fn aws_checks(api: &dyn SsmApi, inputs: &Inputs<'_>, checks: &mut Vec<Chec
             return;
         }
     }
+    let network = api.network();
+    checks.push(Check::pass("trust", network.trust().describe()));
+    checks.push(Check::pass("proxy", network.proxy().describe()));
+    let endpoints = api.endpoints();
+    let place = |service: &str| {
+        endpoints
+            .iter()
+            .find(|e| e.service == service)
+            .map(|e| {
+                format!(
+                    " — {} ({}), {}",
+                    e.url,
+                    e.origin,
+                    route_text(&network, &e.url)
+                )
+            })
+            .unwrap_or_default()
+    };
     for service in [Service::Ssm, Service::Ec2] {
         let name = format!("endpoint {}", service.name());
+        let at = place(service.name());
         checks.push(match api.check_endpoint(service).await {
-            Ok(()) => Check::pass(name, "reachable"),
+            Ok(()) => Check::pass(name, format!("reachable{at}")),
             Err(e @ AwsError::AccessDenied { .. }) => {
-                Check::warn(name, format!("reachable, but {e}"))
+                Check::warn(name, format!("reachable, but {e}{at}"))
                     .hint("ssmtui needs read access here (DescribeInstances, ListDocuments)")
             }
-            Err(e) => Check::fail(name, e.to_string()).hint(
+            Err(e) => Check::fail(name, format!("{e}{at}")).hint(
                 "check the network, the region, and any endpoint override ([aws] endpoint_url, AWS_ENDPOINT_URL)",
             ),
         });
     }
+    for service in ["sts", "kms"] {
+        let at = place(service);
+        if !at.is_empty() {
+            let what = if service == "sts" {
+                "reachable (the credentials check called it)"
+            } else {
+                "used for encrypted sessions"
+            };
+            checks.push(Check::pass(
+                format!("endpoint {service}"),
+                format!("{what}{at}"),
+            ));
+        }
+    }
     checks.push(match &inputs.ssmmessages {
-        HostCheck::Resolved { host } => Check::pass("endpoint ssmmessages", format!("{host} resolves")),
+        HostCheck::Resolved { host } => Check::pass(
+            "endpoint ssmmessages",
+            format!(
+                "{host} resolves; the data channel goes {}",
+                route_text(&network, &format!("wss://{host}/"))
+            ),
+        ),
         HostCheck::Unresolvable { host, error } => Check::fail(
             "endpoint ssmmessages",
             format!("{host} does not resolve: {error}"),
@@ -313,6 +352,18 @@ async fn aws_checks(api: &dyn SsmApi, inputs: &Inputs<'_>, checks: &mut Vec<Chec
     }
     for key in keys {
         checks.push(check_data_key(api, &key).await);
+    }
+}
+
+/// "direct" or "via http://proxy:3128 (HTTPS_PROXY)" for a URL.
+fn route_text(network: &crate::net::Network, url: &str) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return "direct".to_owned();
+    };
+    let tls = matches!(uri.scheme_str(), Some("https" | "wss"));
+    match network.proxy().route(tls, uri.host().unwrap_or_default()) {
+        crate::net::Route::Direct => "direct".to_owned(),
+        crate::net::Route::Via(p) => format!("via {p} ({})", p.origin()),
     }
 }
 

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use crate::error::{Classified, Classify, ErrorKind};
 
 pub use model::{
-    DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
-    SessionTarget, StartSessionRequest, TagFilter,
+    DataKey, DocumentSummary, EndpointInfo, Identity, Instance, Service, SessionState,
+    SessionSummary, SessionTarget, StartSessionRequest, TagFilter,
 };
 
 /// Everything ssmtui asks of AWS.
@@ -34,6 +34,11 @@ pub trait SsmApi: Send + Sync {
     /// The trust and proxy rules the data channel follows, the same as the API calls'.
     fn network(&self) -> crate::net::Network {
         crate::net::Network::direct()
+    }
+
+    /// Where each service's calls go (empty when the client cannot say, as fakes).
+    fn endpoints(&self) -> Vec<EndpointInfo> {
+        Vec::new()
     }
 
     /// EC2 instances (filtered by tags on the server) joined with their SSM registration.

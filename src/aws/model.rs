@@ -160,6 +160,17 @@ pub struct DocumentSummary {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Where a service's API calls go, and which setting said so (for `ssmtui doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// Lower-case service name (`ssm`, `ec2`, `sts`, `kms`).
+    pub service: &'static str,
+    /// The endpoint URL.
+    pub url: String,
+    /// Which setting chose it: `[aws.endpoints.ssm]`, `AWS_ENDPOINT_URL_SSM`, "regional", …
+    pub origin: String,
+}
+
 /// A service whose endpoint `SsmApi::check_endpoint` can probe with one cheap call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {

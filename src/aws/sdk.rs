@@ -17,8 +17,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 
 use super::{
-    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
-    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, EndpointInfo, Identity, Instance, Service, SessionState,
+    SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::config::AwsConfig;
 use crate::error::display_chain;
@@ -36,6 +36,7 @@ pub struct SdkApi {
     timeout_seconds: u64,
     region: String,
     network: Network,
+    endpoints: Vec<EndpointInfo>,
 }
 
 impl SdkApi {
@@ -113,6 +114,12 @@ impl SdkApi {
                     .to_owned(),
             })?;
 
+        let endpoints = vec![
+            endpoint_info(&shared, aws, "ssm", aws.endpoints.ssm.as_deref(), &region).await,
+            endpoint_info(&shared, aws, "ec2", aws.endpoints.ec2.as_deref(), &region).await,
+            endpoint_info(&shared, aws, "sts", aws.endpoints.sts.as_deref(), &region).await,
+            endpoint_info(&shared, aws, "kms", aws.endpoints.kms.as_deref(), &region).await,
+        ];
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
         if let Some(url) = &aws.endpoints.ec2 {
             ec2 = ec2.endpoint_url(url);
@@ -138,6 +145,7 @@ impl SdkApi {
             timeout_seconds: timeout.as_secs(),
             region,
             network,
+            endpoints,
         })
     }
 
@@ -283,6 +291,100 @@ fn network_message(err: &(dyn std::error::Error + 'static)) -> String {
 /// rather than `/` before the version.
 fn app_name() -> Option<AppName> {
     AppName::new(concat!("ssmtui-", env!("CARGO_PKG_VERSION"))).ok()
+}
+
+/// Where `service`'s calls go, by the SDK's own precedence: our per-service setting, then
+/// `[aws] endpoint_url` (client config wins over the environment), then
+/// `AWS_ENDPOINT_URL_<SERVICE>` or the profile's `services` section, then `AWS_ENDPOINT_URL` or
+/// the profile's `endpoint_url`, then the regional endpoint (FIPS and dual-stack as the
+/// profile or environment say).
+async fn endpoint_info(
+    shared: &aws_config::SdkConfig,
+    aws: &AwsConfig,
+    service: &'static str,
+    ours: Option<&str>,
+    region: &str,
+) -> EndpointInfo {
+    let info = |url: &str, origin: String| EndpointInfo {
+        service,
+        url: url.to_owned(),
+        origin,
+    };
+    if let Some(url) = ours {
+        return info(url, format!("[aws.endpoints] {service}"));
+    }
+    if let Some(url) = &aws.endpoint_url {
+        return info(url, "[aws] endpoint_url".to_owned());
+    }
+    let upper = service.to_ascii_uppercase();
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(&upper)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build();
+    if let Ok(key) = key
+        && let Some(url) = shared.service_config().and_then(|c| c.load_config(key))
+    {
+        // The loader also falls back to the global variable and the profile's endpoint_url.
+        let env = format!("AWS_ENDPOINT_URL_{upper}");
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let origin = if set(&env).is_some() {
+            env
+        } else if set("AWS_ENDPOINT_URL").as_deref() == Some(url.as_str()) {
+            "AWS_ENDPOINT_URL".to_owned()
+        } else {
+            "the profile (services section or endpoint_url)".to_owned()
+        };
+        return info(&url, origin);
+    }
+    if let Some(url) = shared.endpoint_url() {
+        let origin = if std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()) {
+            "AWS_ENDPOINT_URL"
+        } else {
+            "the profile's endpoint_url"
+        };
+        return info(url, origin.to_owned());
+    }
+    let fips = shared.use_fips().unwrap_or(false);
+    let dual = shared.use_dual_stack().unwrap_or(false);
+    let url = regional_endpoint(service, region, fips, dual)
+        .await
+        .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com"));
+    let mut origin = "regional".to_owned();
+    if fips {
+        origin.push_str(", FIPS");
+    }
+    if dual {
+        origin.push_str(", dual-stack");
+    }
+    info(&url, origin)
+}
+
+/// The service's default endpoint for the region, from its own endpoint rules.
+async fn regional_endpoint(service: &str, region: &str, fips: bool, dual: bool) -> Option<String> {
+    macro_rules! resolve {
+        ($krate:ident) => {{
+            use $krate::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+            let params = Params::builder()
+                .region(region)
+                .use_fips(fips)
+                .use_dual_stack(dual)
+                .build()
+                .ok()?;
+            DefaultResolver::new()
+                .resolve_endpoint(&params)
+                .await
+                .ok()
+                .map(|e| e.url().to_owned())
+        }};
+    }
+    match service {
+        "ssm" => resolve!(aws_sdk_ssm),
+        "ec2" => resolve!(aws_sdk_ec2),
+        "sts" => resolve!(aws_sdk_sts),
+        "kms" => resolve!(aws_sdk_kms),
+        _ => None,
+    }
 }
 
 /// A network setting that cannot be used, as the configuration error it is.
@@ -431,6 +533,10 @@ impl SsmApi for SdkApi {
 
     fn network(&self) -> Network {
         self.network.clone()
+    }
+
+    fn endpoints(&self) -> Vec<EndpointInfo> {
+        self.endpoints.clone()
     }
 
     async fn list_instances(&self, filters: &[TagFilter]) -> Result<Vec<Instance>, AwsError> {

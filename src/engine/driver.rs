@@ -86,6 +86,9 @@ pub struct Driver {
     pending_event: Option<EngineEvent>,
     input_closed: bool,
     last_received: Instant,
+    /// Whether the peer of the current websocket has answered a ping (then silence means a dead
+    /// path, see [`SessionOptions::dead_after`]).
+    pong_seen: bool,
     stall_reported: bool,
     reconnects: u32,
     jitter: u64,
@@ -134,6 +137,7 @@ impl Driver {
             pending_event: None,
             input_closed: false,
             last_received: Instant::now(),
+            pong_seen: false,
             stall_reported: false,
             reconnects: 0,
             jitter: seed,
@@ -237,7 +241,11 @@ impl Driver {
                 self.mark_received();
                 self.session.handle_incoming(text.as_bytes(), now);
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+            Some(Ok(Message::Pong(_))) => {
+                self.pong_seen = true;
+                self.mark_received();
+            }
+            Some(Ok(Message::Ping(_) | Message::Frame(_))) => {
                 self.mark_received();
             }
             Some(Ok(Message::Close(Some(frame))))
@@ -480,6 +488,11 @@ impl Driver {
     /// is a security control we do not want to fight or trip.
     async fn keepalive(&mut self) -> Result<(), CloseReason> {
         let silent = self.last_received.elapsed();
+        if self.pong_seen && silent >= self.options.dead_after {
+            return self
+                .reconnect(format!("no answer to pings for {} s", silent.as_secs()))
+                .await;
+        }
         let waiting = self.session.outgoing_len() > 0;
         if waiting && silent >= self.options.stall_warning * 3 {
             return self
@@ -516,7 +529,7 @@ impl Driver {
     async fn reconnect_until_done(&mut self, reason: String) -> Result<(), EngineError> {
         tracing::warn!(session_id = %self.session_id, %reason, "websocket lost; reconnecting");
         let started = Instant::now();
-        let limit = self.options.reconnect_timeout;
+        let limit = self.options.resume_for;
         self.jitter = self
             .jitter
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -557,7 +570,9 @@ impl Driver {
                 }
                 Err(e) => tracing::debug!(attempt, error = %e, "reconnect attempt failed"),
             }
-            if started.elapsed() + delay > limit {
+            if let Some(limit) = limit
+                && started.elapsed() + delay > limit
+            {
                 return Err(EngineError::ReconnectExhausted(limit.as_secs()));
             }
             tokio::time::sleep(delay).await;
@@ -581,6 +596,8 @@ impl Driver {
         .map_err(EngineError::Connect)?;
         let _ = bounded(CLOSE_TIMEOUT, self.ws.close(None)).await;
         self.ws = ws;
+        // A new path: whether it answers pings is still to be seen.
+        self.pong_seen = false;
         self.session.handle_reconnected(self.clock.now());
         Ok(())
     }

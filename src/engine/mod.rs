@@ -9,7 +9,7 @@
 //! acknowledging, so a slow consumer slows the sender instead of growing memory.
 //!
 //! When the websocket drops, the driver calls ResumeSession for a fresh token, reopens the
-//! original stream URL with exponential backoff (bounded by [`SessionOptions::reconnect_timeout`])
+//! original stream URL with exponential backoff (for as long as the session lives, or [`SessionOptions::resume_for`])
 //! and lets the session retransmit what was not acknowledged; sequence numbers make delivery
 //! exactly-once. A session that is gone (empty token, not found, access denied) ends with a
 //! clear reason instead of retrying.
@@ -40,8 +40,14 @@ pub const ENV_RUNTIME: &str = "SSMTUI_RUNTIME";
 pub struct SessionOptions {
     /// The instance id (KMS encryption context `aws:ssm:TargetId`).
     pub target_id: String,
-    /// Give up reconnecting after this long.
-    pub reconnect_timeout: Duration,
+    /// Keep resuming a lost connection for this long; `None`: for as long as the service says
+    /// the session exists (ResumeSession answers with a token). A session that is gone,
+    /// terminated or denied ends the attempts at once either way.
+    pub resume_for: Option<Duration>,
+    /// A connection whose peer has answered a ping before and has now sent nothing at all
+    /// (no data, no pong) for this long is dead — a laptop that slept, a Wi-Fi change — and is
+    /// resumed. Peers that never answer pings are judged by unacknowledged data only.
+    pub dead_after: Duration,
     /// Tell the user when the peer has been silent this long while data is unacknowledged.
     pub stall_warning: Duration,
     /// Websocket ping interval (keeps NATs and proxies from dropping an idle connection).
@@ -60,9 +66,10 @@ impl SessionOptions {
     pub fn new(target_id: &str) -> Self {
         Self {
             target_id: target_id.to_owned(),
-            reconnect_timeout: Duration::from_secs(60),
+            resume_for: None,
             stall_warning: Duration::from_secs(15),
             ping_interval: Duration::from_secs(30),
+            dead_after: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
             event_capacity: 64,
             client_version: None,

@@ -17,6 +17,7 @@
 //! | `drop-every=N` | drop the client websocket once it has sent N frames that make progress (new data, acknowledgements) |
 //! | `drop-every=Ts` / `drop-every=Tms` | drop the client websocket T seconds / ms after it attached |
 //! | `close-every=Ts` / `close-every=Tms` | T seconds / ms after each attach the service closes the client websocket with close code 1000, as the real service does from time to time (the client resumes) |
+//! | `blackhole-every=Ts` / `blackhole-every=Tms` | T seconds / ms after each attach the path goes silent: the service stops reading and writing the client websocket but never closes it (a laptop that slept, a Wi-Fi change); the client must notice and resume |
 //! | `corrupt-every=N` | change one letter or digit in every Nth chunk of shell data, each way, before the protocol digests it (only end-to-end checks such as `ssmtui cp`'s SHA-256 can notice) |
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
@@ -63,6 +64,9 @@ pub struct Faults {
     /// Close the client websocket (close code 1000, after the frames already sent) this long
     /// after it attached, as the real service does from time to time.
     pub close_every: Option<Duration>,
+    /// Stop reading and writing the client websocket, without closing it, this long after it
+    /// attached: a path that died silently.
+    pub blackhole_every: Option<Duration>,
     /// Change one letter or digit in every Nth chunk of shell data (output and input counted
     /// apart), below the protocol: a stand-in for a damaged file or a faulty pty.
     pub corrupt_every: Option<u64>,
@@ -122,6 +126,14 @@ impl Faults {
                         )))
                     })?);
                 }
+                "blackhole-every" => {
+                    let v = need(value)?;
+                    f.blackhole_every = Some(parse_duration(name, v).unwrap_or_else(|| {
+                        Err(FaultSpecError(format!(
+                            "fault \"blackhole-every\" needs a duration such as 30s or 500ms, not \"{v}\""
+                        )))
+                    })?);
+                }
                 "corrupt-every" => f.corrupt_every = Some(parse_count(name, need(value)?)?),
                 "dup" => f.duplicate = parse_probability(name, need(value)?)?,
                 "reorder" => f.reorder = parse_probability(name, need(value)?)?,
@@ -174,6 +186,7 @@ impl Faults {
         self.drop_every_messages.is_some()
             || self.drop_every.is_some()
             || self.close_every.is_some()
+            || self.blackhole_every.is_some()
             || self.duplicate > 0.0
             || self.reorder > 0.0
             || self.delay.is_some()
@@ -256,10 +269,12 @@ pub enum FaultKind {
     ServiceClose,
     /// A chunk of shell data was changed.
     Corrupt,
+    /// A client websocket was left open but silent.
+    Blackhole,
 }
 
 impl FaultKind {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Drop,
         Self::Duplicate,
         Self::Reorder,
@@ -270,6 +285,7 @@ impl FaultKind {
         Self::ConnectionLost,
         Self::ServiceClose,
         Self::Corrupt,
+        Self::Blackhole,
     ];
 
     fn index(self) -> usize {
@@ -289,13 +305,14 @@ impl FaultKind {
             Self::ConnectionLost => "connection-lost",
             Self::ServiceClose => "service-close",
             Self::Corrupt => "corrupt",
+            Self::Blackhole => "blackhole",
         }
     }
 }
 
 /// Live counters, shared by every connection of a sandbox.
 #[derive(Debug, Default)]
-pub struct FaultCounters([AtomicU64; 10]);
+pub struct FaultCounters([AtomicU64; 11]);
 
 impl FaultCounters {
     /// Counts one fault and logs it (per-frame faults at debug level, the rest at info).
@@ -330,6 +347,7 @@ impl FaultCounters {
             connection_lost: get(FaultKind::ConnectionLost),
             service_closes: get(FaultKind::ServiceClose),
             corruptions: get(FaultKind::Corrupt),
+            blackholes: get(FaultKind::Blackhole),
         }
     }
 }
@@ -358,6 +376,8 @@ pub struct FaultCounts {
     pub service_closes: u64,
     /// Chunks of shell data changed.
     pub corruptions: u64,
+    /// Client websockets left open but silent.
+    pub blackholes: u64,
 }
 
 /// What the fault layer wants done with the connection.
@@ -631,7 +651,17 @@ impl FaultLayer {
         if let Some(d) = self.faults.close_every {
             take(self.attached_at + d);
         }
+        if let Some(d) = self.faults.blackhole_every {
+            take(self.attached_at + d);
+        }
         t
+    }
+
+    /// Whether the path should go silent now.
+    pub fn blackhole_due(&self, now: Instant) -> bool {
+        self.faults
+            .blackhole_every
+            .is_some_and(|d| now >= self.attached_at + d)
     }
 
     /// Whether the service's close is due.

@@ -254,6 +254,47 @@ fn api_and_data_channel_go_through_an_http_proxy() {
     let tunnels = open.connects(2);
     assert!(tunnels >= 2, "{tunnels} CONNECTs logged");
 
+    // doctor says, per service, where the calls go, which setting chose it, and the route.
+    let endpoint = env.sb().endpoint_url();
+    let (code, out, err) = run(
+        &env,
+        &[
+            ("HTTPS_PROXY", &open.url("")),
+            ("AWS_ENDPOINT_URL_SSM", &endpoint),
+        ],
+        &["doctor"],
+        b"",
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{out}{err}");
+    let via = format!("via {} (HTTPS_PROXY)", open.url(""));
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("endpoint") && l.contains(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("ssm ").contains(&format!("{endpoint} (AWS_ENDPOINT_URL_SSM), {via}")),
+        "{out}"
+    );
+    assert!(
+        line("ec2 ").contains(&format!("{endpoint} (AWS_ENDPOINT_URL), {via}")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("pass  proxy")
+            && l.contains("(HTTPS_PROXY); loopback included")),
+        "{out}"
+    );
+    let ca = env.sb().ca_bundle().unwrap().display().to_string();
+    assert!(
+        out.contains(&format!(
+            "the system roots and {ca} (AWS_CA_BUNDLE, 1 certificate)"
+        )),
+        "{out}"
+    );
+
     // NO_PROXY wins: a dead proxy is never tried.
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let (code, _, err) = run(

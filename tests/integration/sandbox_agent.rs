@@ -1463,3 +1463,40 @@ async fn service_side_closes_lose_nothing_in_a_shell_flood() {
     assert!(seen.reconnected > 0, "the engine resumed");
     env.stop().await;
 }
+
+/// A path that dies without a close (a laptop that slept, a Wi-Fi change: the websocket stays
+/// open but nothing comes back, not even pongs) is noticed within `dead_after` and resumed,
+/// again and again, with every line of output delivered once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_dies_silently_is_noticed_by_pings_and_resumed() {
+    let env = start(Faults::parse("blackhole-every=800ms").unwrap()).await;
+    let api = env.api("alice").await;
+    let target = env.linux(CURRENT_AGENT_VERSION);
+    let (handle, mut events) = open_with(&api, &target, "SSM-sudo", &[], |o| {
+        o.ping_interval = Duration::from_millis(100);
+        o.dead_after = Duration::from_millis(500);
+    })
+    .await;
+    let mut seen = Seen::default();
+    handle
+        .send(b"for i in $(seq 1 40); do echo beat-$i; sleep 0.1; done; exit\n".to_vec())
+        .await
+        .unwrap();
+    seen.until_closed(&mut events, Duration::from_secs(90))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
+    let expected: String = (1..=40).map(|i| format!("beat-{i}\r\n")).collect();
+    assert_eq!(
+        count(&seen.text(), &expected),
+        1,
+        "every line once, in order"
+    );
+    let counts = env.sb().state().fault_counts();
+    assert!(counts.blackholes >= 2, "{counts:?}");
+    assert!(seen.reconnected >= 2, "{} resumes", seen.reconnected);
+    env.stop().await;
+}

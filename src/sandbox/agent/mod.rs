@@ -45,6 +45,12 @@ use crate::protocol::{
     Flag, Session, SessionConfig, SessionEvent, SessionType, channel_closed_frame,
 };
 
+/// Both halves of a websocket nobody reads or writes any more.
+type SilentPath = (
+    Option<SplitSink<WebSocket, Message>>,
+    Option<SplitStream<WebSocket>>,
+);
+
 /// Unacknowledged messages the agent keeps in flight: 1 MiB of data, ample on loopback, and it
 /// bounds the burst resent after a reconnect.
 const AGENT_WINDOW: usize = 1024;
@@ -124,6 +130,8 @@ struct Agent {
 
     sink: Option<SplitSink<WebSocket, Message>>,
     stream: Option<SplitStream<WebSocket>>,
+    /// A websocket left open but silent by the `blackhole-every` fault.
+    silent: Option<SilentPath>,
     outbox: VecDeque<Message>,
     layer: Option<FaultLayer>,
     dice: Dice,
@@ -338,6 +346,7 @@ impl Agent {
             shutdown,
             cancel,
             sink: None,
+            silent: None,
             stream: None,
             outbox: VecDeque::new(),
             layer: None,
@@ -391,6 +400,9 @@ impl Agent {
             }
             if self.layer.as_ref().is_some_and(|l| l.close_due(now)) {
                 self.service_close();
+            }
+            if self.layer.as_ref().is_some_and(|l| l.blackhole_due(now)) {
+                self.go_silent();
             }
             let mut deadline = self
                 .session
@@ -533,6 +545,8 @@ impl Agent {
     }
 
     fn attach(&mut self, ws: WebSocket) {
+        // A silent path the client has given up on closes now.
+        self.silent = None;
         let reattach = self.sink.is_some() || self.handshake_started;
         if self.sink.is_some() {
             self.drop_connection("replaced by a newer connection");
@@ -735,6 +749,18 @@ impl Agent {
                         .await;
             });
         }
+    }
+
+    /// The path dies silently: the websocket stays open, unread and unwritten, until the
+    /// client gives up on it and resumes on a new one (which replaces it).
+    fn go_silent(&mut self) {
+        self.state
+            .record_fault(FaultKind::Blackhole, &self.info.session_id);
+        tracing::info!(session_id = %self.info.session_id, "fault injection: the path went silent");
+        self.silent = Some((self.sink.take(), self.stream.take()));
+        self.outbox.clear();
+        self.layer = None;
+        self.state.mark_disconnected(&self.info.session_id);
     }
 
     /// Moves frames from the session (through the fault layer) to the outbox. Without a
