@@ -24,7 +24,7 @@ use crate::aws::{Instance, SsmApi, StartSessionRequest};
 use crate::engine::forward::{self, Acceptor, ForwardHandle, ForwardRequest, PortSessions};
 use crate::engine::shell::{self, ShellOptions, ShellOutcome};
 use crate::engine::started::{EndOutcome, Ending, Finish, StartedSession};
-use crate::engine::{self, CloseReason, EngineEvent, SessionHandle, SessionOptions};
+use crate::engine::{self, CloseReason, EngineEvent, SessionHandle, SessionTuning};
 use crate::error::{ErrorKind, UserError};
 use crate::forwarding::ForwardSpec;
 use crate::signals::Interrupts;
@@ -42,6 +42,8 @@ pub struct Launcher {
     pub audit: AuditLog,
     /// The caller.
     pub who: Who,
+    /// How its sessions ride out lost connections.
+    pub tuning: SessionTuning,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -232,7 +234,7 @@ impl Launcher {
             let (handle, mut events) = engine::spawn_session(
                 Arc::clone(&self.api),
                 target,
-                SessionOptions::new(&instance.id),
+                self.tuning.options(&instance.id),
             )
             .await?;
             body(&handle, &mut events).await
@@ -294,6 +296,7 @@ impl Launcher {
             spec: plan.spec.clone(),
             keepalive: plan.keepalive,
             sessions: plan.sessions,
+            tuning: self.tuning,
         };
         let sessions = Arc::new(PortStarter {
             launcher: self.clone(),

@@ -296,6 +296,7 @@ pub(crate) async fn launcher(api: &Arc<dyn SsmApi>) -> anyhow::Result<Launcher> 
             profile: None,
             region: None,
         },
+        tuning: crate::engine::SessionTuning::default(),
     })
 }
 

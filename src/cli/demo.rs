@@ -170,8 +170,10 @@ pub async fn open_product(
             factory: std::sync::Arc::new(crate::tui::runtime::SameApi(api)),
             launcher: Some(std::sync::Arc::new(crate::tui::EngineLauncher::new(
                 audit.clone(),
+                super::tuning(&setup.config),
             ))),
             audit,
+            tuning: super::tuning(&setup.config),
         };
         super::tui::run_app(
             ctx,

@@ -211,6 +211,14 @@ pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
+/// `[sessions]` as the engine takes it.
+pub fn tuning(config: &crate::config::Config) -> crate::engine::SessionTuning {
+    crate::engine::SessionTuning {
+        resume_for: config.sessions.resume_for(),
+        keepalive: config.sessions.keepalive(),
+    }
+}
+
 /// The tokio runtime every subcommand runs on (the binary's `main` is synchronous), the one
 /// place it is built: two workers, since ssmtui is a tool for a laptop, and one session moves
 /// at most a few MB/s against a real agent.

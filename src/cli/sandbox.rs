@@ -46,6 +46,10 @@ pub struct SandboxArgs {
     /// (reused across runs); the exports then include AWS_CA_BUNDLE
     #[arg(long)]
     pub tls: bool,
+    /// How long the temporary credentials of STS AssumeRole last, in seconds (an identity may
+    /// assume arn:aws:iam::123456789012:role/NAME, its own role)
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub credential_ttl: u64,
 }
 
 /// Where `--tls` keeps the sandbox's CA.
@@ -141,6 +145,9 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         let running = Sandbox::start(config)
             .await
             .context("cannot start the sandbox")?;
+        running
+            .state()
+            .set_credential_ttl(std::time::Duration::from_secs(args.credential_ttl));
         let mut text = format!(
             "# ssmtui sandbox on {} (seed {}, {} instances, region {}); identities: {}\n",
             running.endpoint_url(),

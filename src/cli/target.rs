@@ -25,6 +25,8 @@ pub struct Target {
     pub instance: Instance,
     /// Remembered choices (class per profile, recent reasons).
     pub memory: Memory,
+    /// How its sessions ride out lost connections (`[sessions]`).
+    pub tuning: crate::engine::SessionTuning,
 }
 
 impl Target {
@@ -39,6 +41,7 @@ impl Target {
             api: Arc::clone(&self.api),
             audit,
             who: self.who.clone(),
+            tuning: self.tuning,
         }
     }
 }
@@ -73,6 +76,7 @@ pub async fn resolve_target(
         who: caller.who,
         instance,
         memory: caller.memory,
+        tuning: super::tuning(config),
     })
 }
 
@@ -97,6 +101,7 @@ pub async fn resolve_all(
             who: caller.who,
             instance: first,
             memory: caller.memory,
+            tuning: super::tuning(config),
         },
         all,
     ))

@@ -63,6 +63,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SameApi(api)),
                     launcher,
                     audit: AuditLog::from_config(&config.audit, &ctx.paths),
+                    tuning: super::tuning(&config),
                 };
                 let profile = config.aws.profile.clone().or(Some("fake-world".to_owned()));
                 let region = config.aws.region.clone().or(Some("eu-west-1".to_owned()));
@@ -78,8 +79,12 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                     factory: Arc::new(SdkFactory {
                         aws: config.aws.clone(),
                     }),
-                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(audit.clone()))),
+                    launcher: Some(Arc::new(crate::tui::EngineLauncher::new(
+                        audit.clone(),
+                        super::tuning(&config),
+                    ))),
                     audit,
+                    tuning: super::tuning(&config),
                 };
                 (services, profile, region)
             }

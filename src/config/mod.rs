@@ -14,6 +14,7 @@ pub mod paths;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,56 @@ pub struct Config {
     pub forwards: Vec<ForwardConfig>,
     /// The local audit log.
     pub audit: AuditConfig,
+    /// How sessions ride out lost connections.
+    pub sessions: SessionsConfig,
+}
+
+/// `[sessions]`: how sessions ride out lost connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Keep resuming a lost connection for this long ("90s", "30m", "2h"); unset: for as long
+    /// as the service says the session exists.
+    pub resume_for: Option<String>,
+    /// Websocket ping interval in seconds (at least 1); a path that answered pings and then
+    /// stays silent for 2.5 intervals is resumed on a new connection.
+    pub keepalive_seconds: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            resume_for: None,
+            keepalive_seconds: 30,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// `resume_for` as a duration (`None` when unset or unparsable; `validate` rejects the
+    /// latter).
+    pub fn resume_for(&self) -> Option<Duration> {
+        self.resume_for.as_deref().and_then(parse_span)
+    }
+
+    /// The ping interval.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_seconds.max(1))
+    }
+}
+
+/// "90s", "30m", "2h" (a whole number and a unit), more than zero.
+fn parse_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let n: u64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// `[aws]`: profile, region and endpoint overrides.
@@ -537,6 +588,20 @@ impl Config {
         {
             return Err(invalid(e.to_string(), &e.hints().join("; ")));
         }
+        if let Some(span) = &self.sessions.resume_for
+            && parse_span(span).is_none()
+        {
+            return Err(invalid(
+                format!("sessions.resume_for = \"{span}\" is not a duration"),
+                "write a whole number with s, m or h, such as \"90s\", \"30m\" or \"2h\"; leave it out to resume for as long as the session lives",
+            ));
+        }
+        if self.sessions.keepalive_seconds == 0 {
+            return Err(invalid(
+                "sessions.keepalive_seconds must be at least 1".to_owned(),
+                "the default is 30",
+            ));
+        }
         if self.aws.call_timeout_seconds == 0 {
             return Err(invalid(
                 "aws.call_timeout_seconds must be at least 1".to_owned(),
@@ -718,6 +783,31 @@ mod tests {
     #[test]
     fn empty_file_is_all_defaults() {
         assert_eq!(parse("").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn sessions_spans_and_keepalive_are_checked() {
+        let c = parse("[sessions]\nresume_for = \"90m\"\nkeepalive_seconds = 10\n").unwrap();
+        assert_eq!(c.sessions.resume_for(), Some(Duration::from_secs(5400)));
+        assert_eq!(c.sessions.keepalive(), Duration::from_secs(10));
+        assert_eq!(Config::default().sessions.resume_for(), None);
+        assert_eq!(parse_span("45s"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_span("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["0m", "forever", "1.5h", "10", ""] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
+        let e = parse("[sessions]\nresume_for = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sessions.resume_for = \"soon\" is not a duration"),
+            "{e}"
+        );
+        assert!(parse("[sessions]\nkeepalive_seconds = 0\n").is_err());
+        let e = parse("[aws]\nproxy = \"ftp://u:pw@p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ftp://u:***@p") && !e.contains("pw@"), "{e}");
     }
 
     #[test]

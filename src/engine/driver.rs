@@ -86,7 +86,7 @@ pub struct Driver {
     pending_event: Option<EngineEvent>,
     input_closed: bool,
     last_received: Instant,
-    /// Whether the peer of the current websocket has answered a ping (then silence means a dead
+    /// Whether the service has answered a ping on this session (then silence means a dead
     /// path, see [`SessionOptions::dead_after`]).
     pong_seen: bool,
     stall_reported: bool,
@@ -596,8 +596,8 @@ impl Driver {
         .map_err(EngineError::Connect)?;
         let _ = bounded(CLOSE_TIMEOUT, self.ws.close(None)).await;
         self.ws = ws;
-        // A new path: whether it answers pings is still to be seen.
-        self.pong_seen = false;
+        // `pong_seen` stays: the service that answered pings before answers them on the new
+        // connection too, and a path can die before the first ping on it is answered.
         self.session.handle_reconnected(self.clock.now());
         Ok(())
     }

@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::started::{EndOutcome, Ending, StartedSession};
-use super::{CloseReason, EngineEvent, InputItem, SessionCommand, SessionHandle, SessionOptions};
+use super::{CloseReason, EngineEvent, InputItem, SessionCommand, SessionHandle};
 use crate::aws::SsmApi;
 use crate::error::{ErrorKind, UserError};
 use crate::forwarding::{ForwardSnapshot, ForwardSpec, ForwardState};
@@ -326,6 +326,8 @@ pub struct ForwardRequest {
     pub keepalive: bool,
     /// The most sessions serving the forward at once (striping; 1 = one session).
     pub sessions: usize,
+    /// How its sessions ride out lost connections.
+    pub tuning: super::SessionTuning,
 }
 
 /// A running forward. Dropping it stops the forward in the background (its session is
@@ -657,7 +659,7 @@ impl Runner {
         let spawned = super::spawn_session(
             Arc::clone(&self.api),
             target,
-            SessionOptions::new(&self.request.target),
+            self.request.tuning.options(&self.request.target),
         )
         .await;
         let (handle, mut events) = match spawned {

@@ -61,6 +61,36 @@ pub struct SessionOptions {
     pub client_version: Option<String>,
 }
 
+/// The user's say in how sessions ride out lost connections (`[sessions]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTuning {
+    /// [`SessionOptions::resume_for`].
+    pub resume_for: Option<Duration>,
+    /// The ping interval; a path is dead after 2.5 intervals of silence.
+    pub keepalive: Duration,
+}
+
+impl Default for SessionTuning {
+    fn default() -> Self {
+        Self {
+            resume_for: None,
+            keepalive: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SessionTuning {
+    /// Options for a session to `target_id`, tuned.
+    pub fn options(&self, target_id: &str) -> SessionOptions {
+        SessionOptions {
+            resume_for: self.resume_for,
+            ping_interval: self.keepalive,
+            dead_after: self.keepalive * 5 / 2,
+            ..SessionOptions::new(target_id)
+        }
+    }
+}
+
 impl SessionOptions {
     /// Defaults for a session to `target_id`.
     pub fn new(target_id: &str) -> Self {

@@ -124,12 +124,13 @@ impl ShellLauncher for CommandLauncher {
 #[derive(Debug, Clone)]
 pub struct EngineLauncher {
     audit: AuditLog,
+    tuning: crate::engine::SessionTuning,
 }
 
 impl EngineLauncher {
-    /// A launcher recording its sessions in `audit`.
-    pub fn new(audit: AuditLog) -> Self {
-        Self { audit }
+    /// A launcher recording its sessions in `audit`, its sessions tuned by `tuning`.
+    pub fn new(audit: AuditLog, tuning: crate::engine::SessionTuning) -> Self {
+        Self { audit, tuning }
     }
 }
 
@@ -154,6 +155,7 @@ impl ShellLauncher for EngineLauncher {
             api,
             audit: self.audit.clone(),
             who: who.clone(),
+            tuning: self.tuning,
         };
         let outcome = launcher
             .run_shell(target, document, reason, &options, stop)

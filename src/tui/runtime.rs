@@ -19,6 +19,7 @@
 //! independent tasks and keep running during a shell takeover (sampling simply resumes after
 //! it). When the loop ends, every forward is stopped and its session terminated.
 
+use crate::engine::SessionTuning;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,8 @@ pub struct Services {
     pub launcher: Option<Arc<dyn ShellLauncher>>,
     /// Where forward sessions are recorded (shells: the launcher's own).
     pub audit: AuditLog,
+    /// How forward sessions ride out lost connections (`[sessions]`).
+    pub tuning: SessionTuning,
 }
 
 enum Msg {
@@ -163,6 +166,7 @@ struct Runner {
     factory: Arc<dyn ApiFactory>,
     launcher: Option<Arc<dyn ShellLauncher>>,
     audit: AuditLog,
+    tuning: SessionTuning,
     /// SIGTERM and SIGHUP: the loop quits (stopping every forward), a shell is terminated.
     interrupts: Interrupts,
     terminal_owner: Arc<Semaphore>,
@@ -186,6 +190,7 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
         factory: services.factory,
         launcher: services.launcher,
         audit: services.audit,
+        tuning: services.tuning,
         interrupts: Interrupts::watch_termination()?,
         terminal_owner: Arc::new(Semaphore::new(1)),
         forwards: Forwards::default(),
@@ -337,6 +342,7 @@ impl Runner {
             api: self.api.clone(),
             audit: self.audit.clone(),
             who: self.located(who),
+            tuning: self.tuning,
         }
     }
 

@@ -341,6 +341,7 @@ impl Env {
             },
             api,
             audit: AuditLog::new(self.home.path().join("state/audit.jsonl"), 1 << 30, 0),
+            tuning: ssmtui::engine::SessionTuning::default(),
         };
         let instance = Instance {
             id: target.to_owned(),
