@@ -17,7 +17,7 @@
 //! | `drop-every=N` | drop the client websocket once it has sent N frames that make progress (new data, acknowledgements) |
 //! | `drop-every=Ts` / `drop-every=Tms` | drop the client websocket T seconds / ms after it attached |
 //! | `close-every=Ts` / `close-every=Tms` | T seconds / ms after each attach the service closes the client websocket with close code 1000, as the real service does from time to time (the client resumes) |
-//! | `blackhole-every=Ts` / `blackhole-every=Tms` | T seconds / ms after each attach the path goes silent: the service stops reading and writing the client websocket but never closes it (a laptop that slept, a Wi-Fi change); the client must notice and resume |
+//! | `blackhole-every=Ts` / `blackhole-every=Tms` | every T seconds / ms of a session's life the path in use goes silent: the service stops reading and writing the client websocket but never closes it (a laptop that slept, a Wi-Fi change); the client must notice and resume. Counted apart from attaches, so it combines with `close-every` |
 //! | `corrupt-every=N` | change one letter or digit in every Nth chunk of shell data, each way, before the protocol digests it (only end-to-end checks such as `ssmtui cp`'s SHA-256 can notice) |
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
@@ -64,8 +64,8 @@ pub struct Faults {
     /// Close the client websocket (close code 1000, after the frames already sent) this long
     /// after it attached, as the real service does from time to time.
     pub close_every: Option<Duration>,
-    /// Stop reading and writing the client websocket, without closing it, this long after it
-    /// attached: a path that died silently.
+    /// Every this long of a session's life, stop reading and writing the client websocket in
+    /// use, without closing it: a path that died silently.
     pub blackhole_every: Option<Duration>,
     /// Change one letter or digit in every Nth chunk of shell data (output and input counted
     /// apart), below the protocol: a stand-in for a damaged file or a faulty pty.
@@ -651,17 +651,7 @@ impl FaultLayer {
         if let Some(d) = self.faults.close_every {
             take(self.attached_at + d);
         }
-        if let Some(d) = self.faults.blackhole_every {
-            take(self.attached_at + d);
-        }
         t
-    }
-
-    /// Whether the path should go silent now.
-    pub fn blackhole_due(&self, now: Instant) -> bool {
-        self.faults
-            .blackhole_every
-            .is_some_and(|d| now >= self.attached_at + d)
     }
 
     /// Whether the service's close is due.

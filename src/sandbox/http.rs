@@ -72,10 +72,18 @@ pub(crate) async fn handle(
         )
             .into_response();
     };
-    let who = scope_key.as_deref().and_then(identity::by_access_key);
-    tracing::debug!(?service, identity = who.map(|i| i.name), "sandbox request");
-    let Some(who) = who else {
-        return unknown_key(service);
+    let who = match scope_key.as_deref() {
+        Some(key) => match identity::by_access_key(key).map(Ok) {
+            Some(found) => Some(found),
+            None => state.temporary_identity(key),
+        },
+        None => None,
+    };
+    tracing::debug!(?service, identity = ?who.map(|w| w.map(|i| i.name)), "sandbox request");
+    let who = match who {
+        Some(Ok(who)) => who,
+        Some(Err(())) => return expired_key(service),
+        None => return unknown_key(service),
     };
     let op = target
         .and_then(|t| t.split_once('.'))
@@ -113,6 +121,22 @@ fn unknown_key(service: Service) -> Response {
             StatusCode::UNAUTHORIZED,
             "AuthFailure",
             "AWS was not able to validate the provided access credentials",
+        ),
+    }
+}
+
+/// Temporary credentials past their expiry, in each service's words.
+fn expired_key(service: Service) -> Response {
+    const EXPIRED: &str = "The security token included in the request is expired";
+    match service {
+        Service::Ssm | Service::Kms => {
+            json_error(StatusCode::BAD_REQUEST, "ExpiredTokenException", EXPIRED)
+        }
+        Service::Sts => sts_error(StatusCode::FORBIDDEN, "ExpiredToken", EXPIRED),
+        Service::Ec2 => ec2_error(
+            StatusCode::BAD_REQUEST,
+            "RequestExpired",
+            "Request has expired.",
         ),
     }
 }

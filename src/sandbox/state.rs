@@ -188,6 +188,12 @@ struct Inner {
     pacing: Mutex<AgentPacing>,
     /// Serving HTTPS and `wss://` (`ssmtui sandbox --tls`).
     tls: std::sync::atomic::AtomicBool,
+    /// Temporary credentials from AssumeRole: access key id -> identity and expiry.
+    temporary: Mutex<HashMap<String, (&'static Identity, Instant)>>,
+    /// How long AssumeRole's credentials last.
+    credential_ttl: Mutex<Duration>,
+    /// AssumeRole calls answered.
+    assumed: std::sync::atomic::AtomicU64,
     paths: DataPaths,
     agents: SessionTasks,
     /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
@@ -287,6 +293,9 @@ impl SandboxState {
                 timeouts: Mutex::new(TimeoutOverrides::default()),
                 pacing: Mutex::new(AgentPacing::default()),
                 tls: std::sync::atomic::AtomicBool::new(false),
+                temporary: Mutex::new(HashMap::new()),
+                credential_ttl: Mutex::new(Duration::from_secs(3600)),
+                assumed: std::sync::atomic::AtomicU64::new(0),
                 paths,
                 agents: SessionTasks::default(),
                 issued: Mutex::new(None),
@@ -405,6 +414,49 @@ impl SandboxState {
     /// Sets the agent's pacing for sessions whose data channel opens from now on.
     pub fn set_pacing(&self, pacing: AgentPacing) {
         *lock(&self.inner.pacing) = pacing;
+    }
+
+    /// How long the credentials AssumeRole issues last (AWS: an hour by default; tests make
+    /// them expire in seconds, so clients must refresh them while sessions run).
+    pub fn set_credential_ttl(&self, ttl: Duration) {
+        *lock(&self.inner.credential_ttl) = ttl;
+    }
+
+    /// Issues temporary credentials for `who`: the access key id and the expiry.
+    pub(crate) fn issue_temporary(&self, who: &'static Identity) -> Option<(String, Duration)> {
+        let id = random_bytes::<8>()?;
+        let key = format!(
+            "ASIA{}",
+            id.iter().map(|b| format!("{b:02X}")).collect::<String>()
+        );
+        let ttl = *lock(&self.inner.credential_ttl);
+        let mut temporary = lock(&self.inner.temporary);
+        let now = Instant::now();
+        temporary.retain(|_, (_, expires)| *expires + Duration::from_secs(600) > now);
+        temporary.insert(key.clone(), (who, now + ttl));
+        self.inner
+            .assumed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some((key, ttl))
+    }
+
+    /// The identity behind a temporary access key id: `Some(Ok)` while valid, `Some(Err(()))`
+    /// once expired, `None` for a key never issued.
+    pub(crate) fn temporary_identity(&self, key: &str) -> Option<Result<&'static Identity, ()>> {
+        let temporary = lock(&self.inner.temporary);
+        let (who, expires) = temporary.get(key)?;
+        Some(if Instant::now() < *expires {
+            Ok(*who)
+        } else {
+            Err(())
+        })
+    }
+
+    /// How many times AssumeRole has issued credentials.
+    pub fn assume_role_count(&self) -> u64 {
+        self.inner
+            .assumed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Says the listener speaks TLS: stream URLs are `wss://`.

@@ -1380,3 +1380,57 @@ async fn same_seed_same_world_through_the_api() {
         sb.shutdown().await;
     }
 }
+
+/// AssumeRole's credentials act as the identity until they expire, then every service refuses
+/// them in its own words; only an identity's own role may be assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assumed_role_credentials_work_until_they_expire() {
+    let sb = start(5).await;
+    sb.state()
+        .set_credential_ttl(std::time::Duration::from_millis(1500));
+    let denied = sts(&sb, "bob")
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/alice")
+        .role_session_name("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Some("AccessDenied"));
+    let out = sts(&sb, "alice")
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/alice")
+        .role_session_name("x")
+        .send()
+        .await
+        .unwrap();
+    let key = out.credentials().unwrap().access_key_id().to_owned();
+    assert_eq!(sb.state().assume_role_count(), 1);
+    let id = sts(&sb, &key).get_caller_identity().send().await.unwrap();
+    assert!(id.arn().unwrap().ends_with("/alice"), "{id:?}");
+    ssm(&sb, &key)
+        .describe_instance_information()
+        .send()
+        .await
+        .unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let e = sts(&sb, &key)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ExpiredToken"));
+    let e = ssm(&sb, &key)
+        .describe_instance_information()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ExpiredTokenException"));
+    let e = ec2(&sb, &key)
+        .describe_instances()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("RequestExpired"));
+    sb.shutdown().await;
+}

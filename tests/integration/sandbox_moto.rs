@@ -461,3 +461,64 @@ async fn kms_round_trip_behaves_like_moto() {
     );
     sandbox.shutdown().await;
 }
+
+/// AssumeRole answers the same shape: temporary credentials (an `ASIA` key, a secret, a session
+/// token, an expiry ahead) and the assumed-role ARN, and the credentials work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_assume_role_has_the_same_shape_as_moto() {
+    let Some(moto) = start_moto() else { return };
+    let sandbox = start_sandbox().await;
+    for endpoint in [sandbox.endpoint_url(), moto.endpoint.clone()] {
+        let sts = client!(aws_sdk_sts, &endpoint);
+        let account = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap()
+            .account()
+            .unwrap()
+            .to_owned();
+        let out = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/alice"))
+            .role_session_name("contract")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint}: {e:?}"));
+        let creds = out.credentials().unwrap();
+        assert!(creds.access_key_id().starts_with("ASIA"), "{endpoint}");
+        assert!(!creds.secret_access_key().is_empty() && !creds.session_token().is_empty());
+        let expires = creds.expiration().secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(expires > now, "{endpoint}: expires {expires}, now {now}");
+        let user = out.assumed_role_user().unwrap();
+        assert_eq!(
+            user.arn(),
+            format!("arn:aws:sts::{account}:assumed-role/alice/contract"),
+            "{endpoint}"
+        );
+        let temporary = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .endpoint_url(&endpoint)
+                .region(Region::new(REGION))
+                .credentials_provider(aws_credential_types::Credentials::new(
+                    creds.access_key_id(),
+                    creds.secret_access_key(),
+                    Some(creds.session_token().to_owned()),
+                    None,
+                    "contract",
+                ))
+                .build(),
+        );
+        temporary
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint}: temporary credentials refused: {e:?}"));
+    }
+    sandbox.shutdown().await;
+}

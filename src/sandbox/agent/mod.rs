@@ -132,6 +132,8 @@ struct Agent {
     stream: Option<SplitStream<WebSocket>>,
     /// A websocket left open but silent by the `blackhole-every` fault.
     silent: Option<SilentPath>,
+    /// When the `blackhole-every` fault next silences the path.
+    blackhole_at: Option<Instant>,
     outbox: VecDeque<Message>,
     layer: Option<FaultLayer>,
     dice: Dice,
@@ -347,6 +349,7 @@ impl Agent {
             cancel,
             sink: None,
             silent: None,
+            blackhole_at: None,
             stream: None,
             outbox: VecDeque::new(),
             layer: None,
@@ -401,8 +404,11 @@ impl Agent {
             if self.layer.as_ref().is_some_and(|l| l.close_due(now)) {
                 self.service_close();
             }
-            if self.layer.as_ref().is_some_and(|l| l.blackhole_due(now)) {
-                self.go_silent();
+            if self.blackhole_at.is_some_and(|t| now >= t) {
+                self.blackhole_at = self.state.faults().blackhole_every.map(|d| now + d);
+                if self.sink.is_some() {
+                    self.go_silent();
+                }
             }
             let mut deadline = self
                 .session
@@ -419,6 +425,7 @@ impl Agent {
                 self.layer.as_ref().and_then(FaultLayer::next_deadline),
             );
             deadline = min_instant(deadline, self.exit_grace);
+            deadline = min_instant(deadline, self.blackhole_at);
             deadline = min_instant(deadline, self.next_send);
             if !self.closing {
                 deadline = min_instant(deadline, Some(self.last_activity + self.idle));
@@ -555,6 +562,9 @@ impl Agent {
         self.sink = Some(sink);
         self.stream = Some(stream);
         let faults = self.state.faults();
+        if self.blackhole_at.is_none() {
+            self.blackhole_at = faults.blackhole_every.map(|d| Instant::now() + d);
+        }
         let withhold_handshake = faults.withhold_handshake;
         self.layer = faults
             .any_channel_fault()
