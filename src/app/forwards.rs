@@ -842,6 +842,35 @@ impl App {
         effects
     }
 
+    /// `aws sso login` for the selected forward when it failed because the SSO sign-in of
+    /// its profile expired (a resume or a new session found out), then a restart of it.
+    fn sso_login_for_forward(&mut self) -> Vec<Effect> {
+        let Some(f) = self.forwards.selected() else {
+            self.set_status(Level::Warn, "no forward selected".to_owned());
+            return Vec::new();
+        };
+        let expired = [f.last_error.as_deref(), f.phase.failure()]
+            .into_iter()
+            .flatten()
+            .find_map(sso_expired_profile);
+        let Some(profile) = expired else {
+            self.set_status(
+                Level::Warn,
+                format!("forward {} did not fail on an expired SSO sign-in", f.name),
+            );
+            return Vec::new();
+        };
+        if f.phase.is_active() {
+            self.set_status(
+                Level::Info,
+                format!("forward {} is {}", f.name, f.phase.word()),
+            );
+            return Vec::new();
+        }
+        self.sso_retry_forward = Some(f.id);
+        vec![Effect::SsoLogin { profile }]
+    }
+
     pub(super) fn forwards_intent(&mut self, intent: super::Intent) -> Vec<Effect> {
         use super::Intent;
         if let Some(effects) = self.common_intent(intent) {
@@ -858,6 +887,7 @@ impl App {
             Intent::Top => scroll.selected = 0,
             Intent::Bottom => scroll.selected = len.saturating_sub(1),
             Intent::Back => self.modes.switch(View::Instances),
+            Intent::SsoLogin => return self.sso_login_for_forward(),
             Intent::Details => {
                 if self.forwards.selected().is_some() {
                     self.modes.push(Mode::ForwardDetails);
@@ -1021,4 +1051,12 @@ impl App {
             _ => false,
         }
     }
+}
+
+/// The profile named by an expired-SSO error ("the SSO sign-in for profile "dev" has expired"),
+/// as ssmtui's own message words it.
+fn sso_expired_profile(text: &str) -> Option<String> {
+    let rest = text.split("the SSO sign-in for profile \"").nth(1)?;
+    let profile = rest.split('"').next()?;
+    (!profile.is_empty() && rest.contains("has expired")).then(|| profile.to_owned())
 }

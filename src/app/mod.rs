@@ -200,6 +200,8 @@ pub struct App {
     pub size: (u16, u16),
     /// A profile/region switch in progress.
     pub switching: Option<(Option<String>, Option<String>)>,
+    /// The forward to start again once the `aws sso login` run for it has succeeded.
+    sso_retry_forward: Option<u64>,
     generation: u64,
     ticks: u64,
     ticks_since_refresh: u64,
@@ -233,6 +235,7 @@ impl App {
             help_scroll: 0,
             size: (80, 24),
             switching: None,
+            sso_retry_forward: None,
             generation: 0,
             ticks: 0,
             ticks_since_refresh: 0,
@@ -485,6 +488,22 @@ impl App {
                     }
                     Err(e) => {
                         self.set_status(Level::Error, format!("cannot switch: {e}"));
+                        Vec::new()
+                    }
+                }
+            }
+            Action::SsoLoginFinished { profile, result } if self.sso_retry_forward.is_some() => {
+                let id = self.sso_retry_forward.take().unwrap_or_default();
+                match result {
+                    Ok(()) => {
+                        self.set_status(
+                            Level::Info,
+                            format!("`aws sso login --profile {profile}` succeeded; starting the forward again"),
+                        );
+                        self.start_forward(id)
+                    }
+                    Err(e) => {
+                        self.set_status(Level::Error, format!("aws sso login failed: {e}"));
                         Vec::new()
                     }
                 }

@@ -1273,6 +1273,58 @@ fn engine_failure_in_a_sample_marks_the_forward_failed() {
 }
 
 #[test]
+fn a_forward_failed_on_an_expired_sso_sign_in_logs_in_and_starts_again() {
+    let mut app = running_forward();
+    // Another failure is not for `aws sso login`.
+    let snap = snapshot(
+        ForwardState::Failed("the agent is offline".into()),
+        1,
+        1,
+        900,
+    );
+    app.update(sample(1, 1, snap));
+    assert!(press(&mut app, &["l"]).is_empty());
+    assert!(
+        status(&app).contains("did not fail on an expired SSO sign-in"),
+        "{}",
+        status(&app)
+    );
+
+    let mut app = running_forward();
+    let snap = snapshot(
+        ForwardState::Failed(
+            "cannot resume: the SSO sign-in for profile \"dev\" has expired or was never made"
+                .into(),
+        ),
+        10,
+        20,
+        900,
+    );
+    app.update(sample(1, 1, snap));
+    assert_eq!(
+        press(&mut app, &["l"]),
+        [Effect::SsoLogin {
+            profile: "dev".into()
+        }]
+    );
+    let effects = app.update(Action::SsoLoginFinished {
+        profile: "dev".into(),
+        result: Ok(()),
+    });
+    assert!(
+        matches!(&effects[..], [Effect::StartForward { run: 2, .. }]),
+        "{effects:?}"
+    );
+    assert!(status(&app).contains("starting the forward again"));
+    // A later login from the sign-in panel is not mistaken for this one.
+    let effects = app.update(Action::SsoLoginFinished {
+        profile: "dev".into(),
+        result: Ok(()),
+    });
+    assert!(!matches!(&effects[..], [Effect::StartForward { .. }]));
+}
+
+#[test]
 fn rate_is_a_moving_average_of_the_samples() {
     let mut app = running_forward();
     let rate = |app: &App| app.forwards.get(1).unwrap().rate;
