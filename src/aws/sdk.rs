@@ -927,3 +927,30 @@ fn apply_ssm_info(instance: &mut Instance, info: &aws_sdk_ssm::types::InstanceIn
     }
     instance.platform_type = info.platform_type().map(|p| p.as_str().to_owned());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn regional_endpoints_follow_each_service_s_rules_for_fips_and_dual_stack() {
+        let url = |s, fips, dual| regional_endpoint(s, "us-east-1", fips, dual);
+        assert_eq!(
+            url("ssm", false, false).await.as_deref(),
+            Some("https://ssm.us-east-1.amazonaws.com")
+        );
+        assert_eq!(
+            url("ssm", true, false).await.as_deref(),
+            Some("https://ssm-fips.us-east-1.amazonaws.com")
+        );
+        assert_eq!(
+            url("ec2", false, true).await.as_deref(),
+            Some("https://ec2.us-east-1.api.aws")
+        );
+        assert_eq!(
+            url("kms", true, false).await.as_deref(),
+            Some("https://kms-fips.us-east-1.amazonaws.com")
+        );
+        assert_eq!(url("nope", false, false).await, None);
+    }
+}

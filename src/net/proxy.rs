@@ -666,6 +666,134 @@ mod tests {
         );
     }
 
+    /// A minimal SOCKS5 server (RFC 1928, user/password per RFC 1929) for one connection:
+    /// what it was asked for, then a plain relay.
+    async fn socks5_once(
+        auth: Option<(&'static str, &'static str)>,
+    ) -> (u16, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 2];
+            c.read_exact(&mut head).await.unwrap();
+            let mut methods = vec![0u8; head[1] as usize];
+            c.read_exact(&mut methods).await.unwrap();
+            let mut seen = String::new();
+            if let Some((user, pass)) = auth {
+                assert!(methods.contains(&2), "user/password offered");
+                c.write_all(&[5, 2]).await.unwrap();
+                let mut v = [0u8; 2];
+                c.read_exact(&mut v).await.unwrap();
+                let mut u = vec![0u8; v[1] as usize];
+                c.read_exact(&mut u).await.unwrap();
+                let mut pl = [0u8; 1];
+                c.read_exact(&mut pl).await.unwrap();
+                let mut p = vec![0u8; pl[0] as usize];
+                c.read_exact(&mut p).await.unwrap();
+                let ok = u == user.as_bytes() && p == pass.as_bytes();
+                c.write_all(&[1, if ok { 0 } else { 1 }]).await.unwrap();
+                if !ok {
+                    let _ = tx.send("bad credentials".to_owned());
+                    return;
+                }
+                seen.push_str("authenticated ");
+            } else {
+                c.write_all(&[5, 0]).await.unwrap();
+            }
+            let mut req = [0u8; 4];
+            c.read_exact(&mut req).await.unwrap();
+            let host = match req[3] {
+                1 => {
+                    let mut ip = [0u8; 4];
+                    c.read_exact(&mut ip).await.unwrap();
+                    std::net::Ipv4Addr::from(ip).to_string()
+                }
+                3 => {
+                    let mut n = [0u8; 1];
+                    c.read_exact(&mut n).await.unwrap();
+                    let mut name = vec![0u8; n[0] as usize];
+                    c.read_exact(&mut name).await.unwrap();
+                    format!("name {}", String::from_utf8(name).unwrap())
+                }
+                other => panic!("address type {other}"),
+            };
+            let p = c.read_u16().await.unwrap();
+            seen.push_str(&format!("{host}:{p}"));
+            let target = if host.starts_with("name ") {
+                "127.0.0.1"
+            } else {
+                host.as_str()
+            };
+            let mut up = TcpStream::connect((target, p)).await.unwrap();
+            c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+            let _ = tx.send(seen);
+            let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+        });
+        (port, rx)
+    }
+
+    async fn echo_once() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let (mut r, mut w) = c.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn socks5_tunnels_carry_bytes_with_and_without_credentials() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for (scheme, auth, host, expect) in [
+            ("socks5", None, "127.0.0.1", "127.0.0.1"),
+            (
+                "socks5h",
+                Some(("carol", "p@ss")),
+                "localhost",
+                "authenticated name localhost",
+            ),
+        ] {
+            let echo = echo_once().await;
+            let (port, seen) = socks5_once(auth).await;
+            let creds = auth.map_or(String::new(), |(u, p)| format!("{u}:{}@", encode(p)));
+            let proxy =
+                ProxyUrl::parse(&format!("{scheme}://{creds}127.0.0.1:{port}"), "ALL_PROXY")
+                    .unwrap();
+            let rules = ProxyRules::build(Some(proxy.clone()), Some(proxy), None, true);
+            let mut io = rules
+                .open(&Trust::system(), false, host, echo)
+                .await
+                .unwrap();
+            io.write_all(b"through socks").await.unwrap();
+            let mut back = [0u8; 13];
+            io.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"through socks");
+            assert_eq!(seen.await.unwrap(), format!("{expect}:{echo}"));
+        }
+        // Wrong credentials: an error naming the proxy, not the password.
+        let (port, _) = socks5_once(Some(("carol", "right"))).await;
+        let proxy = ProxyUrl::parse(
+            &format!("socks5h://carol:wrong@127.0.0.1:{port}"),
+            "ALL_PROXY",
+        )
+        .unwrap();
+        let rules = ProxyRules::build(Some(proxy.clone()), Some(proxy), None, true);
+        let e = match rules.open(&Trust::system(), false, "127.0.0.1", 9).await {
+            Ok(_) => panic!("wrong credentials were accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(&format!("socks5h://carol:***@127.0.0.1:{port}")),
+            "{e}"
+        );
+        assert!(!e.contains("wrong"), "{e}");
+    }
+
     #[test]
     fn socks_proxies_are_refused_for_the_sdk_only() {
         let p = ProxyUrl::parse("socks5h://proxy:1080", "ALL_PROXY").unwrap();

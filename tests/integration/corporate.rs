@@ -250,9 +250,28 @@ fn api_and_data_channel_go_through_an_http_proxy() {
     let (code, out, err) = run(&env, &via, &["connect", &target], b"echo via-proxy\n");
     assert_eq!(code, 0, "{err}");
     assert_eq!(String::from_utf8_lossy(&out).trim(), "via-proxy");
-    // At least one tunnel for the API calls and one for the websocket.
-    let tunnels = open.connects(2);
-    assert!(tunnels >= 2, "{tunnels} CONNECTs logged");
+    // Both kinds of traffic use the proxy: `list` makes API calls only, and a shell whose API
+    // calls go direct (to `localhost`, exempted by NO_PROXY) adds its websocket's tunnel.
+    let tunnels = open.connects(1);
+    assert!(tunnels >= 1, "no CONNECT logged");
+    let (code, _, err) = run(&env, &via, &["list"], b"");
+    assert_eq!(code, 0, "{err}");
+    let after_list = open.connects(tunnels + 1);
+    assert!(after_list > tunnels, "list's API calls went direct");
+    let by_name = env.sb().endpoint_url().replace("127.0.0.1", "localhost");
+    let (code, _, err) = run(
+        &env,
+        &[
+            ("HTTPS_PROXY", &open.url("")),
+            ("NO_PROXY", "localhost"),
+            ("AWS_ENDPOINT_URL", &by_name),
+        ],
+        &["connect", &target],
+        b"echo ws-only\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let after_shell = open.connects(after_list + 1);
+    assert!(after_shell > after_list, "the websocket went direct");
 
     // doctor says, per service, where the calls go, which setting chose it, and the route.
     let endpoint = env.sb().endpoint_url();
@@ -385,4 +404,61 @@ fn a_refused_tunnel_names_the_proxy_and_not_its_password() {
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// `ssmtui forward` through proxy.py: the listener carries bytes to a loopback service on the
+/// instance, and its session's websocket is one more tunnel in the proxy's log.
+#[test]
+fn a_forward_goes_through_the_proxy_too() {
+    use std::io::BufRead as _;
+    if !require_tool(
+        proxy_py_available(),
+        "proxy.py (pip install proxy.py)",
+        "a_forward_goes_through_the_proxy_too",
+    ) {
+        return;
+    }
+    let env = tls_sandbox(&format!("{CLASSES}\n[aws]\nproxy_loopback = true\n"));
+    let target = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyPy::start(dir.path(), None).expect("proxy.py starts");
+    let echo = echo_server();
+    // The API calls go to `localhost`, which NO_PROXY exempts: every tunnel in the proxy's log
+    // is the forward's websocket (whose stream URL names 127.0.0.1).
+    let by_name = env.sb().endpoint_url().replace("127.0.0.1", "localhost");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .env_clear()
+        .envs(env.env("alice"))
+        .env("HTTPS_PROXY", proxy.url(""))
+        .env("NO_PROXY", "localhost")
+        .env("AWS_ENDPOINT_URL", &by_name)
+        .args(["forward", &target, &format!("0:{echo}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .strip_prefix("forwarding ")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not a listener line: {line:?}"))
+        .to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(b"forwarded through the proxy").unwrap();
+    let mut back = [0u8; 27];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"forwarded through the proxy");
+    drop(conn);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let tunnels = proxy.connects(1);
+    assert!(tunnels >= 1, "the forward's websocket went direct");
 }
