@@ -189,11 +189,20 @@ impl SdkApi {
             AwsError::Network { operation, message }
                 if message.contains("tunnel") && message.contains("underlying connection") =>
             {
+                let proxy = self.network.proxy();
+                let tls = if proxy.describe().starts_with("https://") {
+                    format!(
+                        " (or its certificate is not trusted; trusted: {})",
+                        self.network.trust().describe()
+                    )
+                } else {
+                    String::new()
+                };
                 AwsError::Network {
                     operation,
                     message: format!(
-                        "the proxy could not be reached; proxy: {}",
-                        self.network.proxy().describe()
+                        "the proxy could not be reached{tls}; proxy: {}",
+                        proxy.describe()
                     ),
                 }
             }

@@ -153,8 +153,13 @@ struct ProxyPy {
 
 impl ProxyPy {
     fn start(dir: &Path, basic_auth: Option<&str>) -> Option<Self> {
-        let port_file = dir.join(format!("proxy-{}.port", basic_auth.is_some()));
-        let log = dir.join(format!("proxy-{}.log", basic_auth.is_some()));
+        Self::start_with(dir, basic_auth, &[])
+    }
+
+    fn start_with(dir: &Path, basic_auth: Option<&str>, extra: &[&Path]) -> Option<Self> {
+        let tag = format!("{}-{}", basic_auth.is_some(), extra.len());
+        let port_file = dir.join(format!("proxy-{tag}.port"));
+        let log = dir.join(format!("proxy-{tag}.log"));
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"])
             .args(["--num-workers", "1", "--num-acceptors", "1"])
@@ -166,6 +171,9 @@ impl ProxyPy {
             .stderr(Stdio::null());
         if let Some(auth) = basic_auth {
             cmd.args(["--basic-auth", auth]);
+        }
+        if let [cert, key] = extra {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
         }
         let child = cmd.spawn().ok()?;
         let mut me = Self {
@@ -461,4 +469,70 @@ fn a_forward_goes_through_the_proxy_too() {
     let _ = child.wait();
     let tunnels = proxy.connects(1);
     assert!(tunnels >= 1, "the forward's websocket went direct");
+}
+
+/// An `https://` proxy (proxy.py speaking TLS to its clients, with a certificate from a CA of
+/// the test's own): reached over TLS with the same trust as AWS — its CA must be in the bundle.
+#[test]
+fn an_https_proxy_is_reached_over_tls_with_the_same_trust() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    if !require_tool(
+        proxy_py_available(),
+        "proxy.py (pip install proxy.py)",
+        "an_https_proxy_is_reached_over_tls_with_the_same_trust",
+    ) {
+        return;
+    }
+    let env = tls_sandbox(&format!("{CLASSES}\n[aws]\nproxy_loopback = true\n"));
+    let target = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "ssmtui test proxy CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, &ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let cert = dir.path().join("proxy.pem");
+    let key = dir.path().join("proxy.key");
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    let sandbox_ca = std::fs::read_to_string(env.sb().ca_bundle().unwrap()).unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, format!("{sandbox_ca}{ca_pem}")).unwrap();
+
+    let proxy = ProxyPy::start_with(dir.path(), None, &[&cert, &key]).expect("proxy.py starts");
+    let url = format!("https://127.0.0.1:{}", proxy.port);
+    let bundle_text = bundle.display().to_string();
+    let (code, out, err) = run(
+        &env,
+        &[("HTTPS_PROXY", &url), ("AWS_CA_BUNDLE", &bundle_text)],
+        &["connect", &target],
+        b"echo via-tls-proxy\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "via-tls-proxy");
+    assert!(
+        proxy.connects(2) >= 2,
+        "the proxy carried the API and the websocket"
+    );
+
+    // Without the proxy's CA, TLS to the proxy fails, and says so.
+    let (code, _, err) = run(&env, &[("HTTPS_PROXY", &url)], &["list"], b"");
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("or its certificate is not trusted; trusted: the system roots and"),
+        "{err}"
+    );
 }
