@@ -1,5 +1,5 @@
-//! A working day compressed into half a minute: a port session carrying traffic and a shell,
-//! both through the real binary, while the service closes websockets every 700 ms, the path
+//! A working day compressed into half a minute: a port session carrying traffic and an
+//! interactive shell on a terminal (a tmux pane), both through the real binary, while the service closes websockets every 700 ms, the path
 //! dies silently every few seconds, and the credentials (an assumed role of the sandbox) expire
 //! every 15 s. Nothing may be lost or repeated, and the audit log has one start and one end
 //! per session.
@@ -14,6 +14,7 @@ use ssmtui::sandbox::faults::Faults;
 use ssmtui::sandbox::identity::SECRET_ACCESS_KEY;
 
 use crate::common::sandbox::{SandboxEnv, fast};
+use crate::common::tmux::Tmux;
 
 const CONFIG: &str = r#"
 [classes.sudo]
@@ -47,6 +48,9 @@ fn echo_server() -> u16 {
 
 #[test]
 fn a_forward_and_a_shell_survive_closes_silent_deaths_and_credential_rotations() {
+    if !crate::common::require_tool(Tmux::available(), "tmux", "the long-run test") {
+        return;
+    }
     let faults = Faults::parse("close-every=700ms,blackhole-every=4s").unwrap();
     let env = SandboxEnv::blocking(CONFIG, SandboxConfig { faults, ..fast() });
     env.sb().state().set_credential_ttl(Duration::from_secs(15));
@@ -76,14 +80,18 @@ fn a_forward_and_a_shell_survive_closes_silent_deaths_and_credential_rotations()
     };
     let started = Instant::now();
 
-    // The shell: a line every 100 ms for 30 s.
-    let mut shell = command(&["connect", &target]);
-    shell
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"for i in $(seq 1 300); do echo line-$i; sleep 0.1; done\n")
-        .unwrap();
+    // The shell, interactive on a terminal: a line every 100 ms for 30 s.
+    let mut pane_env = env.env("");
+    pane_env.push(("AWS_PROFILE", "rotating".into()));
+    pane_env.push(("TERM", "xterm-256color".into()));
+    let tmux = Tmux::start("longrun", "t", &pane_env, 120, 40);
+    tmux.wait_for("the local prompt", |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line(&format!(
+        "'{}' connect {target}; echo \"exit=$?\"",
+        env!("CARGO_BIN_EXE_ssmtui")
+    ));
+    tmux.wait_for("the remote shell", |s| s.contains("running as ssm-sudo"));
+    tmux.type_line("for i in $(seq 1 300); do echo line-$i; sleep 0.1; done; echo all-done");
 
     // The port session: 4 KiB every 25 ms for about 30 s, echoed back.
     let port = echo_server();
@@ -135,13 +143,21 @@ fn a_forward_and_a_shell_survive_closes_silent_deaths_and_credential_rotations()
         .read_to_string(&mut proxy_err)
         .unwrap();
 
-    let shell_out = shell.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&shell_out.stdout);
-    let stderr = String::from_utf8_lossy(&shell_out.stderr);
+    tmux.wait_in_history("the loop's end", Duration::from_secs(120), |h| {
+        h.lines().any(|l| l.trim_end() == "all-done")
+    });
+    tmux.type_line("exit");
+    let history = tmux.wait_in_history("the local prompt", Duration::from_secs(60), |h| {
+        h.contains("exit=0")
+    });
     eprintln!("long run took {:.1?}", started.elapsed());
-    assert_eq!(shell_out.status.code(), Some(0), "{stderr}");
-    let expected: String = (1..=300).map(|i| format!("line-{i}\n")).collect();
-    assert_eq!(text, expected, "every line once, in order; {stderr}");
+    // Every line once and in order, between the reconnect notices on the terminal.
+    let seen: Vec<u32> = history
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("line-")?.parse().ok())
+        .collect();
+    let expected: Vec<u32> = (1..=300).collect();
+    assert_eq!(seen, expected, "{history}");
     assert!(status.success(), "{status}: {proxy_err}");
     assert_eq!(got.len(), sent.len(), "{proxy_err}");
     assert!(got == sent, "the echo differs; {proxy_err}");
