@@ -536,3 +536,63 @@ fn an_https_proxy_is_reached_over_tls_with_the_same_trust() {
         "{err}"
     );
 }
+
+/// The TUI behind a proxy: a shell opened from the list has its websocket go through proxy.py
+/// (the API calls go to `localhost`, exempted by NO_PROXY, so the tunnel in the log is the
+/// websocket's); and with a proxy that wants credentials, the TUI says so (its API calls go
+/// through the proxy too).
+#[test]
+fn the_tui_works_behind_the_proxy() {
+    use crate::common::tmux::Tmux;
+    if !require_tool(
+        proxy_py_available() && Tmux::available(),
+        "proxy.py and tmux",
+        "the_tui_works_behind_the_proxy",
+    ) {
+        return;
+    }
+    let env = tls_sandbox(&format!("{CLASSES}\n[aws]\nproxy_loopback = true\n"));
+    let name = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyPy::start(dir.path(), None).expect("proxy.py starts");
+    let bin = env!("CARGO_BIN_EXE_ssmtui");
+    let by_name = env.sb().endpoint_url().replace("127.0.0.1", "localhost");
+    let mut pane = env.env("alice");
+    pane.extend([
+        ("TERM", "xterm-256color".into()),
+        ("PS1", "$ ".into()),
+        ("HTTPS_PROXY", proxy.url("").into()),
+        ("NO_PROXY", "localhost".into()),
+        ("AWS_ENDPOINT_URL", by_name.into()),
+    ]);
+    let tmux = Tmux::start("tui-proxy", "p", &pane, 120, 30);
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line(&format!("{bin}; echo \"EXIT=$?\""));
+    tmux.wait_for("the instance list", |s| s.contains("Instances 40/40"));
+    tmux.literal(&format!("/{name}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text(&format!("filter {name}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("running as ssm-sudo");
+    tmux.type_line("echo behind-the-proxy-$((6*7))");
+    tmux.wait_text("behind-the-proxy-42");
+    tmux.type_line("exit");
+    tmux.wait_for("the list again", |s| s.contains("ended"));
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+    assert!(
+        proxy.connects(1) >= 1,
+        "the TUI shell's websocket went direct"
+    );
+
+    // API calls through a proxy that wants credentials: the TUI shows the 407, naming it.
+    let guarded = ProxyPy::start(dir.path(), Some("carol:pw")).expect("proxy.py starts");
+    tmux.type_line(&format!(
+        "HTTPS_PROXY={} NO_PROXY= AWS_ENDPOINT_URL={} {bin}; echo \"EXIT=$?\"",
+        guarded.url(""),
+        env.sb().endpoint_url()
+    ));
+    tmux.wait_for("the proxy's refusal", |s| s.contains("407"));
+    tmux.literal("q");
+}
