@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use ssmtui::sandbox::SandboxConfig;
 
-use crate::common::require_tool;
 use crate::common::sandbox::{SandboxEnv, fast};
+use crate::common::{echo_server, require_tool};
 
 const CLASSES: &str = r#"
 [classes.sudo]
@@ -29,31 +29,6 @@ fn tls_sandbox(config: &str) -> SandboxEnv {
             ..fast()
         },
     )
-}
-
-/// One loopback echo connection at a time, until the test ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if conn.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 fn run(

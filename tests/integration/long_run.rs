@@ -1,11 +1,10 @@
 //! A working day compressed into half a minute: a port session carrying traffic and an
-//! interactive shell on a terminal (a tmux pane), both through the real binary, while the service closes websockets every 700 ms, the path
-//! dies silently every few seconds, and the credentials (an assumed role of the sandbox) expire
-//! every 15 s. Nothing may be lost or repeated, and the audit log has one start and one end
+//! interactive shell on a terminal (a tmux pane), both through the real binary, while the
+//! service closes websockets every 700 ms, the path dies silently every few seconds, and the
+//! credentials (an assumed role of the sandbox) expire every 15 s. Nothing may be lost or repeated, and the audit log has one start and one end
 //! per session.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use ssmtui::sandbox::SandboxConfig;
 use ssmtui::sandbox::faults::Faults;
 use ssmtui::sandbox::identity::SECRET_ACCESS_KEY;
 
+use crate::common::echo_server;
 use crate::common::sandbox::{SandboxEnv, fast};
 use crate::common::tmux::Tmux;
 
@@ -25,26 +25,6 @@ principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
 [sessions]
 keepalive_seconds = 1
 "#;
-
-/// Echoes every connection until the test ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
 
 #[test]
 fn a_forward_and_a_shell_survive_closes_silent_deaths_and_credential_rotations() {

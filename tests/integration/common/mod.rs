@@ -67,3 +67,25 @@ pub async fn eventually(what: &str, limit: std::time::Duration, cond: impl Fn() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A loopback TCP echo server on port 0, serving every connection on its own thread until the
+/// test process ends; its port.
+pub fn echo_server() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
