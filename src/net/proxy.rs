@@ -369,9 +369,9 @@ impl ProxyRules {
         parts.join("; ")
     }
 
-    /// The AWS SDK's proxy settings: the `https` proxy (the SDK calls `https://` endpoints)
-    /// for every destination, `NO_PROXY` and the loopback rule included. `None` when no
-    /// proxy is set; an error for a SOCKS proxy, which the SDK's HTTP client cannot use.
+    /// The AWS SDK's proxy settings, by the same rules as [`Self::route`], `NO_PROXY` and the
+    /// loopback rule included. `None` when no proxy is set; an error for a SOCKS proxy, which
+    /// the SDK's HTTP client cannot use.
     pub fn sdk_config(
         &self,
     ) -> Result<Option<aws_smithy_http_client::proxy::ProxyConfig>, NetError> {
@@ -391,14 +391,20 @@ impl ProxyRules {
         if !self.loopback {
             no.push("localhost,127.0.0.0/8,::1".to_owned());
         }
-        let config =
-            aws_smithy_http_client::proxy::ProxyConfig::all(p.full_url()).map_err(|e| {
-                NetError::BadProxy {
-                    shown: p.to_string(),
-                    origin: p.origin,
-                    reason: e.to_string(),
-                }
-            })?;
+        // The same destinations as the data channel: HTTPS_PROXY for https:// endpoints,
+        // HTTP_PROXY for http:// ones (a sandbox); the SDK's client takes one rule, and AWS
+        // endpoints are https://, so a different HTTP_PROXY is left out.
+        use aws_smithy_http_client::proxy::ProxyConfig;
+        let config = match (&self.https, &self.http) {
+            (Some(h), Some(p)) if h.full_url() == p.full_url() => ProxyConfig::all(h.full_url()),
+            (Some(h), _) => ProxyConfig::https(h.full_url()),
+            (None, _) => ProxyConfig::http(p.full_url()),
+        }
+        .map_err(|e| NetError::BadProxy {
+            shown: p.to_string(),
+            origin: p.origin,
+            reason: e.to_string(),
+        })?;
         Ok(Some(config.no_proxy(no.join(","))))
     }
 
@@ -802,11 +808,20 @@ mod tests {
         assert!(e.contains("SOCKS"), "{e}");
         assert!(ProxyRules::none().sdk_config().unwrap().is_none());
         let http = ProxyUrl::parse("http://proxy:3128", "HTTPS_PROXY").unwrap();
-        assert!(
-            ProxyRules::build(Some(http), None, None, false)
-                .sdk_config()
-                .unwrap()
-                .is_some()
-        );
+        let kind = |rules: ProxyRules| format!("{:?}", rules.sdk_config().unwrap().unwrap());
+        // HTTPS_PROXY only: https:// endpoints; HTTP_PROXY only: http:// ones, as for the
+        // data channel; the same URL for both: everything.
+        let one = |https: bool| {
+            let p = Some(http.clone());
+            if https {
+                ProxyRules::build(p, None, None, false)
+            } else {
+                ProxyRules::build(None, p, None, false)
+            }
+        };
+        assert!(kind(one(true)).contains("Https {"), "{}", kind(one(true)));
+        assert!(kind(one(false)).contains("Http {"), "{}", kind(one(false)));
+        let both = ProxyRules::build(Some(http.clone()), Some(http.clone()), None, false);
+        assert!(kind(both).contains("All {"));
     }
 }
