@@ -55,23 +55,34 @@ pub struct ProxyUrl {
     origin: &'static str,
 }
 
+impl ProxyScheme {
+    /// As written in a URL.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Socks5 => "socks5",
+            Self::Socks5h => "socks5h",
+        }
+    }
+}
+
+/// `host` as in a URL: an IPv6 address in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            ProxyScheme::Http => "http",
-            ProxyScheme::Https => "https",
-            ProxyScheme::Socks5 => "socks5",
-            ProxyScheme::Socks5h => "socks5h",
-        };
-        write!(f, "{scheme}://")?;
+        write!(f, "{}://", self.scheme.name())?;
         if let Some(user) = &self.user {
             write!(f, "{user}:***@")?;
         }
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        write!(f, "{}:{}", url_host(&self.host), self.port)
     }
 }
 
@@ -150,17 +161,8 @@ impl ProxyUrl {
 
     /// The URL with credentials, for the SDK's proxy settings (never displayed).
     fn full_url(&self) -> String {
-        let scheme = match self.scheme {
-            ProxyScheme::Http => "http",
-            ProxyScheme::Https => "https",
-            ProxyScheme::Socks5 => "socks5",
-            ProxyScheme::Socks5h => "socks5h",
-        };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let scheme = self.scheme.name();
+        let host = url_host(&self.host);
         match (&self.user, &self.password) {
             (Some(u), Some(p)) => format!(
                 "{scheme}://{}:{}@{host}:{}",
@@ -174,11 +176,7 @@ impl ProxyUrl {
 
     /// The proxy's own address as a URI for hyper-util's connectors (no credentials).
     fn address_uri(&self) -> Uri {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = url_host(&self.host);
         let scheme = if self.scheme == ProxyScheme::Https {
             "https"
         } else {
@@ -327,12 +325,7 @@ impl ProxyRules {
         if !self.loopback && is_loopback_host(host) {
             return Route::Direct;
         }
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let shown = if bare.contains(':') {
-            format!("[{bare}]")
-        } else {
-            bare.to_owned()
-        };
+        let shown = url_host(host.trim_start_matches('[').trim_end_matches(']'));
         let probe: Result<Uri, _> =
             format!("{}://{shown}/", if tls { "https" } else { "http" }).parse();
         match probe {
@@ -453,11 +446,7 @@ async fn through(
     port: u16,
 ) -> Result<BoxIo, NetError> {
     let shown = proxy.to_string();
-    let destination = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let destination = format!("{}:{port}", url_host(host));
     let dst: Uri = format!("http://{destination}")
         .parse()
         .map_err(|_| NetError::Connect {
