@@ -82,8 +82,13 @@ fn prompt_resize_escape_and_terminal_restored() {
     tmux.literal("~.");
     let screen = tmux.wait_for("the local prompt again", |s| s.contains("exit=0"));
     assert!(screen.contains("[terminating the session]"), "{screen}");
-    tmux.type_line(&format!("stty -a > '{}'; echo written", after.display()));
-    tmux.wait_text("written");
+    // The marker is computed by the shell: the typed command line must not match it before
+    // `stty` has written the file.
+    tmux.type_line(&format!(
+        "stty -a > '{}'; echo written-$((6*7))",
+        after.display()
+    ));
+    tmux.wait_text("written-42");
     // The size differs (the pane was resized); everything else must be as before.
     let strip = |t: String| -> String {
         t.lines()
