@@ -7,6 +7,7 @@
 //! [`AwsError`] here, once, so every caller gets the same messages and hints.
 
 pub mod fake;
+mod http;
 pub mod model;
 pub mod profiles;
 pub mod sdk;
@@ -158,6 +159,15 @@ pub enum AwsError {
         /// The transport error.
         message: String,
     },
+    /// The network on the way failed in a way we know exactly (a proxy's answer, a
+    /// certificate), classified as the data channel classifies it.
+    #[error("cannot reach AWS for {operation}: {error}")]
+    Net {
+        /// The API operation.
+        operation: &'static str,
+        /// What failed.
+        error: crate::net::NetError,
+    },
     /// Any other error the service returned.
     #[error("{operation} failed with {code}: {message}")]
     Service {
@@ -211,6 +221,7 @@ impl AwsError {
             Self::Throttled { .. } => ErrorKind::Network,
             Self::NotFound { .. } | Self::TargetNotConnected { .. } => ErrorKind::NotFound,
             Self::Timeout { .. } | Self::Network { .. } => ErrorKind::Network,
+            Self::Net { error, .. } => error.classified().kind.unwrap_or(ErrorKind::Network),
             Self::Service { code, .. } if code == "ValidationException" => ErrorKind::Usage,
             Self::Config { .. } => ErrorKind::Usage,
             Self::Service { .. } | Self::Incomplete { .. } => ErrorKind::Internal,
@@ -296,6 +307,7 @@ impl AwsError {
                     .to_owned(),
             ],
             Self::Config { hint, .. } => vec![hint.clone()],
+            Self::Net { error, .. } => error.hints(),
             Self::NotFound { .. } | Self::Service { .. } | Self::Incomplete { .. } => Vec::new(),
         }
     }

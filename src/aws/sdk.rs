@@ -164,6 +164,16 @@ impl SdkApi {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
+        // Our own client (a SOCKS proxy) says exactly what failed on the way.
+        if let SdkError::DispatchFailure(_) = &err
+            && let Some(net) = find_in_chain::<NetError>(&err)
+        {
+            tracing::debug!(operation, error = %display_chain(&err), "AWS call failed");
+            return AwsError::Net {
+                operation,
+                error: net.clone(),
+            };
+        }
         match classify_sdk_error(operation, self.profile.clone(), self.timeout_seconds, err) {
             // Say what we trusted: the usual cause is a TLS-inspecting proxy's own CA.
             AwsError::Network { operation, message }
@@ -175,15 +185,16 @@ impl SdkApi {
                 }
             }
             // The proxy wants credentials: name it (never its password), as the data channel does.
-            AwsError::Network { message, .. }
+            AwsError::Network { operation, message }
                 if message.contains("proxy authorization required") =>
             {
-                let proxy = self.network.proxy().describe();
-                AwsError::Config {
-                    message: format!(
-                        "the proxy refused the request: it needs credentials (407); proxy: {proxy}"
-                    ),
-                    hint: "put the credentials in the proxy URL: http://USER:PASSWORD@HOST:PORT (percent-encode special characters)".to_owned(),
+                let proxy = self.network.proxy().api_proxy();
+                AwsError::Net {
+                    operation,
+                    error: NetError::ProxyAuth {
+                        proxy: proxy.map_or_else(|| "in use".to_owned(), ToString::to_string),
+                        sent: proxy.is_some_and(crate::net::ProxyUrl::has_credentials),
+                    },
                 }
             }
             AwsError::Network { operation, message }
@@ -404,9 +415,15 @@ fn net_config_error(e: NetError) -> AwsError {
     }
 }
 
-/// The SDK's HTTP client with our trust store (system roots and the CA bundles) and proxy.
+/// The SDK's HTTP client with our trust store (system roots and the CA bundles) and proxy:
+/// the SDK's own, or ours when a SOCKS proxy is set (the SDK's client has no SOCKS).
 fn sdk_http_client(network: &Network) -> Result<aws_sdk_ssm::config::SharedHttpClient, NetError> {
     use aws_smithy_http_client::{Builder, Connector, tls};
+    if network.proxy().uses_socks() {
+        // The trust store is checked now, as the SDK's client does, not at the first call.
+        network.trust().tls_config()?;
+        return Ok(super::http::client(network.clone()));
+    }
     let mut store = tls::TrustStore::default();
     for pem in network.trust().bundle_pem() {
         store = store.with_pem_certificate(pem.to_vec());

@@ -85,7 +85,7 @@ impl Network {
 }
 
 /// Why the network settings are unusable, or a connection failed on the way.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NetError {
     /// A CA bundle named by a setting cannot be used.
     #[error("cannot use the CA bundle {path} (from {origin}): {reason}")]
@@ -116,11 +116,20 @@ pub enum NetError {
         reason: String,
     },
     /// The proxy wants credentials we do not have, or refused the ones we sent.
-    #[error("the proxy {proxy} refused the request: it needs credentials (407)")]
+    #[error("the proxy {proxy} refused the request: it needs credentials{}", status_407(.proxy))]
     ProxyAuth {
         /// The proxy, password redacted.
         proxy: String,
         /// Whether credentials were sent.
+        sent: bool,
+    },
+    /// A SOCKS proxy hung up during its handshake without saying why: most often one that
+    /// wants credentials and does not answer a client offering none, as RFC 1928 would.
+    #[error("the SOCKS proxy {proxy} closed the connection during its handshake")]
+    SocksClosed {
+        /// The proxy, password redacted.
+        proxy: String,
+        /// Whether credentials were offered.
         sent: bool,
     },
     /// The proxy would not open a tunnel to the destination.
@@ -156,6 +165,21 @@ pub enum NetError {
     },
 }
 
+/// HTTP proxies say 407; SOCKS ones have no status code.
+fn status_407(proxy: &str) -> &'static str {
+    if proxy.starts_with("socks") {
+        ""
+    } else {
+        " (407)"
+    }
+}
+
+/// `scheme://USER:PASSWORD@HOST:PORT` in the proxy's own scheme, for hints.
+fn with_credentials(proxy: &str) -> String {
+    let scheme = proxy.split_once("://").map_or("http", |(s, _)| s);
+    format!("{scheme}://USER:PASSWORD@HOST:PORT")
+}
+
 fn detail_suffix(detail: &Option<String>) -> String {
     detail
         .as_ref()
@@ -178,12 +202,20 @@ impl NetError {
                 "check the proxy's address (HTTPS_PROXY, ALL_PROXY or [aws] proxy), or list the destination in NO_PROXY"
                     .to_owned(),
             ],
-            Self::ProxyAuth { sent: false, .. } => vec![
-                "put the credentials in the proxy URL: http://USER:PASSWORD@HOST:PORT (percent-encode special characters)"
-                    .to_owned(),
-            ],
+            Self::ProxyAuth { sent: false, proxy } => vec![format!(
+                "put the credentials in the proxy URL: {} (percent-encode special characters)",
+                with_credentials(proxy)
+            )],
             Self::ProxyAuth { sent: true, .. } => vec![
                 "check the user name and password in the proxy URL (percent-encode special characters)"
+                    .to_owned(),
+            ],
+            Self::SocksClosed { sent: false, proxy } => vec![format!(
+                "if it wants credentials, put them in the URL: {} (percent-encode special characters); otherwise check that it speaks SOCKS5",
+                with_credentials(proxy)
+            )],
+            Self::SocksClosed { sent: true, .. } => vec![
+                "check the user name and password in the proxy URL, and that it speaks SOCKS5"
                     .to_owned(),
             ],
             Self::ProxyRefused { .. } => vec![

@@ -159,6 +159,11 @@ impl ProxyUrl {
         self.origin
     }
 
+    /// Whether the URL carries credentials.
+    pub fn has_credentials(&self) -> bool {
+        self.user.is_some()
+    }
+
     /// The URL with credentials, for the SDK's proxy settings (never displayed).
     fn full_url(&self) -> String {
         let scheme = self.scheme.name();
@@ -362,13 +367,27 @@ impl ProxyRules {
         parts.join("; ")
     }
 
+    /// The proxy the SDK's own client is given for the API calls (AWS endpoints are https://).
+    pub fn api_proxy(&self) -> Option<&ProxyUrl> {
+        self.https.as_ref().or(self.http.as_ref())
+    }
+
+    /// Whether a SOCKS proxy is among the rules: the SDK's own HTTP client cannot use one, so
+    /// the API calls then go through ours (`aws::http`), which dials by [`Self::open`].
+    pub fn uses_socks(&self) -> bool {
+        [&self.https, &self.http]
+            .into_iter()
+            .flatten()
+            .any(|p| matches!(p.scheme, ProxyScheme::Socks5 | ProxyScheme::Socks5h))
+    }
+
     /// The AWS SDK's proxy settings, by the same rules as [`Self::route`], `NO_PROXY` and the
     /// loopback rule included. `None` when no proxy is set; an error for a SOCKS proxy, which
-    /// the SDK's HTTP client cannot use.
+    /// the SDK's HTTP client cannot use (see [`Self::uses_socks`]).
     pub fn sdk_config(
         &self,
     ) -> Result<Option<aws_smithy_http_client::proxy::ProxyConfig>, NetError> {
-        let Some(p) = self.https.as_ref().or(self.http.as_ref()) else {
+        let Some(p) = self.api_proxy() else {
             return Ok(None);
         };
         if matches!(p.scheme, ProxyScheme::Socks5 | ProxyScheme::Socks5h) {
@@ -485,6 +504,12 @@ async fn through(
                         NetError::ProxyUnreachable {
                             proxy: shown.clone(),
                             reason: crate::error::display_chain(&e),
+                        }
+                    } else if text.contains("io error during SOCKS handshake") {
+                        // hyper-util's error type is private; its texts are stable.
+                        NetError::SocksClosed {
+                            proxy: shown.clone(),
+                            sent: proxy.user.is_some(),
                         }
                     } else if text.to_ascii_lowercase().contains("auth") {
                         NetError::ProxyAuth {

@@ -313,9 +313,13 @@ fn api_and_data_channel_go_through_an_http_proxy() {
 
     let guarded = ProxyPy::start(dir.path(), Some("carol:s3cret-pw")).expect("proxy.py starts");
     let (code, _, err) = run(&env, &[("HTTPS_PROXY", &guarded.url(""))], &["list"], b"");
-    assert_ne!(code, 0, "{err}");
+    // The same error and exit code as the data channel's 407.
+    assert_eq!(code, 4, "{err}");
     assert!(
-        err.contains("407") || err.to_lowercase().contains("proxy"),
+        err.contains(&format!(
+            "the proxy {} refused the request: it needs credentials (407)",
+            guarded.url("")
+        )),
         "{err}"
     );
     let with = guarded.url("carol:s3cret-pw@");
@@ -328,14 +332,7 @@ fn api_and_data_channel_go_through_an_http_proxy() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(String::from_utf8_lossy(&out).trim(), "authed");
     assert!(guarded.connects(2) >= 2);
-    let logs = std::fs::read_dir(env.home.path().join("state/logs"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    assert!(!logs.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+    assert!(!env.logs_text().contains("s3cret-pw") && !err.contains("s3cret-pw"));
 }
 
 /// The data channel alone through a proxy that refuses its credentials (the API calls go to
@@ -570,4 +567,196 @@ fn the_tui_works_behind_the_proxy() {
     ));
     tmux.wait_for("the proxy's refusal", |s| s.contains("407"));
     tmux.literal("q");
+}
+
+/// pproxy (PyPI) serving SOCKS5 on loopback port 0; it logs every tunnel to a file.
+struct Pproxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Pproxy {
+    fn start(dir: &Path, auth: Option<&str>) -> Option<Self> {
+        let log = dir.join(format!("pproxy-{}.log", auth.is_some()));
+        let file = std::fs::File::create(&log).ok()?;
+        let listen = format!(
+            "socks5://127.0.0.1:0{}",
+            auth.map_or(String::new(), |a| format!("#{a}"))
+        );
+        let child = Command::new("python3")
+            .args(["-u", "-m", "pproxy", "-v", "-l", &listen])
+            .stdout(file.try_clone().ok()?)
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut me = Self {
+            child,
+            port: 0,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            // "Serving on ipv? 127.0.0.1:PORT by socks5"
+            let text = std::fs::read_to_string(&me.log).unwrap_or_default();
+            if let Some(port) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Serving on "))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+            {
+                me.port = port;
+                return Some(me);
+            }
+            if me.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn url(&self, scheme: &str, auth: &str) -> String {
+        format!("{scheme}://{auth}127.0.0.1:{}", self.port)
+    }
+
+    /// Tunnels it has opened ("socks5 CLIENT -> DESTINATION").
+    fn tunnels(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("socks5 ") && l.contains(" -> "))
+            .count()
+    }
+}
+
+impl Drop for Pproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pproxy_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import pproxy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Through a SOCKS5 proxy (pproxy): the API calls (our own HTTP client for the SDK, since the
+/// SDK's has no SOCKS) and the data channel both go through it, over TLS to the sandbox;
+/// `socks5://` and `socks5h://` alike. A proxy that wants credentials is one error line
+/// naming it (exit 4, never the password); with them, everything works.
+#[test]
+fn api_and_data_channel_go_through_a_socks_proxy() {
+    if !require_tool(
+        pproxy_available(),
+        "pproxy (pip install pproxy)",
+        "api_and_data_channel_go_through_a_socks_proxy",
+    ) {
+        return;
+    }
+    let env = tls_sandbox(&format!("{CLASSES}\n[aws]\nproxy_loopback = true\n"));
+    let target = env.linux_name();
+    let dir = tempfile::tempdir().unwrap();
+    let socks = Pproxy::start(dir.path(), None).expect("pproxy starts");
+
+    let via = socks.url("socks5h", "");
+    let (code, out, err) = run(&env, &[("ALL_PROXY", &via)], &["list", "--json"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains(&target), "{err}");
+    let after_list = socks.tunnels();
+    assert!(after_list >= 1, "list's API calls went direct");
+
+    let via = socks.url("socks5", "");
+    let (code, out, err) = run(
+        &env,
+        &[("HTTPS_PROXY", &via)],
+        &["connect", &target],
+        b"echo through-socks-$((6*7))\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "through-socks-42");
+    let after_shell = socks.tunnels();
+    // The shell's API calls and its websocket.
+    assert!(
+        after_shell >= after_list + 2,
+        "{after_list} then {after_shell}"
+    );
+
+    let port = echo_server();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let (code, out, err) = run(
+        &env,
+        &[("HTTPS_PROXY", &via)],
+        &["proxy", &target, &port.to_string()],
+        &data,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out == data, "{} bytes back of {}", out.len(), data.len());
+    assert!(socks.tunnels() > after_shell);
+
+    // doctor says the API calls go through it.
+    let (code, out, err) = run(&env, &[("ALL_PROXY", &via)], &["doctor"], b"");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("via {via} (ALL_PROXY)")), "{out}");
+
+    let guarded = Pproxy::start(dir.path(), Some("carol:s3cret-pw")).expect("pproxy starts");
+    let (code, _, err) = run(
+        &env,
+        &[("ALL_PROXY", &guarded.url("socks5h", ""))],
+        &["list"],
+        b"",
+    );
+    // pproxy hangs up on a client that offers no credentials (rather than answering "no
+    // acceptable method"): a network error that says what to try.
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the SOCKS proxy {} closed the connection during its handshake",
+            guarded.url("socks5h", "")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("put them in the URL: socks5h://USER:PASSWORD@HOST:PORT"),
+        "{err}"
+    );
+    // It hangs up on a wrong password too (an RFC 1929 refusal, exit 4, is the unit test's).
+    let (code, _, err) = run(
+        &env,
+        &[("ALL_PROXY", &guarded.url("socks5h", "carol:wrong@"))],
+        &["list"],
+        b"",
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains(&guarded.url("socks5h", "carol:***@"))
+            && err.contains("check the user name and password")
+            && !err.contains("wrong"),
+        "{err}"
+    );
+    let with = guarded.url("socks5h", "carol:s3cret-pw@");
+    let (code, out, err) = run(
+        &env,
+        &[("ALL_PROXY", &with)],
+        &["connect", &target],
+        b"echo authed\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "authed");
+    assert!(guarded.tunnels() >= 2);
+    assert!(!err.contains("s3cret-pw"));
+    assert!(!env.logs_text().contains("s3cret-pw"));
 }

@@ -368,32 +368,24 @@ fn ctrl_c_mid_copy_removes_the_partial_file_on_both_ends() {
 
 /// The "copy complete" log lines so far: (upload, bytes, bytes on the wire, gzip).
 fn copies_logged(env: &SandboxEnv) -> Vec<(bool, u64, u64, bool)> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir(env.home.path().join("state/logs")) else {
-        return found;
-    };
-    let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
-    files.sort();
-    for file in files {
-        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-            if !line.contains("copy complete") {
-                continue;
-            }
+    env.logs_text()
+        .lines()
+        .filter(|line| line.contains("copy complete"))
+        .map(|line| {
             let field = |name: &str| {
                 line.split_whitespace()
                     .find_map(|w| w.strip_prefix(&format!("{name}=")))
                     .unwrap_or_default()
                     .to_owned()
             };
-            found.push((
+            (
                 field("upload") == "true",
                 field("bytes").parse().unwrap(),
                 field("wire").parse().unwrap(),
                 field("gzip") == "true",
-            ));
-        }
-    }
-    found
+            )
+        })
+        .collect()
 }
 
 /// Text goes gzipped both ways when the target has gzip (and arrives whole); noise and

@@ -181,6 +181,19 @@ impl SandboxEnv {
             .collect()
     }
 
+    /// The debug logs written so far (`state/logs`, oldest file first), as one text.
+    pub fn logs_text(&self) -> String {
+        let Ok(dir) = std::fs::read_dir(self.home.path().join("state/logs")) else {
+            return String::new();
+        };
+        let mut files: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect()
+    }
+
     /// Sessions still active on the service.
     pub fn active_sessions(&self) -> usize {
         self.sb()
