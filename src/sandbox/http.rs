@@ -3,7 +3,7 @@
 //!
 //! Service selection, in order: the SigV4 credential scope
 //! (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`), then `X-Amz-Target`
-//! (`AmazonSSM.*` → ssm, `TrentService.*` → kms), then the query `Version`
+//! (`AmazonSSM.*` → ssm, `TrentService.*` → kms, `Logs_20140328.*` → logs), then the query `Version`
 //! (`2016-11-15` → ec2, `2011-06-15` → sts). The signature itself is never checked; the access
 //! key id picks the [`Identity`]. An unknown or missing key gets the error each service gives
 //! for an invalid key, with its status code.
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::identity;
 use super::state::SandboxState;
 use super::wire::{ec2_error, form_pairs, json_error, param, sts_error};
-use super::{ec2, kms, ssm, sts};
+use super::{ec2, kms, logs, ssm, sts};
 
 /// The AWS service a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub(crate) enum Service {
     Ssm,
     Sts,
     Kms,
+    Logs,
 }
 
 /// The `POST /` handler.
@@ -53,11 +54,13 @@ pub(crate) async fn handle(
             "ssm" => Some(Service::Ssm),
             "sts" => Some(Service::Sts),
             "kms" => Some(Service::Kms),
+            "logs" => Some(Service::Logs),
             _ => None,
         })
         .or_else(|| match target {
             Some(t) if t.starts_with("AmazonSSM.") => Some(Service::Ssm),
             Some(t) if t.starts_with("TrentService.") => Some(Service::Kms),
+            Some(t) if t.starts_with("Logs_20140328.") => Some(Service::Logs),
             _ => None,
         })
         .or_else(|| match param(&form, "Version") {
@@ -94,6 +97,7 @@ pub(crate) async fn handle(
         Service::Sts => sts::handle(&state, who, &form),
         Service::Ssm => ssm::handle(&state, who, op, &body),
         Service::Kms => kms::handle(&state, who, op, &body),
+        Service::Logs => logs::handle(&state, who, op, &body),
     }
 }
 
@@ -111,7 +115,7 @@ pub(crate) fn shutting_down() -> Response {
 fn unknown_key(service: Service) -> Response {
     const INVALID: &str = "The security token included in the request is invalid.";
     match service {
-        Service::Ssm | Service::Kms => json_error(
+        Service::Ssm | Service::Kms | Service::Logs => json_error(
             StatusCode::BAD_REQUEST,
             "UnrecognizedClientException",
             INVALID,
@@ -129,7 +133,7 @@ fn unknown_key(service: Service) -> Response {
 fn expired_key(service: Service) -> Response {
     const EXPIRED: &str = "The security token included in the request is expired";
     match service {
-        Service::Ssm | Service::Kms => {
+        Service::Ssm | Service::Kms | Service::Logs => {
             json_error(StatusCode::BAD_REQUEST, "ExpiredTokenException", EXPIRED)
         }
         Service::Sts => sts_error(StatusCode::FORBIDDEN, "ExpiredToken", EXPIRED),
@@ -138,6 +142,20 @@ fn expired_key(service: Service) -> Response {
             "RequestExpired",
             "Request has expired.",
         ),
+    }
+}
+
+/// The caller of a request signed for any service: `None` without a key we know, `Err` for
+/// temporary credentials past their expiry.
+pub(crate) fn caller(
+    state: &SandboxState,
+    headers: &HeaderMap,
+) -> Option<Result<&'static identity::Identity, ()>> {
+    let (key, _) = credential_scope(header_str(headers, "authorization"));
+    let key = key?;
+    match identity::by_access_key(&key) {
+        Some(found) => Some(Ok(found)),
+        None => state.temporary_identity(&key),
     }
 }
 

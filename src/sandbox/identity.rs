@@ -10,7 +10,10 @@
 //! - which instances it may reach, as an `ssm:resourceTag/Environment` condition does;
 //! - that it may resume and terminate only sessions it owns (`ssm:resourceTag/aws:ssmmessages:session-id`
 //!   style `${aws:userid}` scoping);
-//! - whether it may use KMS at all.
+//! - whether it may use KMS at all;
+//! - whose session transcripts it may read (S3 objects and CloudWatch log streams are named
+//!   after the session id, which starts with the owner's name, so a policy can scope
+//!   `…/${aws:username}-*`); reading an SSE-KMS object also needs `kms:Decrypt`.
 //!
 //! Every identity may read (Describe*, Get*, List*): the account's read-only policy is broad,
 //! and a user with no session rights (`eve`) must still be able to see why they are denied.
@@ -40,6 +43,17 @@ pub struct Identity {
     pub sessions: bool,
     /// Whether it may call kms:GenerateDataKey / kms:Decrypt.
     pub kms: bool,
+    /// Whose session transcripts it may read.
+    pub transcripts: Reach,
+}
+
+/// Whose transcripts an identity may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every session's.
+    All,
+    /// Only sessions it started.
+    Own,
 }
 
 const ALICE: Identity = Identity {
@@ -53,6 +67,7 @@ const ALICE: Identity = Identity {
     environments: None,
     sessions: true,
     kms: true,
+    transcripts: Reach::All,
 };
 
 const BOB: Identity = Identity {
@@ -64,6 +79,7 @@ const BOB: Identity = Identity {
     environments: Some(&["staging", "dev"]),
     sessions: true,
     kms: true,
+    transcripts: Reach::Own,
 };
 
 const EVE: Identity = Identity {
@@ -75,6 +91,8 @@ const EVE: Identity = Identity {
     environments: Some(&[]),
     sessions: false,
     kms: false,
+    // The read-only policy reads every bucket and log group, but not the KMS key.
+    transcripts: Reach::All,
 };
 
 /// Every seeded identity, in the order they are listed to users.
@@ -127,6 +145,16 @@ impl Identity {
     /// Whether an `ssm:StartSession` on this document is allowed.
     pub fn may_start_document(&self, document: &str) -> bool {
         self.sessions && self.documents.iter().any(|p| glob_match(p, document))
+    }
+
+    /// Whether this identity may read the transcript of `session_id` (`<owner>-<hex>`).
+    pub fn may_read_transcript(&self, session_id: &str) -> bool {
+        match self.transcripts {
+            Reach::All => true,
+            Reach::Own => session_id
+                .strip_prefix(self.name)
+                .is_some_and(|rest| rest.starts_with('-')),
+        }
     }
 
     /// Whether an instance with this `Environment` tag may be reached.
@@ -196,5 +224,8 @@ mod tests {
             )
         );
         assert!(alice.arn().ends_with("/alice"));
+        assert!(alice.may_read_transcript("bob-0123"));
+        assert!(bob.may_read_transcript("bob-0123") && !bob.may_read_transcript("bobby-0123"));
+        assert!(!bob.may_read_transcript("alice-0123"));
     }
 }

@@ -26,11 +26,14 @@ pub mod faults;
 mod http;
 pub mod identity;
 mod kms;
+mod logs;
+mod s3;
 pub mod ssm;
 mod state;
 mod sts;
 mod tasks;
 pub mod tls;
+pub mod transcripts;
 mod wire;
 pub mod world;
 
@@ -158,6 +161,7 @@ impl Sandbox {
         let paths = DataPaths {
             bucket: config.bucket_dir.unwrap_or_else(|| scratch.join("bucket")),
             homes: config.homes_dir.unwrap_or_else(|| scratch.join("home")),
+            orchestration: scratch.join("orchestration"),
         };
         let tls = match &config.tls_dir {
             Some(dir) => {
@@ -262,6 +266,9 @@ pub fn router(state: SandboxState) -> Router {
     Router::new()
         .route("/", post(http::handle))
         .route("/v1/data-channel/{session_id}", get(datachannel::handle))
+        // S3, path-style: the transcript bucket.
+        .route("/{bucket}", get(s3::list))
+        .route("/{bucket}/{*key}", get(s3::object).head(s3::object))
         .with_state(state)
 }
 

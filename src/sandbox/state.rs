@@ -199,6 +199,8 @@ struct Inner {
     /// Test aid: plaintext copies of issued tokens, kept only while recording is on (see
     /// [`SandboxState::record_issued_tokens`]); normally only digests exist.
     issued: Mutex<Option<Vec<Secret>>>,
+    /// CloudWatch Logs.
+    logs: Mutex<super::transcripts::LogStore>,
 }
 
 /// How the sandbox agent feeds the data channel.
@@ -234,6 +236,8 @@ pub struct DataPaths {
     pub bucket: std::path::PathBuf,
     /// Parent of the per-instance home directories shells start in.
     pub homes: std::path::PathBuf,
+    /// The agent's per-session working files (a shell's output before it is uploaded).
+    pub orchestration: std::path::PathBuf,
 }
 
 /// Replacements for the documents' `idleSessionTimeout` / `maxSessionDuration` (minutes are
@@ -299,8 +303,14 @@ impl SandboxState {
                 paths,
                 agents: SessionTasks::default(),
                 issued: Mutex::new(None),
+                logs: Mutex::new(super::transcripts::LogStore::default()),
             }),
         })
+    }
+
+    /// The sandbox's CloudWatch Logs (session transcripts streamed or uploaded there).
+    pub fn logs(&self) -> MutexGuard<'_, super::transcripts::LogStore> {
+        lock(&self.inner.logs)
     }
 
     /// The region the sandbox answers for.

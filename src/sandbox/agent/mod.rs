@@ -19,6 +19,7 @@
 //! TCP) is taken only while the session has room for it, and client input only while the
 //! workload can take it.
 
+pub mod logging;
 pub mod port;
 pub mod shell;
 
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::logging::SessionLog;
 use self::port::{BlockedWrite, Outcome, Ports};
 use self::shell::{Shell, ShellSpec};
 use super::faults::{Dice, FaultKind, FaultLayer, Verdict};
@@ -963,25 +965,24 @@ impl Agent {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            let prefix = inputs
-                .get("s3KeyPrefix")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
             let paths = self.state.data_paths();
+            let log = SessionLog::new(
+                &self.state,
+                &self.info,
+                &inputs,
+                run_as.as_deref().unwrap_or("ssm-user"),
+            );
             let spec = ShellSpec {
                 home: paths.homes.join(safe_prefix(&self.info.target)),
                 run_as,
                 profile,
-                transcript: paths
-                    .bucket
-                    .join(safe_prefix(prefix))
-                    .join(format!("{}.log", self.info.session_id)),
+                log: std::sync::Arc::new(log),
                 size: (80, 24),
                 pause: self.pause,
             };
             return match Shell::spawn(&spec) {
                 Ok((shell, io)) => {
-                    tracing::info!(session_id = %self.info.session_id, pid = ?shell.pid(), transcript = %spec.transcript.display(), "sandbox shell started");
+                    tracing::info!(session_id = %self.info.session_id, pid = ?shell.pid(), ipc = %spec.log.ipc_path().display(), "sandbox shell started");
                     self.shell = Some(shell);
                     self.shell_started = Some(Instant::now());
                     self.shell_output = Some(io.output);

@@ -13,7 +13,8 @@
 //!
 //! * the reader reads at most 1024 bytes at a time, cuts on UTF-8 boundaries (an incomplete
 //!   multi-byte sequence is carried into the next chunk, §7.5), appends each chunk to the
-//!   transcript file and sends it on a bounded channel (a full channel stops the reader, and
+//!   session's IPC file (and streams it to CloudWatch when the document says so, see
+//!   [`SessionLog`]) and sends it on a bounded channel (a full channel stops the reader, and
 //!   the agent takes from it only while its session has room: back-pressure end to end).
 //!   When paced like the real agent ([`ShellSpec::pause`]), it waits a second before its
 //!   first read and pauses after every chunk, as the agent's shell plugin does;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::logging::SessionLog;
 use portable_pty::{ChildKiller, CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,13 +46,23 @@ pub struct ShellSpec {
     pub run_as: Option<String>,
     /// `shellProfile.linux`.
     pub profile: String,
-    /// Where the transcript goes (created, appended to).
-    pub transcript: PathBuf,
+    /// The session's logging: the IPC file output is appended to, CloudWatch streaming, and
+    /// the upload when the shell is gone.
+    pub log: Arc<SessionLog>,
     /// Initial size (cols, rows).
     pub size: (u16, u16),
     /// The real agent's pacing: a pause after every chunk of output (and a second's wait
     /// before the first read), or `None` to send output as fast as it comes.
     pub pause: Option<Duration>,
+}
+
+/// Finishes a session's log when dropped: by then the shell's output has all been read.
+struct Finish(Arc<SessionLog>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.ended();
+    }
 }
 
 /// How long the real agent's shell plugin waits before it first reads the pty.
@@ -129,13 +141,14 @@ impl Shell {
     /// Starts the shell and its threads.
     pub fn spawn(spec: &ShellSpec) -> anyhow::Result<(Self, ShellIo)> {
         std::fs::create_dir_all(&spec.home)?;
-        if let Some(dir) = spec.transcript.parent() {
+        if let Some(dir) = spec.log.ipc_path().parent() {
             std::fs::create_dir_all(dir)?;
         }
         let mut transcript = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&spec.transcript)?;
+            .open(spec.log.ipc_path())?;
+        let log = Arc::clone(&spec.log);
 
         let pair = native_pty_system().openpty(PtySize {
             rows: spec.size.1.max(1),
@@ -180,6 +193,8 @@ impl Shell {
         let exited = Arc::new(AtomicBool::new(false));
         let pause = spec.pause;
 
+        // However the reader stops (end of file, or its session gone), the log is finished.
+        let finish = Finish(Arc::clone(&spec.log));
         std::thread::Builder::new()
             .name("sandbox-pty-read".to_owned())
             .spawn(move || {
@@ -206,6 +221,7 @@ impl Shell {
                     if cut > 0 {
                         let chunk = filled.get(..cut).unwrap_or_default().to_vec();
                         let _ = transcript.write_all(&chunk);
+                        log.output(&chunk);
                         if out_tx.blocking_send(chunk).is_err() {
                             return;
                         }
@@ -219,9 +235,12 @@ impl Shell {
                 if carry > 0 {
                     let rest = buf.get(..carry).unwrap_or_default().to_vec();
                     let _ = transcript.write_all(&rest);
+                    log.output(&rest);
                     let _ = out_tx.blocking_send(rest);
                 }
                 let _ = transcript.flush();
+                drop(transcript);
+                drop(finish);
             })?;
 
         let line = profile_line(spec.run_as.as_deref(), switch.is_some(), &spec.profile);
