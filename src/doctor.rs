@@ -540,7 +540,65 @@ async fn check_document(
     for check in settings_checks(name, &inputs) {
         checks.push(soften(check));
     }
+    if matches!(role, Role::Shell(_)) {
+        checks.extend(transcript_check(api, name, &content).await);
+    }
     Some(str_input(&inputs, "kmsKeyId")).filter(|k| !k.is_empty())
+}
+
+/// Whether the caller can read the transcripts a logging shell document produces: the newest
+/// ended session of that document (the caller's own first) is read as `ssmtui logs` would.
+async fn transcript_check(api: &dyn SsmApi, name: &str, content: &str) -> Option<Check> {
+    use crate::transcripts::{Location, TranscriptError, fetch};
+    if !Location::from_document(content, "-").is_logged() {
+        // The logging check has said so already.
+        return None;
+    }
+    let label = format!("{name}: transcripts");
+    let mut sample = None;
+    for owner_self in [true, false] {
+        if let Ok(list) = api
+            .describe_sessions(crate::aws::SessionState::History, owner_self)
+            .await
+            && let Some(s) = list
+                .into_iter()
+                .find(|s| s.document.as_deref() == Some(name))
+        {
+            sample = Some(s);
+            break;
+        }
+    }
+    let Some(session) = sample else {
+        return Some(
+            Check::warn(
+                label,
+                "no ended session of this document to test reading its transcript with",
+            )
+            .hint("after a session with this class, doctor tries to read its transcript as `ssmtui logs` does"),
+        );
+    };
+    let location = Location::from_document(content, &session.id);
+    let source = location.choose(None, false)?;
+    Some(
+        match fetch(api, &session.id, &location, source, false).await {
+            Ok(_) => Check::pass(
+                label,
+                format!(
+                    "readable: session {} from {}",
+                    session.id,
+                    location.describe()
+                ),
+            ),
+            Err(e @ TranscriptError::Aws(AwsError::AccessDenied { .. })) => {
+                let hint = e.hints().into_iter().next().unwrap_or_default();
+                Check::warn(label, format!("cannot read session {}: {e}", session.id)).hint(hint)
+            }
+            Err(e) => {
+                let hint = e.hints().into_iter().next().unwrap_or_default();
+                Check::warn(label, format!("session {}: {e}", session.id)).hint(hint)
+            }
+        },
+    )
 }
 
 fn str_input(inputs: &Value, key: &str) -> String {

@@ -53,5 +53,6 @@ pub mod rules;
 pub mod sandbox;
 pub mod secret;
 pub mod signals;
+pub mod transcripts;
 pub mod tui;
 pub mod ui;

@@ -19,12 +19,17 @@ impl Classify for Closed {
     }
 }
 
-/// Writes `text` to stdout and flushes it.
-pub fn print_out(text: &str) -> anyhow::Result<()> {
+/// Writes `bytes` to stdout as they are and flushes it.
+pub fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Closed.into()),
         Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
     }
+}
+
+/// Writes `text` to stdout and flushes it.
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    print_bytes(text.as_bytes())
 }

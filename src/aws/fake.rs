@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AwsError, DataKey, DocumentSummary, Identity, Instance, Service, SessionState, SessionSummary,
-    SessionTarget, SsmApi, StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, Identity, Instance, LogPage, LogRecord, Service,
+    SessionState, SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::secret::Secret;
 
@@ -34,6 +34,10 @@ pub struct FakeState {
     pub stream_url: String,
     /// Who the caller is.
     pub identity: Option<Identity>,
+    /// S3 objects by (bucket, key).
+    pub objects: HashMap<(String, String), Vec<u8>>,
+    /// CloudWatch Logs events by (group, stream).
+    pub log_streams: HashMap<(String, String), Vec<LogRecord>>,
     counter: u64,
 }
 
@@ -290,6 +294,47 @@ impl SsmApi for FakeApi {
             .filter(|s| (s.status == "Connected") == active)
             .cloned()
             .collect())
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        let state = self.enter(format!("GetObject {bucket}/{key}"), "GetObject")?;
+        state
+            .objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
+            .ok_or_else(|| AwsError::NotFound {
+                operation: "GetObject",
+                message: "The specified key does not exist.".to_owned(),
+            })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<u64>, AwsError> {
+        let state = self.enter(format!("HeadObject {bucket}/{key}"), "HeadObject")?;
+        Ok(state
+            .objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|o| o.len() as u64))
+    }
+
+    async fn log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        token: Option<&str>,
+    ) -> Result<LogPage, AwsError> {
+        let state = self.enter(format!("GetLogEvents {group} {stream}"), "GetLogEvents")?;
+        let events = state
+            .log_streams
+            .get(&(group.to_owned(), stream.to_owned()))
+            .ok_or_else(|| AwsError::NotFound {
+                operation: "GetLogEvents",
+                message: "The specified log stream does not exist.".to_owned(),
+            })?;
+        let from: usize = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        Ok(LogPage {
+            events: events.get(from..).unwrap_or_default().to_vec(),
+            next: Some(events.len().to_string()),
+        })
     }
 
     async fn get_document(&self, name: &str) -> Result<String, AwsError> {

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use crate::error::{Classified, Classify, ErrorKind};
 
 pub use model::{
-    DataKey, DocumentSummary, EndpointInfo, Identity, Instance, Service, SessionState,
-    SessionSummary, SessionTarget, StartSessionRequest, TagFilter,
+    DataKey, DocumentSummary, EndpointInfo, Identity, Instance, LogPage, LogRecord, Service,
+    SessionState, SessionSummary, SessionTarget, StartSessionRequest, TagFilter,
 };
 
 /// Everything ssmtui asks of AWS.
@@ -69,6 +69,17 @@ pub trait SsmApi: Send + Sync {
     async fn check_endpoint(&self, service: Service) -> Result<(), AwsError>;
     /// `sts:GetCallerIdentity`.
     async fn caller_identity(&self) -> Result<Identity, AwsError>;
+    /// `s3:GetObject`: the whole object (an SSE-KMS one also needs `kms:Decrypt`).
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError>;
+    /// `s3:HeadObject`: the object's size, or `None` when there is no such object.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<u64>, AwsError>;
+    /// `logs:GetLogEvents` forwards: from the head of the stream, or from `token`.
+    async fn log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        token: Option<&str>,
+    ) -> Result<LogPage, AwsError>;
     /// `kms:GenerateDataKey` with 64 bytes and the given encryption context.
     async fn generate_data_key(
         &self,

@@ -110,6 +110,24 @@ pub struct SessionSummary {
     pub reason: Option<String>,
 }
 
+/// One CloudWatch Logs event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogRecord {
+    /// Event time, ms since the epoch.
+    pub timestamp: i64,
+    /// The message (for streamed session logs, a JSON record).
+    pub message: String,
+}
+
+/// One page of GetLogEvents read forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// Events, oldest first.
+    pub events: Vec<LogRecord>,
+    /// Where the next page starts (the same token again at the end of the stream).
+    pub next: Option<String>,
+}
+
 /// Which sessions DescribeSessions should list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {

@@ -17,8 +17,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 
 use super::{
-    AwsError, DataKey, DocumentSummary, EndpointInfo, Identity, Instance, Service, SessionState,
-    SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
+    AwsError, DataKey, DocumentSummary, EndpointInfo, Identity, Instance, LogPage, LogRecord,
+    Service, SessionState, SessionSummary, SessionTarget, SsmApi, StartSessionRequest, TagFilter,
 };
 use crate::config::AwsConfig;
 use crate::error::display_chain;
@@ -32,6 +32,8 @@ pub struct SdkApi {
     ssm: aws_sdk_ssm::Client,
     sts: aws_sdk_sts::Client,
     kms: aws_sdk_kms::Client,
+    s3: aws_sdk_s3::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
     profile: Option<String>,
     timeout_seconds: u64,
     region: String,
@@ -119,6 +121,8 @@ impl SdkApi {
             endpoint_info(&shared, aws, "ec2", aws.endpoints.ec2.as_deref(), &region).await,
             endpoint_info(&shared, aws, "sts", aws.endpoints.sts.as_deref(), &region).await,
             endpoint_info(&shared, aws, "kms", aws.endpoints.kms.as_deref(), &region).await,
+            endpoint_info(&shared, aws, "s3", aws.endpoints.s3.as_deref(), &region).await,
+            endpoint_info(&shared, aws, "logs", aws.endpoints.logs.as_deref(), &region).await,
         ];
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
         if let Some(url) = &aws.endpoints.ec2 {
@@ -136,7 +140,24 @@ impl SdkApi {
         if let Some(url) = &aws.endpoints.kms {
             kms = kms.endpoint_url(url);
         }
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.s3 {
+            s3 = s3.endpoint_url(url);
+        }
+        // A local endpoint (the sandbox, an emulator) has no bucket subdomains: path-style.
+        if endpoints
+            .iter()
+            .any(|e| e.service == "s3" && url_host_is_local(&e.url))
+        {
+            s3 = s3.force_path_style(true);
+        }
+        let mut logs = aws_sdk_cloudwatchlogs::config::Builder::from(&shared);
+        if let Some(url) = &aws.endpoints.logs {
+            logs = logs.endpoint_url(url);
+        }
         Ok(Self {
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
@@ -336,7 +357,11 @@ async fn endpoint_info(
     if let Some(url) = &aws.endpoint_url {
         return info(url, "[aws] endpoint_url".to_owned());
     }
-    let upper = service.to_ascii_uppercase();
+    // The SDK's service ids, as in AWS_ENDPOINT_URL_<ID> and profile `services` sections.
+    let upper = match service {
+        "logs" => "CLOUDWATCH_LOGS".to_owned(),
+        s => s.to_ascii_uppercase(),
+    };
     let key = aws_types::service_config::ServiceConfigKey::builder()
         .service_id(&upper)
         .env("AWS_ENDPOINT_URL")
@@ -403,8 +428,18 @@ async fn regional_endpoint(service: &str, region: &str, fips: bool, dual: bool) 
         "ec2" => resolve!(aws_sdk_ec2),
         "sts" => resolve!(aws_sdk_sts),
         "kms" => resolve!(aws_sdk_kms),
+        "s3" => resolve!(aws_sdk_s3),
+        "logs" => resolve!(aws_sdk_cloudwatchlogs),
         _ => None,
     }
+}
+
+/// Whether a URL's host is this machine (`localhost`, a loopback address).
+fn url_host_is_local(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(crate::net::proxy::is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// A network setting that cannot be used, as the configuration error it is.
@@ -508,7 +543,9 @@ where
                 "InvalidInstanceId"
                 | "InvalidInstanceID.NotFound"
                 | "DoesNotExistException"
-                | "InvalidDocument" => AwsError::NotFound { operation, message },
+                | "InvalidDocument"
+                | "NoSuchKey"
+                | "ResourceNotFoundException" => AwsError::NotFound { operation, message },
                 _ => AwsError::Service {
                     operation,
                     code,
@@ -729,6 +766,61 @@ impl SsmApi for SdkApi {
             }));
         }
         Ok(out)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.classify("GetObject", e))?;
+        let body = out.body.collect().await.map_err(|e| AwsError::Network {
+            operation: "GetObject",
+            message: format!("the object's body was cut off ({e})"),
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<u64>, AwsError> {
+        match self.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(
+                out.content_length().unwrap_or(0).try_into().unwrap_or(0),
+            )),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.classify("HeadObject", e)),
+        }
+    }
+
+    async fn log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        token: Option<&str>,
+    ) -> Result<LogPage, AwsError> {
+        let out = self
+            .logs
+            .get_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .start_from_head(true)
+            .set_next_token(token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.classify("GetLogEvents", e))?;
+        Ok(LogPage {
+            events: out
+                .events()
+                .iter()
+                .map(|e| LogRecord {
+                    timestamp: e.timestamp().unwrap_or(0),
+                    message: e.message().unwrap_or_default().to_owned(),
+                })
+                .collect(),
+            next: out.next_forward_token().map(str::to_owned),
+        })
     }
 
     async fn get_document(&self, name: &str) -> Result<String, AwsError> {

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod exec;
 pub mod forward;
 pub mod list;
+pub mod logs;
 pub mod picker;
 pub mod prompt;
 pub mod proxy;
@@ -104,6 +105,7 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     Proxy(proxy::ProxyArgs),
     Sessions(sessions::SessionsArgs),
+    Logs(logs::LogsArgs),
     Doctor(doctor::DoctorArgs),
     Config(config::ConfigArgs),
     Completions(completions::CompletionsArgs),
@@ -198,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Forward(args)) => forward::run(&ctx, &args),
         Some(Command::Proxy(args)) => proxy::run(&ctx, &args),
         Some(Command::Sessions(args)) => sessions::run(&ctx, &args),
+        Some(Command::Logs(args)) => logs::run(&ctx, &args),
         Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),

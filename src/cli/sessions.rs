@@ -140,7 +140,8 @@ fn explain_list(err: AwsError, all: bool) -> anyhow::Error {
     }
 }
 
-fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+/// A table with columns as wide as their widest cell.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()

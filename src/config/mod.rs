@@ -221,6 +221,10 @@ pub struct EndpointsConfig {
     pub sts: Option<String>,
     /// KMS endpoint.
     pub kms: Option<String>,
+    /// S3 endpoint (session transcripts).
+    pub s3: Option<String>,
+    /// CloudWatch Logs endpoint (session transcripts).
+    pub logs: Option<String>,
 }
 
 /// `[ui]`: look and behaviour of the interactive UI.

@@ -25,6 +25,7 @@ mod cp;
 mod exec;
 mod first_contact;
 mod forward;
+mod logs;
 mod long_run;
 mod sandbox_agent;
 mod sandbox_api;
