@@ -83,11 +83,21 @@ pub enum Intent {
     Toggle,
     /// Sign in again with `aws sso login` for the profile whose SSO sign-in expired.
     SsoLogin,
+    /// Open the selected session's transcript.
+    Transcript,
+    /// Start typing a search.
+    Search,
+    /// The next search match.
+    NextMatch,
+    /// The previous search match.
+    PrevMatch,
+    /// Follow a live transcript (or stop following).
+    Follow,
 }
 
 impl Intent {
     /// Every intent, for name lookups.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 39] = [
         Self::Up,
         Self::Down,
         Self::PageUp,
@@ -122,6 +132,11 @@ impl Intent {
         Self::PrevField,
         Self::Toggle,
         Self::SsoLogin,
+        Self::Transcript,
+        Self::Search,
+        Self::NextMatch,
+        Self::PrevMatch,
+        Self::Follow,
     ];
 
     /// The action name used in the keymap.
@@ -161,6 +176,11 @@ impl Intent {
             Self::PrevField => "prev_field",
             Self::Toggle => "toggle",
             Self::SsoLogin => "sso_login",
+            Self::Transcript => "transcript",
+            Self::Search => "search",
+            Self::NextMatch => "next_match",
+            Self::PrevMatch => "prev_match",
+            Self::Follow => "follow",
         }
     }
 
@@ -256,6 +276,20 @@ pub enum Action {
     /// Counters of every running forward, sampled together every
     /// [`super::forwards::SAMPLE_MS`].
     ForwardStats(Vec<ForwardSample>),
+    /// A transcript asked for with [`Effect::LoadTranscript`] arrived, or could not be read.
+    TranscriptLoaded {
+        /// The session.
+        session_id: String,
+        /// The transcript, or why not (one line).
+        result: Result<super::transcript::LoadedTranscript, String>,
+    },
+    /// New output of a followed transcript ([`Effect::PollTranscript`]).
+    TranscriptPolled {
+        /// The session.
+        session_id: String,
+        /// The new bytes and the next token, or why not.
+        result: Result<(Vec<u8>, Option<String>), String>,
+    },
 }
 
 /// A side effect for the runtime to perform; results come back as [`Action`]s.
@@ -297,6 +331,23 @@ pub enum Effect {
     TerminateSession {
         /// The session.
         id: String,
+    },
+    /// Read a session's transcript, answered with [`Action::TranscriptLoaded`].
+    LoadTranscript {
+        /// The session.
+        session_id: String,
+        /// Its document (which says where it is logged).
+        document: Option<String>,
+        /// Whether it is still running.
+        active: bool,
+    },
+    /// After a second, read a followed transcript's new events, answered with
+    /// [`Action::TranscriptPolled`].
+    PollTranscript {
+        /// The session.
+        session_id: String,
+        /// Where to continue.
+        follow: super::transcript::Follow,
     },
     /// Rebuild the API client for another profile/region, answered with [`Action::AwsSwitched`].
     SwitchAws {

@@ -11,6 +11,7 @@ pub mod forwards;
 pub mod instances;
 pub mod mode;
 pub mod sessions;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 
@@ -198,6 +199,8 @@ pub struct App {
     pub help_scroll: usize,
     /// Terminal size.
     pub size: (u16, u16),
+    /// The transcript pane, while open.
+    pub transcript: Option<transcript::TranscriptPane>,
     /// A profile/region switch in progress.
     pub switching: Option<(Option<String>, Option<String>)>,
     /// The forward to start again once the `aws sso login` run for it has succeeded.
@@ -234,6 +237,7 @@ impl App {
             confirm: None,
             help_scroll: 0,
             size: (80, 24),
+            transcript: None,
             switching: None,
             sso_retry_forward: None,
             generation: 0,
@@ -367,7 +371,57 @@ impl App {
             Action::Char(c) => self.typed(c),
             Action::Resize { width, height } => {
                 self.size = (width, height);
+                let inner = self.transcript_width();
+                if let Some(pane) = &mut self.transcript
+                    && pane.width != inner
+                    && !pane.loading
+                {
+                    pane.render(inner);
+                }
                 Vec::new()
+            }
+            Action::TranscriptLoaded { session_id, result } => {
+                let (width, page) = (self.transcript_width(), self.list_rows());
+                let Some(pane) = self
+                    .transcript
+                    .as_mut()
+                    .filter(|p| p.session_id == session_id)
+                else {
+                    return Vec::new();
+                };
+                match result {
+                    Ok(t) => pane.loaded(t, width, page),
+                    Err(e) => {
+                        pane.loading = false;
+                        pane.error = Some(e);
+                    }
+                }
+                Vec::new()
+            }
+            Action::TranscriptPolled { session_id, result } => {
+                let page = self.list_rows();
+                let Some(pane) = self
+                    .transcript
+                    .as_mut()
+                    .filter(|p| p.session_id == session_id && p.following)
+                else {
+                    return Vec::new();
+                };
+                match result {
+                    Ok((bytes, token)) => {
+                        pane.append(&bytes, token, page);
+                        pane.follow
+                            .clone()
+                            .map(|follow| Effect::PollTranscript { session_id, follow })
+                            .into_iter()
+                            .collect()
+                    }
+                    Err(e) => {
+                        pane.following = false;
+                        self.set_status(Level::Error, format!("stopped following: {e}"));
+                        Vec::new()
+                    }
+                }
             }
             Action::IdentityLoaded { generation, result } => {
                 if generation != self.generation {
@@ -608,6 +662,8 @@ impl App {
                 Vec::new()
             }
             Mode::SignIn => self.sign_in_intent(intent),
+            Mode::Transcript => self.transcript_intent(intent),
+            Mode::TranscriptSearch => self.transcript_search_intent(intent),
             Mode::Filter => self.filter_intent(intent),
             Mode::Command => self.command_intent(intent),
             Mode::Help => {
@@ -901,6 +957,11 @@ impl App {
                 }
             }
             Mode::ForwardForm => self.form_typed(c),
+            Mode::TranscriptSearch => {
+                if let Some(p) = &mut self.transcript {
+                    p.input.push(c);
+                }
+            }
             _ => {}
         }
         Vec::new()
@@ -919,6 +980,7 @@ impl App {
             Intent::Bottom => scroll.selected = len.saturating_sub(1),
             Intent::Back => self.modes.switch(View::Instances),
             Intent::Refresh => return self.load_sessions(),
+            Intent::Transcript => return self.open_transcript(),
             Intent::Terminate => match self.terminate_refusal() {
                 Some(why) => self.set_status(Level::Warn, why),
                 None => {

@@ -50,6 +50,10 @@ pub enum Mode {
     ForwardDetails,
     /// The sign-in failed: the panel with its cause, the profiles and the ways out.
     SignIn,
+    /// Reading a session's transcript.
+    Transcript,
+    /// Typing a search in the transcript.
+    TranscriptSearch,
 }
 
 impl Mode {
@@ -68,6 +72,8 @@ impl Mode {
             Self::ForwardForm => "forward_form",
             Self::ForwardDetails => "forward_details",
             Self::SignIn => "sign_in",
+            Self::Transcript => "transcript",
+            Self::TranscriptSearch => "transcript_search",
         }
     }
 
@@ -75,7 +81,11 @@ impl Mode {
     pub fn takes_text(self) -> bool {
         matches!(
             self,
-            Self::Filter | Self::Command | Self::Reason | Self::ForwardForm
+            Self::Filter
+                | Self::Command
+                | Self::Reason
+                | Self::ForwardForm
+                | Self::TranscriptSearch
         )
     }
 }

@@ -837,6 +837,8 @@ fn help_is_generated_from_the_keymap_and_follows_overrides() {
         [
             "instances",
             "sessions",
+            "transcript",
+            "transcript_search",
             "forwards",
             "forward_form",
             "filter",
@@ -1829,4 +1831,118 @@ fn the_panel_retries_and_closes_once_signed_in() {
         "{}",
         status(&app)
     );
+}
+
+#[test]
+fn the_transcript_pane_opens_searches_and_follows() {
+    use crate::app::transcript::{Follow, LoadedTranscript};
+    use crate::transcripts::Source;
+    let mut app = in_sessions(false);
+    app.update(Action::Resize {
+        width: 60,
+        height: 20,
+    });
+    // The first row is bob's active session.
+    let effects = press(&mut app, &["l"]);
+    assert_eq!(
+        effects,
+        [Effect::LoadTranscript {
+            session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+            document: Some("SSM-SessionManagerRunShell".to_owned()),
+            active: true,
+        }]
+    );
+    assert_eq!(app.mode(), Mode::Transcript);
+    assert!(app.transcript.as_ref().unwrap().loading);
+    // `f` before anything arrived says why not.
+    assert!(press(&mut app, &["f"]).is_empty());
+    assert_eq!(status(&app), "the transcript is still loading");
+    let text: String = (0..40).map(|i| format!("$ echo {i}\r\n{i}\r\n")).collect();
+    let follow = Follow {
+        group: "/g".to_owned(),
+        stream: "bob-09f8e7d6c5b4a3928".to_owned(),
+        token: Some("f/1".to_owned()),
+    };
+    // An answer for another session is ignored.
+    app.update(Action::TranscriptLoaded {
+        session_id: "someone-else".to_owned(),
+        result: Ok(LoadedTranscript {
+            bytes: b"x".to_vec(),
+            source: Source::S3,
+            location: String::new(),
+            follow: None,
+        }),
+    });
+    assert!(app.transcript.as_ref().unwrap().loading);
+    app.update(Action::TranscriptLoaded {
+        session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        result: Ok(LoadedTranscript {
+            bytes: text.into_bytes(),
+            source: Source::Cloudwatch,
+            location: "cloudwatch:/g (streamed)".to_owned(),
+            follow: Some(follow.clone()),
+        }),
+    });
+    let page = app.list_rows();
+    let pane = app.transcript.as_ref().unwrap();
+    assert_eq!(pane.lines.len(), 81);
+    assert_eq!(pane.width, 58);
+    // A live session opens at its end.
+    assert_eq!(pane.top, 81 - page);
+    // Search: `/`, text, enter goes to the first match at or after the top, wrapping.
+    press(&mut app, &["g", "/"]);
+    assert_eq!(app.mode(), Mode::TranscriptSearch);
+    type_text(&mut app, "echo 1");
+    press(&mut app, &["enter"]);
+    assert_eq!(app.mode(), Mode::Transcript);
+    let top_text = |app: &App| {
+        let p = app.transcript.as_ref().unwrap();
+        p.lines[p.top].text.clone()
+    };
+    assert_eq!(top_text(&app), "$ echo 1");
+    press(&mut app, &["n"]);
+    assert_eq!(top_text(&app), "$ echo 10");
+    press(&mut app, &["N"]);
+    assert_eq!(top_text(&app), "$ echo 1");
+    // Backwards from the first match wraps to the last one within reach of a full page.
+    press(&mut app, &["N"]);
+    assert_eq!(app.transcript.as_ref().unwrap().top, 38);
+    press(&mut app, &["/"]);
+    press(&mut app, &["ctrl+u"]);
+    type_text(&mut app, "nowhere");
+    press(&mut app, &["enter"]);
+    assert_eq!(status(&app), "\"nowhere\" is not in the transcript");
+    // Follow: a poll, new output at the end, and the next poll.
+    let effects = press(&mut app, &["f"]);
+    assert_eq!(
+        effects,
+        [Effect::PollTranscript {
+            session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+            follow,
+        }]
+    );
+    let effects = app.update(Action::TranscriptPolled {
+        session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        result: Ok((b"$ echo late\r\nlate\r\n".to_vec(), Some("f/9".to_owned()))),
+    });
+    let pane = app.transcript.as_ref().unwrap();
+    assert_eq!(pane.lines[pane.lines.len() - 2].text, "late");
+    assert_eq!(pane.top, pane.lines.len() - page);
+    match effects.as_slice() {
+        [Effect::PollTranscript { follow, .. }] => {
+            assert_eq!(follow.token.as_deref(), Some("f/9"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // `f` again stops; a late answer then asks for nothing more.
+    press(&mut app, &["f"]);
+    let effects = app.update(Action::TranscriptPolled {
+        session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        result: Ok((Vec::new(), None)),
+    });
+    assert!(effects.is_empty());
+    // Esc closes the pane.
+    press(&mut app, &["esc"]);
+    assert_eq!(app.mode(), Mode::Sessions);
+    assert!(app.transcript.is_none());
 }

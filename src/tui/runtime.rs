@@ -34,6 +34,7 @@ use super::terminal::TerminalGuard;
 use super::{ShellLauncher, ShellOutcome};
 use crate::access::Who;
 use crate::app::forwards::{ForwardSample, SAMPLE_MS};
+use crate::app::transcript::{Follow, LoadedTranscript};
 use crate::app::{Action, App, Effect, SignInFailure, TICK_MS};
 use crate::audit::{AuditLog, SessionKind};
 use crate::aws::{AwsError, Instance, SessionState, SsmApi};
@@ -491,6 +492,59 @@ impl Runner {
                     let result = self.sso_login(&profile).await?;
                     let effects = self.dispatch(Action::SsoLoginFinished { profile, result });
                     Box::pin(self.perform(effects)).await?;
+                }
+                Effect::LoadTranscript {
+                    session_id,
+                    document,
+                    active,
+                } => {
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        let read = crate::transcripts::read(
+                            api.as_ref(),
+                            &mut crate::transcripts::Documents::default(),
+                            &session_id,
+                            document.as_deref(),
+                            None,
+                            active,
+                        )
+                        .await;
+                        let result = read
+                            .map(|(location, source, t)| LoadedTranscript {
+                                bytes: t.bytes,
+                                source,
+                                location: location.describe(),
+                                follow: location.cloudwatch.filter(|cw| cw.streaming).map(|cw| {
+                                    Follow {
+                                        group: cw.group,
+                                        stream: cw.stream,
+                                        token: t.next,
+                                    }
+                                }),
+                            })
+                            .map_err(crate::report::one_line_of);
+                        Msg::Action(Action::TranscriptLoaded { session_id, result })
+                    });
+                }
+                Effect::PollTranscript { session_id, follow } => {
+                    let api = self.api.clone();
+                    self.spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let result = api
+                            .log_events(&follow.group, &follow.stream, follow.token.as_deref())
+                            .await
+                            .map(|page| {
+                                let mut bytes = Vec::new();
+                                for r in &page.events {
+                                    bytes.extend(crate::transcripts::record_output(
+                                        &r.message, false,
+                                    ));
+                                }
+                                (bytes, page.next)
+                            })
+                            .map_err(crate::report::one_line_of);
+                        Msg::Action(Action::TranscriptPolled { session_id, result })
+                    });
                 }
                 Effect::TerminateSession { id } => {
                     let api = self.api.clone();

@@ -13,6 +13,7 @@ pub mod help;
 pub mod instances;
 pub mod sessions;
 pub mod theme;
+pub mod transcript;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -49,6 +50,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     }
     if app.mode_open(Mode::ForwardForm) {
         forwards::render_form(app, &theme, frame, body);
+    }
+    if app.mode_open(Mode::Transcript) {
+        transcript::render(app, &theme, frame, body);
     }
     if app.mode_open(Mode::Help) {
         help::render(app, &theme, frame, body);
@@ -135,6 +139,16 @@ fn render_status(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Mode::Filter => Line::from(vec![
             Span::styled("/", theme.key),
             Span::raw(app.filter_input.clone()),
+            Span::styled("▏", theme.key),
+        ]),
+        Mode::TranscriptSearch => Line::from(vec![
+            Span::styled("/", theme.key),
+            Span::raw(
+                app.transcript
+                    .as_ref()
+                    .map(|p| p.input.clone())
+                    .unwrap_or_default(),
+            ),
             Span::styled("▏", theme.key),
         ]),
         Mode::Command => {

@@ -359,3 +359,70 @@ fn the_sign_in_panel_picks_a_working_profile() {
     tmux.literal("q");
     tmux.wait_text("EXIT=0");
 }
+
+/// The transcript pane end to end: a shell session run with `ssmtui connect` prints a marker;
+/// in the TUI, `:sessions`, `l` on it shows its transcript (read from the sandbox's S3 once
+/// the agent has uploaded it), `/` finds the marker, `esc` closes the pane.
+#[test]
+fn the_sessions_view_opens_a_transcript_and_searches_it() {
+    if !common::require_tool(Tmux::available(), "tmux", "the TUI transcript test") {
+        return;
+    }
+    let sandbox = SandboxEnv::blocking(
+        "[classes.sudo]\ndocument = \"SSM-sudo\"\nprincipals = [\"arn:aws:sts::*\"]\n",
+        crate::common::sandbox::fast(),
+    );
+    let name = sandbox.linux_name();
+    let out = sandbox
+        .cmd("alice")
+        .args(["connect", &name])
+        .write_stdin("echo transcript-marker-$((6*7))\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = sandbox.audit_lines().last().unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The agent uploads once the session has ended.
+    common::wait_until("the upload", Duration::from_secs(20), || {
+        sandbox
+            .cmd("alice")
+            .args(["logs", &id, "--source", "s3"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    let mut env = sandbox.env("alice");
+    env.extend([("TERM", "xterm-256color".into()), ("PS1", "$ ".into())]);
+    let tmux = Tmux::start("tui-transcript", "t", &env, 120, 30);
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    tmux.type_line(&format!(
+        "{}; echo \"EXIT=$?\"",
+        env!("CARGO_BIN_EXE_ssmtui")
+    ));
+    tmux.wait_for("the instance list", |s| s.contains("Instances 40/40"));
+    tmux.literal(":sessions");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text(&id);
+    tmux.literal("l");
+    tmux.wait_for("the transcript", |s| {
+        s.contains(&format!("Transcript {id}")) && s.contains("from S3")
+    });
+    tmux.literal("/");
+    tmux.literal("marker-42");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_text("/marker-42");
+    assert!(
+        screen.lines().any(|l| l.contains("transcript-marker-42")),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the sessions list again", |s| {
+        !s.contains("Transcript ") && s.contains(&id)
+    });
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+}

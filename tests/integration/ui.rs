@@ -214,6 +214,53 @@ fn sessions() {
     screenshot("sessions", &with_sessions(app(120, 16, false)));
 }
 
+/// The transcript pane over the sessions view: the output as the terminal showed it (colours
+/// kept, the carriage-return rewrite applied), a search match highlighted, where it was read.
+#[test]
+fn transcript_pane() {
+    use ssmtui::app::transcript::LoadedTranscript;
+    use ssmtui::transcripts::Source;
+    let bytes = b"Script started on 2026-12-03 10:00:00Z\r\n$ ls\r\n\x1b[1;34mbin\x1b[0m  notes.txt\r\n$ echo progress 10%\rprogress done  \r\n$ grep -c ERROR app.log\r\n3\r\n$ exit\r\nScript done on 2026-12-03 10:01:00Z\r\n";
+    for (w, h) in SIZES {
+        let mut app = with_sessions(app(w, h, false));
+        press(&mut app, &["j", "l"]);
+        app.update(Action::TranscriptLoaded {
+            session_id: "alice-0c1d2e3f4a5b6c7d8".to_owned(),
+            result: Ok(LoadedTranscript {
+                bytes: bytes.to_vec(),
+                source: Source::S3,
+                location: "s3://logs/sudo/alice-0c1d2e3f4a5b6c7d8.log".to_owned(),
+                follow: None,
+            }),
+        });
+        press(&mut app, &["/"]);
+        type_text(&mut app, "ERROR");
+        press(&mut app, &["enter"]);
+        snapshot("transcript", &app);
+        // The directory listing keeps its colour; the match is highlighted.
+        let buf = draw(&app);
+        let find = |needle: &str| {
+            let t = text(&buf);
+            let (row, line) = t
+                .lines()
+                .enumerate()
+                .find(|(_, l)| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not on screen:\n{t}"));
+            let col = line[..line.find(needle).unwrap()].chars().count();
+            (col as u16, row as u16)
+        };
+        let (x, y) = find("bin");
+        assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Indexed(4));
+        assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+        let (x, y) = find("ERROR");
+        assert_ne!(
+            buf[(x, y)].modifier,
+            buf[(x - 2, y)].modifier,
+            "match highlighted"
+        );
+    }
+}
+
 #[test]
 fn confirm_dialog() {
     for (w, h) in SIZES {
