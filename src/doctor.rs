@@ -851,7 +851,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config();
         let api = fake(GOOD);
+        {
+            // An ended session of the class document, its transcript in the bucket.
+            let mut s = api.state.lock().unwrap();
+            s.sessions.push(crate::aws::SessionSummary {
+                id: "alice-1".into(),
+                target: "i-1".into(),
+                status: "Terminated".into(),
+                start: None,
+                end: None,
+                document: Some("SSM-sudo".into()),
+                owner: None,
+                reason: None,
+            });
+            s.objects
+                .insert(("logs".into(), "alice-1.log".into()), b"$ ls\r\n".to_vec());
+        }
         let report = run(Some(&api), &inputs(&cfg, dir.path())).await;
+        assert!(
+            report
+                .text()
+                .contains("pass  SSM-sudo: transcripts               readable: session alice-1 from s3://logs/alice-1.log"),
+            "{}",
+            report.text()
+        );
         assert_eq!(report.failed(), Vec::<&str>::new(), "{}", report.text());
         assert_eq!(report.exit_code(), 0);
         let warned: Vec<&str> = report

@@ -268,6 +268,8 @@ pub fn router(state: SandboxState) -> Router {
         .route("/v1/data-channel/{session_id}", get(datachannel::handle))
         // S3, path-style: the transcript bucket.
         .route("/{bucket}", get(s3::list))
+        // The SDKs list a path-style bucket as `/{bucket}/?list-type=2`.
+        .route("/{bucket}/", get(s3::list))
         .route("/{bucket}/{*key}", get(s3::object).head(s3::object))
         .with_state(state)
 }

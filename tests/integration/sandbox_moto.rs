@@ -522,3 +522,262 @@ async fn sts_assume_role_has_the_same_shape_as_moto() {
     }
     sandbox.shutdown().await;
 }
+
+/// What a transcript reader sees of S3: a listing under a prefix, an object's bytes and size,
+/// and the errors for a missing key.
+#[derive(Debug, PartialEq)]
+struct S3Behaviour {
+    listed: Vec<(String, i64)>,
+    key_count: Option<i32>,
+    body: Vec<u8>,
+    head_length: Option<i64>,
+    missing_get_code: Option<String>,
+    missing_head_is_not_found: bool,
+}
+
+const TRANSCRIPT: &[u8] =
+    b"Script started on 2026-12-03 10:00:00Z\r\n$ ls\r\n\x1b[1;34mbin\x1b[0m\r\n";
+
+async fn s3_behaviour(client: &aws_sdk_s3::Client, bucket: &str) -> S3Behaviour {
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("sudo/")
+        .send()
+        .await
+        .unwrap();
+    let got = client
+        .get_object()
+        .bucket(bucket)
+        .key("sudo/alice-0123.log")
+        .send()
+        .await
+        .unwrap();
+    let body = got.body.collect().await.unwrap().into_bytes().to_vec();
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key("sudo/alice-0123.log")
+        .send()
+        .await
+        .unwrap();
+    let missing = client
+        .get_object()
+        .bucket(bucket)
+        .key("sudo/nobody.log")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    let missing_head = client
+        .head_object()
+        .bucket(bucket)
+        .key("sudo/nobody.log")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    S3Behaviour {
+        listed: listed
+            .contents()
+            .iter()
+            .map(|o| {
+                (
+                    o.key().unwrap_or_default().to_owned(),
+                    o.size().unwrap_or(-1),
+                )
+            })
+            .collect(),
+        key_count: listed.key_count(),
+        body,
+        head_length: head.content_length(),
+        missing_get_code: missing.code().map(str::to_owned),
+        missing_head_is_not_found: missing_head.is_not_found(),
+    }
+}
+
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(creds())
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// The transcript bucket reads like moto's S3 with the same objects in it.
+#[tokio::test]
+async fn s3_transcript_reads_behave_like_moto() {
+    let Some(moto) = start_moto() else { return };
+    let sandbox = start_sandbox().await;
+    let bucket = ssmtui::sandbox::transcripts::BUCKET;
+    let theirs = s3_client(&moto.endpoint);
+    theirs.create_bucket().bucket(bucket).send().await.unwrap();
+    for (key, body) in [
+        ("sudo/alice-0123.log", TRANSCRIPT),
+        ("nosudo/bob-0456.log", b"other".as_slice()),
+    ] {
+        theirs
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        // The sandbox's bucket is a directory the agent uploads into.
+        let path = sandbox.state().data_paths().bucket.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let ours = s3_behaviour(&s3_client(&sandbox.endpoint_url()), bucket).await;
+    let moto_view = s3_behaviour(&theirs, bucket).await;
+    assert_eq!(ours, moto_view);
+    assert_eq!(ours.missing_get_code.as_deref(), Some("NoSuchKey"));
+    sandbox.shutdown().await;
+}
+
+/// What a transcript reader sees of CloudWatch Logs: the streams of a group, a stream's
+/// events from the head, where the next page starts, and the error for a missing group.
+#[derive(Debug, PartialEq)]
+struct LogsBehaviour {
+    streams: Vec<String>,
+    messages: Vec<String>,
+    forward_token_shape: bool,
+    after_the_end: usize,
+    missing_group_code: Option<String>,
+}
+
+async fn logs_behaviour(client: &aws_sdk_cloudwatchlogs::Client, group: &str) -> LogsBehaviour {
+    let streams = client
+        .describe_log_streams()
+        .log_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    let first = client
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name("alice-0123")
+        .start_from_head(true)
+        .send()
+        .await
+        .unwrap();
+    let token = first.next_forward_token().unwrap_or_default().to_owned();
+    let next = client
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name("alice-0123")
+        .start_from_head(true)
+        .next_token(&token)
+        .send()
+        .await
+        .unwrap();
+    let missing = client
+        .get_log_events()
+        .log_group_name("/no/such/group")
+        .log_stream_name("alice-0123")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    LogsBehaviour {
+        streams: streams
+            .log_streams()
+            .iter()
+            .map(|s| s.log_stream_name().unwrap_or_default().to_owned())
+            .collect(),
+        messages: first
+            .events()
+            .iter()
+            .map(|e| e.message().unwrap_or_default().to_owned())
+            .collect(),
+        forward_token_shape: token.starts_with("f/"),
+        after_the_end: next.events().len(),
+        missing_group_code: missing.code().map(str::to_owned),
+    }
+}
+
+/// The session log group reads like moto's CloudWatch Logs with the same events in it.
+#[tokio::test]
+async fn cloudwatch_log_reads_behave_like_moto() {
+    let Some(moto) = start_moto() else { return };
+    let sandbox = start_sandbox().await;
+    let group = ssmtui::sandbox::transcripts::LOG_GROUP;
+    let messages = [
+        r#"{"sessionId":"alice-0123","sessionData":["$ ls\r\n"]}"#,
+        r#"{"sessionId":"alice-0123","sessionData":["bin\r\n"]}"#,
+    ];
+    let theirs = client!(aws_sdk_cloudwatchlogs, &moto.endpoint);
+    theirs
+        .create_log_group()
+        .log_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    for stream in ["alice-0123", "bob-0456"] {
+        theirs
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut put = theirs
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name("alice-0123");
+    for m in messages {
+        put = put.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now)
+                .message(m)
+                .build()
+                .unwrap(),
+        );
+        // The sandbox agent writes the same events.
+        sandbox
+            .state()
+            .logs()
+            .put(group, "alice-0123", m.to_owned());
+    }
+    put.send().await.unwrap();
+    sandbox
+        .state()
+        .logs()
+        .put(group, "bob-0456", "x".to_owned());
+    theirs
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name("bob-0456")
+        .log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now)
+                .message("x")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ours = logs_behaviour(
+        &client!(aws_sdk_cloudwatchlogs, &sandbox.endpoint_url()),
+        group,
+    )
+    .await;
+    let moto_view = logs_behaviour(&theirs, group).await;
+    assert_eq!(ours, moto_view);
+    assert_eq!(
+        ours.missing_group_code.as_deref(),
+        Some("ResourceNotFoundException")
+    );
+    sandbox.shutdown().await;
+}
