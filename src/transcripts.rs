@@ -134,33 +134,24 @@ impl Location {
 /// Session documents' contents, fetched once each (GetDocument).
 #[derive(Debug, Default)]
 pub struct Documents {
-    contents: HashMap<String, Option<String>>,
+    contents: HashMap<String, String>,
 }
 
 impl Documents {
-    /// Where `document` logs `session_id`; a document that cannot be read logs nowhere we
-    /// know of (the error is logged).
+    /// Where `document` logs `session_id`.
     pub async fn location(
         &mut self,
         api: &dyn SsmApi,
         document: &str,
         session_id: &str,
-    ) -> Location {
-        if !self.contents.contains_key(document) {
-            let content = match api.get_document(document).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::debug!(document, error = %e, "cannot read the session document");
-                    None
-                }
-            };
-            self.contents.insert(document.to_owned(), content);
+    ) -> Result<Location, AwsError> {
+        if let Some(content) = self.contents.get(document) {
+            return Ok(Location::from_document(content, session_id));
         }
-        self.contents
-            .get(document)
-            .and_then(Option::as_ref)
-            .map(|c| Location::from_document(c, session_id))
-            .unwrap_or_default()
+        let content = api.get_document(document).await?;
+        let location = Location::from_document(&content, session_id);
+        self.contents.insert(document.to_owned(), content);
+        Ok(location)
     }
 }
 
@@ -242,7 +233,9 @@ impl TranscriptError {
             Self::NotLogged { .. } => vec![
                 "session logging is set in the session document (s3BucketName, cloudWatchLogGroupName); `ssmtui doctor` checks it".to_owned(),
             ],
-            Self::NotThere { .. } => vec!["leave out --source to read where it is logged".to_owned()],
+            Self::NotThere { .. } => vec![
+                "leave out --source (and --json and --follow, which read CloudWatch Logs) to read the copy the document suggests".to_owned(),
+            ],
             Self::NotUploaded { active: true, .. } => vec![
                 "the agent uploads to S3 when the session ends; a document that streams to CloudWatch can be read (and followed with --follow) while it runs".to_owned(),
             ],
@@ -254,6 +247,13 @@ impl TranscriptError {
             ],
             Self::NoStream { streaming: true, .. } => vec![
                 "the stream appears with the session's first output; if it stays missing, the instance role may lack logs:PutLogEvents".to_owned(),
+            ],
+            Self::Aws(AwsError::AccessDenied {
+                operation: "GetObject",
+                message,
+            }) if !message.contains("kms:") && !message.contains("s3:GetObject") => vec![
+                "S3 also answers AccessDenied for an object that does not exist when s3:ListBucket is not allowed: a session that ended moments ago may not be uploaded yet".to_owned(),
+                "otherwise reading transcripts needs s3:GetObject on the bucket (and kms:Decrypt on its key)".to_owned(),
             ],
             Self::Aws(AwsError::AccessDenied { message, .. }) if message.contains("kms:") => vec![
                 "the transcript is encrypted with KMS: reading it needs kms:Decrypt on that key as well".to_owned(),
@@ -304,7 +304,7 @@ pub async fn read(
     active: bool,
 ) -> Result<(Location, Source, Transcript), TranscriptError> {
     let location = match document {
-        Some(doc) => documents.location(api, doc, session).await,
+        Some(doc) => documents.location(api, doc, session).await?,
         None => Location::default(),
     };
     let source = location
@@ -336,6 +336,9 @@ pub async fn fetch(
                     bytes,
                     ..Transcript::default()
                 }),
+                Err(e @ AwsError::NotFound { .. }) if e.to_string().contains("bucket") => {
+                    Err(e.into())
+                }
                 Err(AwsError::NotFound { .. }) => Err(TranscriptError::NotUploaded {
                     session: session.to_owned(),
                     location: format!("s3://{}/{}", s3.bucket, s3.key),
@@ -366,7 +369,9 @@ pub async fn fetch(
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let done = page.events.is_empty() || page.next == token;
+                // The end of a stream is where the token comes back unchanged (empty pages may
+                // come before it, for gaps in time).
+                let done = page.next.is_none() || page.next == token;
                 for r in &page.events {
                     out.bytes
                         .extend_from_slice(&record_output(&r.message, !cw.streaming));
@@ -416,50 +421,17 @@ pub fn record_output(message: &str, plain: bool) -> Vec<u8> {
     line
 }
 
-/// The transcript as plain text: escape sequences removed, and each line as a terminal would
-/// have left it (a carriage return starts the line over, a backspace erases).
+/// Columns of the terminal the plain text is rendered on: wide, so lines are rarely wrapped.
+pub const TEXT_WIDTH: u16 = 1024;
+
+/// The transcript as plain text: each line as the terminal left it (escape sequences applied
+/// by the same screen emulation as [`render_screen`], then dropped with the colours).
 pub fn to_text(bytes: &[u8]) -> String {
+    let (lines, _) = render_screen(bytes, TEXT_WIDTH, usize::MAX);
     let mut out = String::with_capacity(bytes.len());
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        let (body, newline) = match line.strip_suffix(b"\n") {
-            Some(b) => (b, true),
-            None => (line, false),
-        };
-        let mut cells: Vec<char> = Vec::new();
-        let mut col = 0usize;
-        // Carriage returns and backspaces move the cursor; the text between them is stripped
-        // of escape sequences by strip-ansi-escapes (which drops those two as well).
-        let mut rest = body;
-        loop {
-            let cut = rest.iter().position(|&b| b == b'\r' || b == 0x08);
-            let (segment, mover) = match cut {
-                Some(i) => (&rest[..i], rest.get(i).copied()),
-                None => (rest, None),
-            };
-            for c in String::from_utf8_lossy(&strip_ansi_escapes::strip(segment)).chars() {
-                if col < cells.len() {
-                    cells[col] = c;
-                } else {
-                    cells.push(c);
-                }
-                col += 1;
-            }
-            match (mover, cut) {
-                (Some(b'\r'), Some(i)) => {
-                    col = 0;
-                    rest = &rest[i + 1..];
-                }
-                (Some(_), Some(i)) => {
-                    col = col.saturating_sub(1);
-                    rest = &rest[i + 1..];
-                }
-                _ => break,
-            }
-        }
-        out.extend(cells);
-        if newline {
-            out.push('\n');
-        }
+    for l in lines {
+        out.push_str(&l.text);
+        out.push('\n');
     }
     out
 }
@@ -502,100 +474,167 @@ pub struct ScreenLine {
     pub text: String,
 }
 
-/// The transcript as a terminal `width` columns wide showed it, line by line: a vt100 screen
-/// emulation (vt100 crate) tall enough to hold it all, so cursor movements, erasing and colours
-/// come out as they did. At most `max_lines` lines are kept: the transcript's tail, with the
-/// count of lines left out before it.
+/// Rows of the emulated screen; output scrolls through it into the scrollback, which is
+/// harvested and emptied every few lines, so memory stays bounded whatever the length.
+const SCREEN_ROWS: u16 = 50;
+/// Scrollback rows kept between harvests (bytes are fed at most this many lines at a time).
+const SCROLLBACK: usize = 200;
+
+/// The transcript as a terminal `width` columns wide showed it, line by line: the bytes go
+/// through a vt100 screen emulation (the vt100 crate), so colours, cursor movements and
+/// erasing come out as they did. Rows that scroll off the top are final and collected; what
+/// is on the screen at the end is added. Two things differ from a terminal on purpose, to
+/// keep history: a full-screen clear first scrolls the screen into the history (as many
+/// terminal emulators do), and a session that ended inside a full-screen program (`less`,
+/// `vim`) is shown with that program left. At most `max_lines` lines are kept: the tail,
+/// with the count of lines left out before it.
 pub fn render_screen(bytes: &[u8], width: u16, max_lines: usize) -> (Vec<ScreenLine>, usize) {
-    let width = width.max(10);
-    let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
-    // Beyond the cap, start after the newline that leaves `max_lines` lines.
-    let (start, omitted) = if newlines >= max_lines {
-        let skip = newlines + 1 - max_lines;
-        let at = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(skip - 1)
-            .map_or(0, |(i, _)| i + 1);
-        (at, skip)
-    } else {
-        (0, 0)
-    };
-    let bytes = &bytes[start..];
-    // Rows: every line, each wrapped as the width needs, and a screenful to spare.
-    let wrapped: usize = bytes
-        .split(|&b| b == b'\n')
-        .map(|l| l.len() / usize::from(width) + 1)
-        .sum();
-    let rows = u16::try_from((wrapped + 2).min(usize::from(u16::MAX))).unwrap_or(u16::MAX);
-    let (Some(rows_nz), Some(cols)) = (
-        std::num::NonZeroU16::new(rows.max(1)),
-        std::num::NonZeroU16::new(width),
+    let max_lines = max_lines.max(1);
+    let (Some(rows), Some(cols)) = (
+        std::num::NonZeroU16::new(SCREEN_ROWS),
+        std::num::NonZeroU16::new(width.max(10)),
     ) else {
-        return (Vec::new(), omitted);
+        return (Vec::new(), 0);
     };
-    let mut parser = vt100::Parser::new(rows_nz, cols, 0);
-    // Lines end with bare newlines in some copies (CloudWatch's plain lines): a terminal in
-    // its usual mode would return to the first column on each.
-    let mut fed = Vec::with_capacity(bytes.len() + newlines);
+    let mut parser = vt100::Parser::new(rows, cols, SCROLLBACK + usize::from(SCREEN_ROWS));
+    let mut lines: std::collections::VecDeque<ScreenLine> = std::collections::VecDeque::new();
+    let mut omitted = 0usize;
+    let mut keep = |line: ScreenLine, lines: &mut std::collections::VecDeque<ScreenLine>| {
+        lines.push_back(line);
+        if lines.len() > max_lines {
+            lines.pop_front();
+            omitted += 1;
+        }
+    };
+    let mut pending: Vec<u8> = Vec::new();
     let mut prev = 0u8;
-    for &b in bytes {
+    // Rows the pending bytes can add at most: one per line feed, one per `width` characters.
+    let mut pending_rows = 0usize;
+    let per_row = usize::from(cols.get());
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if rest.starts_with(b"\x1b[2J") || rest.starts_with(b"\x1b[3J") {
+            // A full-screen (or scrollback) clear: scroll what the screen shows into the
+            // history first, by line feeds on the last row, one per row in use.
+            parser.process(&pending);
+            pending.clear();
+            pending_rows = 0;
+            let used = last_written_row(parser.screen()).map_or(0, |r| usize::from(r) + 1);
+            let push = format!("\x1b7\x1b[{SCREEN_ROWS};1H{}\x1b8", "\n".repeat(used));
+            parser.process(push.as_bytes());
+            for line in harvest(&mut parser, false) {
+                keep(line, &mut lines);
+            }
+        }
+        let b = bytes[i];
+        // Copies whose lines end with a bare newline (CloudWatch's plain lines): a terminal in
+        // its usual mode would return to the first column.
         if b == b'\n' && prev != b'\r' {
-            fed.push(b'\r');
+            pending.push(b'\r');
         }
-        fed.push(b);
+        pending.push(b);
         prev = b;
-    }
-    parser.process(&fed);
-    let screen = parser.screen();
-    let used = screen.cursor_position().0.saturating_add(1).min(rows);
-    let mut lines = Vec::with_capacity(usize::from(used));
-    for row in 0..used {
-        let mut line = ScreenLine::default();
-        for col in 0..width {
-            let Some(cell) = screen.cell(row, col) else {
-                break;
-            };
-            if cell.is_wide_continuation() {
-                continue;
-            }
-            let text = if cell.has_contents() {
-                cell.contents()
-            } else {
-                " "
-            };
-            let look = Look {
-                fg: colour(cell.fgcolor()),
-                bg: colour(cell.bgcolor()),
-                bold: cell.bold(),
-                italic: cell.italic(),
-                underline: cell.underline(),
-                inverse: cell.inverse(),
-            };
-            match line.runs.last_mut() {
-                Some((l, t)) if *l == look => t.push_str(text),
-                _ => line.runs.push((look, text.to_owned())),
-            }
-            line.text.push_str(text);
+        i += 1;
+        if b == b'\n' {
+            pending_rows += 1;
         }
-        // Trailing blanks are not part of the line, unless a background shows them.
-        let trimmed = line.text.trim_end().len();
-        line.text.truncate(trimmed);
-        while let Some((look, t)) = line.runs.last_mut() {
-            if look.bg != Colour::Default || look.inverse {
-                break;
+        if pending_rows + pending.len() / per_row >= SCROLLBACK {
+            parser.process(&pending);
+            pending.clear();
+            pending_rows = 0;
+            for line in harvest(&mut parser, false) {
+                keep(line, &mut lines);
             }
-            let keep = t.trim_end().len();
-            t.truncate(keep);
-            if !t.is_empty() {
-                break;
-            }
-            line.runs.pop();
         }
-        lines.push(line);
     }
-    (lines, omitted)
+    parser.process(&pending);
+    // Leave a full-screen program the session ended in.
+    parser.process(b"\x1b[?1049l");
+    for line in harvest(&mut parser, true) {
+        keep(line, &mut lines);
+    }
+    (lines.into(), omitted)
+}
+
+/// The rows that have scrolled into the scrollback (oldest first), which is then emptied;
+/// with `all`, also the screen's rows down to the cursor or the last written one.
+fn harvest(parser: &mut vt100::Parser, all: bool) -> Vec<ScreenLine> {
+    let screen = parser.screen_mut();
+    let mut out = Vec::new();
+    let back = screen.scrollback_len();
+    for k in (1..=back).rev() {
+        screen.set_scrollback(k);
+        out.push(screen_line(screen, 0));
+    }
+    screen.set_scrollback(0);
+    screen.clear_scrollback();
+    if all {
+        let cursor = screen.cursor_position().0;
+        let last = last_written_row(screen).map_or(cursor, |r| r.max(cursor));
+        for row in 0..=last {
+            out.push(screen_line(screen, row));
+        }
+        // The cursor's own empty line after the last output is not a line of the transcript.
+        if out.last().is_some_and(|l: &ScreenLine| l.text.is_empty()) {
+            out.pop();
+        }
+    }
+    out
+}
+
+/// The lowest row of the screen with anything written in it.
+fn last_written_row(screen: &vt100::Screen) -> Option<u16> {
+    let (rows, cols) = screen.size();
+    (0..rows.get()).rev().find(|&r| {
+        (0..cols.get()).any(|c| screen.cell(r, c).is_some_and(vt100::Cell::has_contents))
+    })
+}
+
+/// One visible row of the screen as runs of text with their looks.
+fn screen_line(screen: &vt100::Screen, row: u16) -> ScreenLine {
+    let mut line = ScreenLine::default();
+    for col in 0..screen.size().1.get() {
+        let Some(cell) = screen.cell(row, col) else {
+            break;
+        };
+        if cell.is_wide_continuation() {
+            continue;
+        }
+        let text = if cell.has_contents() {
+            cell.contents()
+        } else {
+            " "
+        };
+        let look = Look {
+            fg: colour(cell.fgcolor()),
+            bg: colour(cell.bgcolor()),
+            bold: cell.bold(),
+            italic: cell.italic(),
+            underline: cell.underline(),
+            inverse: cell.inverse(),
+        };
+        match line.runs.last_mut() {
+            Some((l, t)) if *l == look => t.push_str(text),
+            _ => line.runs.push((look, text.to_owned())),
+        }
+        line.text.push_str(text);
+    }
+    // Trailing blanks are not part of the line, unless a background shows them.
+    let trimmed = line.text.trim_end().len();
+    line.text.truncate(trimmed);
+    while let Some((look, t)) = line.runs.last_mut() {
+        if look.bg != Colour::Default || look.inverse {
+            break;
+        }
+        let keep = t.trim_end().len();
+        t.truncate(keep);
+        if !t.is_empty() {
+            break;
+        }
+        line.runs.pop();
+    }
+    line
 }
 
 fn colour(c: vt100::Color) -> Colour {
@@ -622,12 +661,29 @@ mod tests {
         assert!(red.0.bold);
         assert_eq!(red.0.fg, Colour::Indexed(1));
         assert_eq!(lines[1].runs[1], (Look::default(), " after".to_owned()));
-        // The cap keeps the tail and says how much it left out.
-        let many: String = (0..50).map(|i| format!("line {i}\r\n")).collect();
+        // The cap keeps the tail and says how much it left out; far more lines than the screen
+        // and its scrollback hold come through whole.
+        let many: String = (0..5000).map(|i| format!("line {i}\r\n")).collect();
         let (lines, omitted) = render_screen(many.as_bytes(), 20, 10);
-        assert_eq!(omitted, 41);
-        assert_eq!(lines.first().unwrap().text, "line 41");
+        assert_eq!(omitted, 4990);
+        assert_eq!(lines.first().unwrap().text, "line 4990");
         assert_eq!(lines.len(), 10);
+        let (all, omitted) = render_screen(many.as_bytes(), 20, usize::MAX);
+        assert_eq!((all.len(), omitted), (5000, 0));
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, l)| l.text == format!("line {i}"))
+        );
+        // A clear keeps what was on the screen; a full-screen program left at the end is left.
+        let (lines, _) = render_screen(b"a\r\nb\r\n\x1b[H\x1b[2Jafter\r\n", 20, 100);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "after"]);
+        let (lines, _) = render_screen(b"$ less f\r\n\x1b[?1049h\x1b[Hpage of f", 20, 100);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["$ less f"]);
+        // Erasing is applied: what the terminal showed, not what was typed first.
+        assert_eq!(to_text(b"$ rm -rf /tmp/x\r$ \x1b[Kls\r\n"), "$ ls\n");
         // Long lines wrap at the width.
         let (lines, _) = render_screen(&[b'x'; 25], 10, 10);
         assert_eq!(lines.len(), 3);

@@ -287,6 +287,8 @@ pub enum Action {
     TranscriptPolled {
         /// The session.
         session_id: String,
+        /// The following it belongs to (a stopped and restarted follow is a new one).
+        generation: u64,
         /// The new bytes and the next token, or why not.
         result: Result<(Vec<u8>, Option<String>), String>,
     },
@@ -346,6 +348,8 @@ pub enum Effect {
     PollTranscript {
         /// The session.
         session_id: String,
+        /// The following it belongs to.
+        generation: u64,
         /// Where to continue.
         follow: super::transcript::Follow,
     },

@@ -381,7 +381,7 @@ impl App {
                 Vec::new()
             }
             Action::TranscriptLoaded { session_id, result } => {
-                let (width, page) = (self.transcript_width(), self.list_rows());
+                let (width, page) = (self.transcript_width(), self.transcript_rows());
                 let Some(pane) = self
                     .transcript
                     .as_mut()
@@ -398,13 +398,15 @@ impl App {
                 }
                 Vec::new()
             }
-            Action::TranscriptPolled { session_id, result } => {
-                let page = self.list_rows();
-                let Some(pane) = self
-                    .transcript
-                    .as_mut()
-                    .filter(|p| p.session_id == session_id && p.following)
-                else {
+            Action::TranscriptPolled {
+                session_id,
+                generation,
+                result,
+            } => {
+                let page = self.transcript_rows();
+                let Some(pane) = self.transcript.as_mut().filter(|p| {
+                    p.session_id == session_id && p.following && p.follow_generation == generation
+                }) else {
                     return Vec::new();
                 };
                 match result {
@@ -412,7 +414,11 @@ impl App {
                         pane.append(&bytes, token, page);
                         pane.follow
                             .clone()
-                            .map(|follow| Effect::PollTranscript { session_id, follow })
+                            .map(|follow| Effect::PollTranscript {
+                                session_id,
+                                generation,
+                                follow,
+                            })
                             .into_iter()
                             .collect()
                     }

@@ -1883,12 +1883,12 @@ fn the_transcript_pane_opens_searches_and_follows() {
             follow: Some(follow.clone()),
         }),
     });
-    let page = app.list_rows();
+    let page = app.transcript_rows();
     let pane = app.transcript.as_ref().unwrap();
-    assert_eq!(pane.lines.len(), 81);
+    assert_eq!(pane.lines.len(), 80);
     assert_eq!(pane.width, 58);
     // A live session opens at its end.
-    assert_eq!(pane.top, 81 - page);
+    assert_eq!(pane.top, 80 - page);
     // Search: `/`, text, enter goes to the first match at or after the top, wrapping.
     press(&mut app, &["g", "/"]);
     assert_eq!(app.mode(), Mode::TranscriptSearch);
@@ -1918,15 +1918,17 @@ fn the_transcript_pane_opens_searches_and_follows() {
         effects,
         [Effect::PollTranscript {
             session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+            generation: 1,
             follow,
         }]
     );
     let effects = app.update(Action::TranscriptPolled {
         session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        generation: 1,
         result: Ok((b"$ echo late\r\nlate\r\n".to_vec(), Some("f/9".to_owned()))),
     });
     let pane = app.transcript.as_ref().unwrap();
-    assert_eq!(pane.lines[pane.lines.len() - 2].text, "late");
+    assert_eq!(pane.lines[pane.lines.len() - 1].text, "late");
     assert_eq!(pane.top, pane.lines.len() - page);
     match effects.as_slice() {
         [Effect::PollTranscript { follow, .. }] => {
@@ -1934,10 +1936,29 @@ fn the_transcript_pane_opens_searches_and_follows() {
         }
         other => panic!("{other:?}"),
     }
-    // `f` again stops; a late answer then asks for nothing more.
+    // `f` again stops; `f` once more starts a new following, and the answer to a poll of the
+    // first one appends nothing and asks for nothing.
+    press(&mut app, &["f"]);
+    let effects = press(&mut app, &["f"]);
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::PollTranscript { generation: 2, .. }]
+        ),
+        "{effects:?}"
+    );
+    let before = app.transcript.as_ref().unwrap().lines.len();
+    let effects = app.update(Action::TranscriptPolled {
+        session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        generation: 1,
+        result: Ok((b"stale\r\n".to_vec(), None)),
+    });
+    assert!(effects.is_empty());
+    assert_eq!(app.transcript.as_ref().unwrap().lines.len(), before);
     press(&mut app, &["f"]);
     let effects = app.update(Action::TranscriptPolled {
         session_id: "bob-09f8e7d6c5b4a3928".to_owned(),
+        generation: 1,
         result: Ok((Vec::new(), None)),
     });
     assert!(effects.is_empty());

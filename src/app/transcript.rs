@@ -67,6 +67,11 @@ pub struct TranscriptPane {
     pub follow: Option<Follow>,
     /// Following: new output is fetched every second and the view stays at the end.
     pub following: bool,
+    /// Which following the polls in flight belong to: each `f` that starts one counts up, so
+    /// the answer to a poll of an earlier one is dropped.
+    pub follow_generation: u64,
+    /// The line of the current search match.
+    pub current: Option<usize>,
 }
 
 impl TranscriptPane {
@@ -146,14 +151,19 @@ impl TranscriptPane {
             .collect()
     }
 
-    /// Moves to the next match after the top line (or the previous one before it), wrapping;
-    /// false when nothing matches.
+    /// Moves to the next match after the current one (or the top line, before any), or the
+    /// previous one; wrapping; `from_current` includes the starting line itself. False when
+    /// nothing matches.
     pub fn jump(&mut self, forward: bool, from_current: bool, page: usize) -> bool {
         let matches = self.matches();
         let Some(&first) = matches.first() else {
+            self.current = None;
             return false;
         };
-        let here = self.top;
+        let here = match self.current {
+            Some(c) if !from_current => c,
+            _ => self.top,
+        };
         let next = if forward {
             matches
                 .iter()
@@ -169,6 +179,7 @@ impl TranscriptPane {
                 .unwrap_or(matches[matches.len() - 1])
         };
         // The match on the first line, unless the text ends before a page is full.
+        self.current = Some(next);
         self.top = next.min(self.lines.len().saturating_sub(page));
         true
     }
@@ -178,6 +189,12 @@ impl App {
     /// The columns inside the pane's border.
     pub(super) fn transcript_width(&self) -> u16 {
         self.size.0.saturating_sub(2).max(10)
+    }
+
+    /// The lines the pane shows: the body less its border (no column titles, unlike the
+    /// tables [`App::list_rows`] is for).
+    pub fn transcript_rows(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(super::LIST_CHROME_ROWS - 1)).max(1)
     }
 
     /// `l` in the sessions view: the selected session's transcript.
@@ -198,7 +215,7 @@ impl App {
     }
 
     pub(super) fn transcript_intent(&mut self, intent: Intent) -> Vec<Effect> {
-        let page = self.list_rows().max(1);
+        let page = self.transcript_rows();
         let Some(pane) = &mut self.transcript else {
             self.modes.pop();
             return Vec::new();
@@ -217,6 +234,7 @@ impl App {
             Intent::Bottom => pane.to_end(page),
             Intent::Search => {
                 pane.input = pane.search.clone();
+                pane.current = None;
                 self.modes.push(Mode::TranscriptSearch);
             }
             Intent::NextMatch | Intent::PrevMatch => {
@@ -238,7 +256,7 @@ impl App {
     }
 
     fn toggle_follow(&mut self) -> Vec<Effect> {
-        let page = self.list_rows().max(1);
+        let page = self.transcript_rows();
         let Some(pane) = &mut self.transcript else {
             return Vec::new();
         };
@@ -257,17 +275,23 @@ impl App {
             return Vec::new();
         };
         pane.following = true;
+        pane.follow_generation += 1;
         pane.to_end(page);
         let session_id = pane.session_id.clone();
+        let generation = pane.follow_generation;
         self.set_status(
             Level::Info,
             "following: new output appears as it arrives".to_owned(),
         );
-        vec![Effect::PollTranscript { session_id, follow }]
+        vec![Effect::PollTranscript {
+            session_id,
+            generation,
+            follow,
+        }]
     }
 
     pub(super) fn transcript_search_intent(&mut self, intent: Intent) -> Vec<Effect> {
-        let page = self.list_rows().max(1);
+        let page = self.transcript_rows();
         let Some(pane) = &mut self.transcript else {
             self.modes.pop();
             return Vec::new();
@@ -318,26 +342,31 @@ mod tests {
     fn scrolling_searching_and_following() {
         let text: String = (0..10).map(|i| format!("line {i}\r\n")).collect();
         let mut p = pane(&text);
-        assert_eq!(p.lines.len(), 11);
+        assert_eq!(p.lines.len(), 10);
         assert_eq!(p.top, 0);
         p.scroll(100, 3);
-        assert_eq!(p.top, 8);
+        assert_eq!(p.top, 7);
         p.scroll(-100, 3);
         assert_eq!(p.top, 0);
         p.search = "line 7".to_owned();
         assert!(p.jump(true, true, 3));
-        assert_eq!(p.top, 7);
+        assert_eq!((p.current, p.top), (Some(7), 7));
+        // `n` goes on from the current match even where the page cannot scroll further, and
+        // wraps to the first.
         p.search = "line".to_owned();
-        assert!(p.jump(true, false, 3));
-        assert_eq!(p.top, 8);
+        for want in [8, 9, 0] {
+            assert!(p.jump(true, false, 3));
+            assert_eq!(p.current, Some(want));
+        }
+        assert_eq!(p.top, 0);
         assert!(p.jump(false, false, 3));
-        assert_eq!(p.top, 7);
+        assert_eq!((p.current, p.top), (Some(9), 7));
         p.search = "absent".to_owned();
         assert!(!p.jump(true, true, 3));
         // Appended output keeps a follower at the end.
         p.following = true;
         p.append(b"more\r\nand more\r\n", Some("f/2".to_owned()), 3);
-        assert_eq!(p.lines.len(), 13);
-        assert_eq!(p.top, 10);
+        assert_eq!(p.lines.len(), 12);
+        assert_eq!(p.top, 9);
     }
 }

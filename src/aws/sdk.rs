@@ -545,6 +545,7 @@ where
                 | "DoesNotExistException"
                 | "InvalidDocument"
                 | "NoSuchKey"
+                | "NoSuchBucket"
                 | "ResourceNotFoundException" => AwsError::NotFound { operation, message },
                 _ => AwsError::Service {
                     operation,

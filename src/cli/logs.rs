@@ -35,7 +35,7 @@ pub struct LogsArgs {
     #[arg(long)]
     pub json: bool,
     /// Keep printing a live session's output as it arrives (CloudWatch streaming)
-    #[arg(long, short = 'f', requires = "session", conflicts_with = "grep")]
+    #[arg(long, short = 'f', requires = "session", conflicts_with_all = ["grep", "json"])]
     pub follow: bool,
     /// Print the transcript lines containing this text, with session and line number
     #[arg(long, value_name = "TEXT")]
@@ -115,7 +115,16 @@ async fn row(
 ) -> Row {
     let local = audit.iter().find(|r| r.session_id == session.id);
     let transcript = match &session.document {
-        Some(doc) => documents.location(api, doc, &session.id).await,
+        Some(doc) => match documents.location(api, doc, &session.id).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "ssmtui: cannot read the document {doc} of session {}: {e}",
+                    session.id
+                );
+                Location::default()
+            }
+        },
         None => Location::default(),
     };
     let mut session = session;
@@ -219,6 +228,14 @@ fn transcript_error(e: TranscriptError) -> anyhow::Error {
 }
 
 async fn print_one(api: &dyn SsmApi, id: &str, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    if args.follow && args.source == Some(Source::S3) {
+        return Err(UserError::new(
+            ErrorKind::Usage,
+            "--follow reads CloudWatch Logs as the output arrives, and --source s3 reads the object written at the end",
+        )
+        .hint("leave out --source to follow a session whose document streams to CloudWatch Logs")
+        .into());
+    }
     if args.json && args.source == Some(Source::S3) {
         return Err(UserError::new(
             ErrorKind::Usage,
@@ -256,11 +273,10 @@ async fn print_one(api: &dyn SsmApi, id: &str, args: &LogsArgs) -> anyhow::Resul
             })
             .collect();
         print_out(&format!("{}\n", serde_json::to_string_pretty(&records)?))?;
+    } else if args.follow {
+        follow(api, id, &location, transcript, raw).await?;
     } else {
         emit(&transcript.bytes, raw)?;
-    }
-    if args.follow {
-        follow(api, id, &location, transcript.next, raw).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -273,17 +289,19 @@ fn emit(bytes: &[u8], raw: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Polls the session's stream once a second until the session has ended and nothing more
-/// arrives.
+/// Prints what was read, then the stream's new events as they arrive: pages are read until
+/// the token comes back unchanged (the end for now), then once a second while the session
+/// runs; when it has ended, one last read. In text mode only complete lines are converted, so
+/// a line written across two reads comes out as the terminal showed it.
 async fn follow(
     api: &dyn SsmApi,
     id: &str,
     location: &Location,
-    mut token: Option<String>,
+    first: transcripts::Transcript,
     raw: bool,
 ) -> anyhow::Result<()> {
     let Some(cw) = &location.cloudwatch else {
-        return Ok(());
+        return emit(&first.bytes, raw);
     };
     if !cw.streaming {
         return Err(UserError::new(
@@ -293,12 +311,33 @@ async fn follow(
         .hint("set cloudWatchStreamingEnabled in the session document to follow sessions live")
         .into());
     }
-    loop {
-        let listed = match api.describe_sessions(SessionState::Active, false).await {
-            Ok(l) => Ok(l),
-            Err(_) => api.describe_sessions(SessionState::Active, true).await,
+    let mut token = first.next;
+    let mut carry = Vec::new();
+    let mut out = |bytes: &[u8], flush: bool| -> anyhow::Result<()> {
+        if raw {
+            return if bytes.is_empty() {
+                Ok(())
+            } else {
+                print_bytes(bytes)
+            };
+        }
+        carry.extend_from_slice(bytes);
+        let end = if flush {
+            Some(carry.len())
+        } else {
+            carry.iter().rposition(|&b| b == b'\n').map(|i| i + 1)
         };
-        let still_active = listed.is_ok_and(|l| l.iter().any(|s| s.id == id));
+        match end {
+            Some(end) if end > 0 => {
+                let done: Vec<u8> = carry.drain(..end).collect();
+                print_out(&transcripts::to_text(&done))
+            }
+            _ => Ok(()),
+        }
+    };
+    out(&first.bytes, false)?;
+    let mut last_round = false;
+    loop {
         let page = api
             .log_events(&cw.group, &cw.stream, token.as_deref())
             .await?;
@@ -306,18 +345,40 @@ async fn follow(
         for r in &page.events {
             bytes.extend_from_slice(&transcripts::record_output(&r.message, false));
         }
-        if !bytes.is_empty() {
-            emit(&bytes, raw)?;
+        out(&bytes, false)?;
+        let moved = page.next.is_some() && page.next != token;
+        if page.next.is_some() {
+            token = page.next;
         }
-        let got = !page.events.is_empty();
-        token = page.next.or(token);
-        if !still_active && !got {
-            return Ok(());
+        if moved {
+            continue;
         }
-        if !got {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        if last_round {
+            return out(&[], true);
+        }
+        if !still_running(api, id).await {
+            // Whatever the agent sent before the end: one more read.
+            last_round = true;
+            continue;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether the session is still listed as active; when the listing fails, it may well be
+/// (following goes on, Ctrl-C stops it).
+async fn still_running(api: &dyn SsmApi, id: &str) -> bool {
+    for owner_self in [true, false] {
+        match api
+            .describe_sessions(SessionState::Active, owner_self)
+            .await
+        {
+            Ok(list) if list.iter().any(|s| s.id == id) => return true,
+            Ok(_) => {}
+            Err(_) => return true,
         }
     }
+    false
 }
 
 /// Prints `SESSION:LINE: text` for each transcript line containing `text`.
@@ -329,12 +390,27 @@ async fn grep(
 ) -> anyhow::Result<ExitCode> {
     let mut found = 0usize;
     let mut out = String::new();
+    let mut failures: Vec<TranscriptError> = Vec::new();
+    let mut read = 0usize;
     for r in rows {
-        let Some(source) = r.transcript.choose(wanted, r.active) else {
-            continue;
+        let fetched = match r.transcript.choose(wanted, r.active) {
+            Some(source) => {
+                transcripts::fetch(api, &r.session.id, &r.transcript, source, r.active).await
+            }
+            // Sessions that are not logged are skipped in a list, and an error for one.
+            None if rows.len() > 1 => continue,
+            None => Err(TranscriptError::NotLogged {
+                session: r.session.id.clone(),
+                document: r
+                    .session
+                    .document
+                    .clone()
+                    .unwrap_or_else(|| "(none)".to_owned()),
+            }),
         };
-        match transcripts::fetch(api, &r.session.id, &r.transcript, source, r.active).await {
+        match fetched {
             Ok(t) => {
+                read += 1;
                 for (n, line) in transcripts::to_text(&t.bytes).lines().enumerate() {
                     if line.contains(text) {
                         found += 1;
@@ -342,10 +418,19 @@ async fn grep(
                     }
                 }
             }
-            Err(e) => eprintln!("ssmtui: skipping {}: {e}", r.session.id),
+            Err(e) => {
+                eprintln!("ssmtui: skipping {}: {e}", r.session.id);
+                failures.push(e);
+            }
         }
     }
     print_out(&out)?;
+    // Nothing could be read at all: that is the error, not "no match".
+    if read == 0
+        && let Some(e) = failures.into_iter().next()
+    {
+        return Err(transcript_error(e));
+    }
     if found == 0 {
         return Err(UserError::new(
             ErrorKind::NotFound,

@@ -233,7 +233,8 @@ fn get_log_events(
                 )
             })?;
             if t.starts_with("b/") {
-                (p.saturating_sub(limit), p.min(total))
+                let to = p.min(total);
+                (to.saturating_sub(limit), to)
             } else {
                 (p.min(total), (p + limit).min(total))
             }

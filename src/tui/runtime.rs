@@ -43,6 +43,7 @@ use crate::config::keymap::Key;
 use crate::engine::forward::{self, Acceptor, ForwardHandle};
 use crate::launch::{ForwardPlan, Launcher};
 use crate::signals::Interrupts;
+use crate::transcripts::Source;
 
 /// Minimum time between two frames (~60 fps).
 pub const FRAME: Duration = Duration::from_millis(16);
@@ -514,19 +515,25 @@ impl Runner {
                                 bytes: t.bytes,
                                 source,
                                 location: location.describe(),
-                                follow: location.cloudwatch.filter(|cw| cw.streaming).map(|cw| {
-                                    Follow {
+                                // Only a transcript read from the stream continues there.
+                                follow: location
+                                    .cloudwatch
+                                    .filter(|cw| cw.streaming && source == Source::Cloudwatch)
+                                    .map(|cw| Follow {
                                         group: cw.group,
                                         stream: cw.stream,
                                         token: t.next,
-                                    }
-                                }),
+                                    }),
                             })
                             .map_err(crate::report::one_line_of);
                         Msg::Action(Action::TranscriptLoaded { session_id, result })
                     });
                 }
-                Effect::PollTranscript { session_id, follow } => {
+                Effect::PollTranscript {
+                    session_id,
+                    generation,
+                    follow,
+                } => {
                     let api = self.api.clone();
                     self.spawn(async move {
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -543,7 +550,11 @@ impl Runner {
                                 (bytes, page.next)
                             })
                             .map_err(crate::report::one_line_of);
-                        Msg::Action(Action::TranscriptPolled { session_id, result })
+                        Msg::Action(Action::TranscriptPolled {
+                            session_id,
+                            generation,
+                            result,
+                        })
                     });
                 }
                 Effect::TerminateSession { id } => {

@@ -67,7 +67,7 @@ fn title<'a>(app: &App, pane: &'a TranscriptPane, theme: &Theme) -> Line<'a> {
         spans.push(Span::styled(format!("from {from} "), theme.dim));
     }
     if !pane.lines.is_empty() {
-        let last = (pane.top + app.list_rows().max(1)).min(pane.lines.len());
+        let last = (pane.top + app.transcript_rows()).min(pane.lines.len());
         spans.push(Span::styled(
             format!(
                 "{}–{last}/{}{} ",

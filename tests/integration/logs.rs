@@ -181,6 +181,13 @@ fn who_may_read_which_transcript() {
         );
         assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1);
     }
+    // A search in a transcript that cannot be read says why, not "no match".
+    let (code, _, err) = run(&env, "bob", &["logs", &alices, "--grep", "alice"], "");
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("not authorized to perform: s3:GetObject"),
+        "{err}"
+    );
     // Eve may read the bucket but not decrypt: the KMS reason.
     let (code, _, err) = run(&env, "eve", &["logs", &bobs], "");
     assert_eq!(code, 4, "{err}");
