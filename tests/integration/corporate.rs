@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ssmtui::sandbox::SandboxConfig;
 
 use crate::common::sandbox::{SandboxEnv, fast};
-use crate::common::{echo_server, require_tool};
+use crate::common::{echo_server, python_has, require_tool};
 
 const CLASSES: &str = r#"
 [classes.sudo]
@@ -200,15 +200,6 @@ impl Drop for ProxyPy {
     }
 }
 
-fn proxy_py_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import proxy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Through proxy.py (CONNECT): the API calls and the data channel both go through it (its
 /// log counts the tunnels); with Basic auth a missing password is a 407 error naming the
 /// proxy, the right one works and is never shown; NO_PROXY and the default loopback rule
@@ -216,7 +207,7 @@ fn proxy_py_available() -> bool {
 #[test]
 fn api_and_data_channel_go_through_an_http_proxy() {
     if !require_tool(
-        proxy_py_available(),
+        python_has("proxy"),
         "proxy.py (pip install proxy.py)",
         "api_and_data_channel_go_through_an_http_proxy",
     ) {
@@ -341,7 +332,7 @@ fn api_and_data_channel_go_through_an_http_proxy() {
 #[test]
 fn a_refused_tunnel_names_the_proxy_and_not_its_password() {
     if !require_tool(
-        proxy_py_available(),
+        python_has("proxy"),
         "proxy.py (pip install proxy.py)",
         "a_refused_tunnel_names_the_proxy_and_not_its_password",
     ) {
@@ -392,7 +383,7 @@ fn closed_port() -> u16 {
 fn a_forward_goes_through_the_proxy_too() {
     use std::io::BufRead as _;
     if !require_tool(
-        proxy_py_available(),
+        python_has("proxy"),
         "proxy.py (pip install proxy.py)",
         "a_forward_goes_through_the_proxy_too",
     ) {
@@ -451,7 +442,7 @@ fn an_https_proxy_is_reached_over_tls_with_the_same_trust() {
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
     if !require_tool(
-        proxy_py_available(),
+        python_has("proxy"),
         "proxy.py (pip install proxy.py)",
         "an_https_proxy_is_reached_over_tls_with_the_same_trust",
     ) {
@@ -517,7 +508,7 @@ fn an_https_proxy_is_reached_over_tls_with_the_same_trust() {
 fn the_tui_works_behind_the_proxy() {
     use crate::common::tmux::Tmux;
     if !require_tool(
-        proxy_py_available() && Tmux::available(),
+        python_has("proxy") && Tmux::available(),
         "proxy.py and tmux",
         "the_tui_works_behind_the_proxy",
     ) {
@@ -639,15 +630,6 @@ impl Drop for Pproxy {
     }
 }
 
-fn pproxy_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import pproxy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Through a SOCKS5 proxy (pproxy): the API calls (our own HTTP client for the SDK, since the
 /// SDK's has no SOCKS) and the data channel both go through it, over TLS to the sandbox;
 /// `socks5://` and `socks5h://` alike. A proxy that wants credentials is one error line
@@ -655,7 +637,7 @@ fn pproxy_available() -> bool {
 #[test]
 fn api_and_data_channel_go_through_a_socks_proxy() {
     if !require_tool(
-        pproxy_available(),
+        python_has("pproxy"),
         "pproxy (pip install pproxy)",
         "api_and_data_channel_go_through_a_socks_proxy",
     ) {

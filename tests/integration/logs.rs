@@ -12,18 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::sandbox::{SandboxEnv, fast};
+use crate::common::sandbox::{ORG_CLASSES, SandboxEnv, fast};
 use crate::common::wait_until;
-
-const CLASSES: &str = r#"
-[classes.sudo]
-document = "SSM-sudo"
-principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
-[classes.no-sudo]
-document = "SSM-nosudo"
-principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
-scope = { Environment = ["staging", "dev"] }
-"#;
 
 /// `ssmtui …` as `who`: (exit code, stdout, stderr).
 fn run(env: &SandboxEnv, who: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
@@ -62,7 +52,7 @@ fn wait_for_upload(env: &SandboxEnv, who: &str, id: &str) {
 
 #[test]
 fn a_session_is_listed_and_read_from_s3_and_cloudwatch() {
-    let env = SandboxEnv::blocking(CLASSES, fast());
+    let env = SandboxEnv::blocking(ORG_CLASSES, fast());
     let name = env.linux_name();
     let id = session_with_marker(&env, "alice", &name, "marker-4711");
     wait_for_upload(&env, "alice", &id);
@@ -138,7 +128,7 @@ fn a_session_is_listed_and_read_from_s3_and_cloudwatch() {
 
 #[test]
 fn who_may_read_which_transcript() {
-    let env = SandboxEnv::blocking(CLASSES, fast());
+    let env = SandboxEnv::blocking(ORG_CLASSES, fast());
     let dev = env
         .sb()
         .state()
@@ -219,7 +209,7 @@ fn who_may_read_which_transcript() {
 
 #[test]
 fn a_live_session_is_followed_from_cloudwatch_and_not_yet_in_s3() {
-    let env = SandboxEnv::blocking(CLASSES, fast());
+    let env = SandboxEnv::blocking(ORG_CLASSES, fast());
     let name = env.linux_name();
     let bin = env!("CARGO_BIN_EXE_ssmtui");
     // A shell session kept open: its stdin is ours.

@@ -32,6 +32,16 @@ pub const REQUIRE_E2E: &str = "SSMTUI_REQUIRE_E2E";
 
 /// Whether a test that needs `tool` can run: `true` when it is available; otherwise the test
 /// is skipped with a message, or fails when [`REQUIRE_E2E`] is `1`.
+/// Whether `python3` can import `module` (a test-only tool installed with pip).
+pub fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub fn require_tool(available: bool, tool: &str, test: &str) -> bool {
     if available {
         return true;

@@ -21,6 +21,18 @@ use ssmtui::secret::Secret;
 
 use super::isolated_env;
 
+/// The sandbox organisation's two classes as a config: `sudo` for the PlatformAdmin
+/// permission set (alice), `no-sudo` for Developer (bob) on staging and dev.
+pub const ORG_CLASSES: &str = r#"
+[classes.sudo]
+document = "SSM-sudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*"]
+[classes.no-sudo]
+document = "SSM-nosudo"
+principals = ["arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*"]
+scope = { Environment = ["staging", "dev"] }
+"#;
+
 /// A sandbox whose agent paces its output like the real amazon-ssm-agent (1 KiB per message,
 /// 1 ms apart; shells first read after a second): for tests whose result would differ on AWS.
 pub fn faithful() -> SandboxConfig {
