@@ -40,6 +40,7 @@ pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod forwarding;
 pub mod humanize;
 pub mod launch;

@@ -19,6 +19,26 @@ pub struct ListArgs {
     pub json: bool,
     /// Instance id, Name tag value, or key=value tag filters (an alias also works)
     pub filter: Vec<String>,
+    /// List these AWS profiles together (comma-separated; globs against ~/.aws/config)
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub profiles: Vec<String>,
+    /// In these regions (comma-separated; default: each profile's own)
+    #[arg(long, value_delimiter = ',', value_name = "X,Y")]
+    pub regions: Vec<String>,
+    /// Every profile in ~/.aws/config
+    #[arg(long, conflicts_with = "profiles")]
+    pub all_profiles: bool,
+}
+
+/// A row of a fleet listing: the instance and where it lives.
+#[derive(Debug, serde::Serialize)]
+struct FleetRow<'a> {
+    #[serde(flatten)]
+    instance: &'a Instance,
+    profile: Option<&'a str>,
+    account: Option<&'a str>,
+    account_alias: Option<&'a str>,
+    region: Option<&'a str>,
 }
 
 /// Runs `list`.
@@ -33,6 +53,16 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
     };
     let _log = super::start_logging(ctx);
     let runtime = super::runtime()?;
+    let known = crate::aws::profiles::profile_names();
+    if let Some(sources) = crate::fleet::requested(
+        &config.fleet,
+        &args.profiles,
+        &args.regions,
+        args.all_profiles,
+        &known,
+    ) {
+        return runtime.block_on(fleet(&config, args, spec.as_ref(), &sources));
+    }
     let instances = runtime.block_on(async {
         let api = super::aws_api(&config).await?;
         let filters = spec
@@ -49,6 +79,117 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
         print_out(&format!("{}\n", serde_json::to_string_pretty(&instances)?))?;
     } else {
         print_out(&table(&instances, &config.ui.columns))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `list` over several (profile, region) pairs: every pair's rows with where they live; a pair
+/// that fails is one line on stderr with its reason and hint, and the others still list.
+async fn fleet(
+    config: &crate::config::Config,
+    args: &ListArgs,
+    spec: Option<&TargetSpec>,
+    sources: &[crate::fleet::Source],
+) -> anyhow::Result<ExitCode> {
+    use crate::error::Classify as _;
+    if sources.is_empty() {
+        return Err(crate::error::UserError::new(
+            crate::error::ErrorKind::Usage,
+            "no profile matches the fleet's profiles",
+        )
+        .hint("the names and globs are matched against the profiles of ~/.aws/config (or AWS_CONFIG_FILE)")
+        .into());
+    }
+    let filters = spec.map(TargetSpec::server_filters).unwrap_or_default();
+    let listed = crate::fleet::list(&config.aws, sources, &filters).await;
+    let mut rows = Vec::new();
+    let mut failed = 0usize;
+    let mut first_error = None;
+    for l in &listed {
+        match &l.result {
+            Ok(instances) => {
+                for i in instances
+                    .iter()
+                    .filter(|i| spec.is_none_or(|s| s.matches(i)))
+                {
+                    rows.push(FleetRow {
+                        instance: i,
+                        profile: l.source.profile.as_deref(),
+                        account: l.account.as_deref(),
+                        account_alias: l
+                            .account
+                            .as_ref()
+                            .and_then(|a| config.fleet.aliases.get(a))
+                            .map(String::as_str),
+                        region: l.region.as_deref(),
+                    });
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("ssmtui: {}: {e}", l.source.label());
+                for hint in e.classified().hints {
+                    eprintln!("  hint: {hint}");
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if failed == listed.len()
+        && let Some(e) = first_error
+    {
+        return Err(crate::error::UserError::new(
+            e.kind(),
+            format!("no profile of the fleet could be listed ({failed} failed)"),
+        )
+        .hint("each failure is above, with what to do")
+        .into());
+    }
+    if args.json {
+        print_out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else {
+        let dash = || "-".to_owned();
+        let mut out = table(
+            &rows.iter().map(|r| r.instance.clone()).collect::<Vec<_>>(),
+            &config.ui.columns,
+        );
+        // Where each row lives, in front.
+        let mut lines = out.lines().map(str::to_owned).collect::<Vec<_>>();
+        let places: Vec<[String; 3]> = std::iter::once([
+            "PROFILE".to_owned(),
+            "ACCOUNT".to_owned(),
+            "REGION".to_owned(),
+        ])
+        .chain(rows.iter().map(|r| {
+            [
+                r.profile.map_or_else(dash, str::to_owned),
+                r.account_alias
+                    .or(r.account)
+                    .map_or_else(dash, str::to_owned),
+                r.region.map_or_else(dash, str::to_owned),
+            ]
+        }))
+        .collect();
+        let widths: Vec<usize> = (0..3)
+            .map(|c| {
+                places
+                    .iter()
+                    .map(|p| p[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for (line, place) in lines.iter_mut().zip(&places) {
+            let prefix: Vec<String> = place
+                .iter()
+                .zip(&widths)
+                .map(|(p, w)| format!("{p:<w$}"))
+                .collect();
+            *line = format!("{}  {line}", prefix.join("  "));
+        }
+        out = lines.join("\n");
+        out.push('\n');
+        print_out(&out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

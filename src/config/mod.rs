@@ -120,6 +120,21 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How sessions ride out lost connections.
     pub sessions: SessionsConfig,
+    /// Several profiles and regions listed as one fleet.
+    pub fleet: FleetConfig,
+}
+
+/// `[fleet]`: the profiles (globs against the AWS config's profiles) and regions listed
+/// together. Empty: one profile and region, as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Profile names or globs (`*`, `?`).
+    pub profiles: Vec<String>,
+    /// Regions; empty: each profile's own.
+    pub regions: Vec<String>,
+    /// Short names for account ids, shown instead of them.
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// `[sessions]`: how sessions ride out lost connections.

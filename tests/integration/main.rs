@@ -24,6 +24,7 @@ mod corporate;
 mod cp;
 mod exec;
 mod first_contact;
+mod fleet;
 mod forward;
 mod logs;
 mod long_run;

@@ -30,8 +30,6 @@ pub fn isolated_env(home: &Path, endpoint: &str, region: &str) -> Vec<(&'static 
 /// instead of a skip; `.ci/run` sets it, because CI installs both.
 pub const REQUIRE_E2E: &str = "SSMTUI_REQUIRE_E2E";
 
-/// Whether a test that needs `tool` can run: `true` when it is available; otherwise the test
-/// is skipped with a message, or fails when [`REQUIRE_E2E`] is `1`.
 /// Whether `python3` can import `module` (a test-only tool installed with pip).
 pub fn python_has(module: &str) -> bool {
     std::process::Command::new("python3")
@@ -42,6 +40,8 @@ pub fn python_has(module: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether a test that needs `tool` can run: `true` when it is available; otherwise the test
+/// is skipped with a message, or fails when [`REQUIRE_E2E`] is `1`.
 pub fn require_tool(available: bool, tool: &str, test: &str) -> bool {
     if available {
         return true;

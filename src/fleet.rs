@@ -1,0 +1,184 @@
+//! The fleet: several (profile, region) pairs listed as one. Each pair gets its own SDK
+//! clients; all are listed at once with a bound on parallel calls, and a pair that fails
+//! (expired sign-in, no access, unreachable region) is reported with its reason while the
+//! others still list.
+
+use futures_util::StreamExt as _;
+
+use crate::aws::sdk::SdkApi;
+use crate::aws::{AwsError, Instance, SsmApi, TagFilter};
+use crate::config::{AwsConfig, FleetConfig};
+
+/// At most this many pairs are being listed at once.
+pub const PARALLEL: usize = 6;
+
+/// One (profile, region) pair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Source {
+    /// The profile (`None`: the default chain).
+    pub profile: Option<String>,
+    /// The region (`None`: the profile's own).
+    pub region: Option<String>,
+}
+
+impl Source {
+    /// `profile/region` for messages.
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}",
+            self.profile.as_deref().unwrap_or("(default)"),
+            self.region.as_deref().unwrap_or("(profile's region)")
+        )
+    }
+}
+
+/// The pairs to list: `profiles` (names or globs, matched against the AWS config's profiles)
+/// times `regions` (or each profile's own region when none are given). Names that match no
+/// profile are kept as given, so the error names them.
+pub fn sources(profiles: &[String], regions: &[String], known: &[String]) -> Vec<Source> {
+    let mut names: Vec<String> = Vec::new();
+    for p in profiles {
+        if p.contains(['*', '?']) {
+            for k in known {
+                if crate::rules::wildcard_match(p, k, true) && !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        } else if !names.contains(p) {
+            names.push(p.clone());
+        }
+    }
+    let regions: Vec<Option<String>> = if regions.is_empty() {
+        vec![None]
+    } else {
+        regions.iter().cloned().map(Some).collect()
+    };
+    names
+        .into_iter()
+        .flat_map(|p| {
+            regions.iter().map(move |r| Source {
+                profile: Some(p.clone()),
+                region: r.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What the command line asks for, over the config's `[fleet]`; `None` when no fleet is
+/// configured or asked for (the single profile and region, as before).
+pub fn requested(
+    fleet: &FleetConfig,
+    profiles: &[String],
+    regions: &[String],
+    all_profiles: bool,
+    known: &[String],
+) -> Option<Vec<Source>> {
+    let profiles: Vec<String> = if all_profiles {
+        known.to_vec()
+    } else if !profiles.is_empty() {
+        profiles.to_vec()
+    } else {
+        fleet.profiles.clone()
+    };
+    let regions = if regions.is_empty() {
+        fleet.regions.clone()
+    } else {
+        regions.to_vec()
+    };
+    (!profiles.is_empty()).then(|| sources(&profiles, &regions, known))
+}
+
+/// One pair's answer.
+#[derive(Debug)]
+pub struct Listed {
+    /// The pair.
+    pub source: Source,
+    /// The account (STS), once known.
+    pub account: Option<String>,
+    /// The region the clients used.
+    pub region: Option<String>,
+    /// Its instances, or why not.
+    pub result: Result<Vec<Instance>, AwsError>,
+}
+
+/// Lists every pair, [`PARALLEL`] at a time; answers in the order of `sources`.
+pub async fn list(base: &AwsConfig, sources: &[Source], filters: &[TagFilter]) -> Vec<Listed> {
+    let mut answers: Vec<(usize, Listed)> = futures_util::stream::iter(sources.iter().enumerate())
+        .map(|(i, source)| async move { (i, list_one(base, source, filters).await) })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    answers.sort_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, l)| l).collect()
+}
+
+async fn list_one(base: &AwsConfig, source: &Source, filters: &[TagFilter]) -> Listed {
+    let mut aws = base.clone();
+    aws.profile.clone_from(&source.profile);
+    if source.region.is_some() {
+        aws.region.clone_from(&source.region);
+    }
+    let api = match SdkApi::new(&aws).await {
+        Ok(api) => api,
+        Err(e) => {
+            return Listed {
+                source: source.clone(),
+                account: None,
+                region: source.region.clone(),
+                result: Err(e),
+            };
+        }
+    };
+    let region = Some(api.region().to_owned());
+    let (identity, instances) = tokio::join!(api.caller_identity(), api.list_instances(filters));
+    let account = identity.as_ref().ok().map(|i| i.account.clone());
+    Listed {
+        source: source.clone(),
+        account,
+        region,
+        result: match (identity, instances) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(_), Ok(list)) => Ok(list),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_expand_against_the_known_profiles_times_the_regions() {
+        let known: Vec<String> = ["dev-admin", "dev-ro", "prod-ro"]
+            .map(str::to_owned)
+            .to_vec();
+        let s = sources(
+            &["dev-*".to_owned(), "prod-ro".to_owned(), "gone".to_owned()],
+            &["eu-west-1".to_owned(), "us-east-1".to_owned()],
+            &known,
+        );
+        let labels: Vec<String> = s.iter().map(Source::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "dev-admin/eu-west-1",
+                "dev-admin/us-east-1",
+                "dev-ro/eu-west-1",
+                "dev-ro/us-east-1",
+                "prod-ro/eu-west-1",
+                "prod-ro/us-east-1",
+                "gone/eu-west-1",
+                "gone/us-east-1",
+            ]
+        );
+        let fleet = FleetConfig {
+            profiles: vec!["prod-*".to_owned()],
+            ..FleetConfig::default()
+        };
+        assert!(requested(&FleetConfig::default(), &[], &[], false, &known).is_none());
+        let from_config = requested(&fleet, &[], &[], false, &known).unwrap();
+        assert_eq!(from_config.len(), 1);
+        assert_eq!(from_config[0].region, None);
+        assert_eq!(requested(&fleet, &[], &[], true, &known).unwrap().len(), 3);
+    }
+}
