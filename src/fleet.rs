@@ -143,6 +143,56 @@ async fn list_one(base: &AwsConfig, source: &Source, filters: &[TagFilter]) -> L
     }
 }
 
+/// Where a target lives in the fleet: the one pair whose instances match `matches`. `None`
+/// when no pair has a match (the caller reports it as usual); an ambiguity across pairs is an
+/// error listing them. Pairs that fail are said on stderr and skipped.
+pub async fn locate(
+    base: &AwsConfig,
+    sources: &[Source],
+    filters: &[TagFilter],
+    matches: impl Fn(&Instance) -> bool,
+) -> Result<Option<Source>, crate::error::UserError> {
+    let mut found: Vec<(Source, Option<String>, Vec<Instance>)> = Vec::new();
+    for l in list(base, sources, filters).await {
+        match l.result {
+            Ok(instances) => {
+                let hits: Vec<Instance> = instances.into_iter().filter(|i| matches(i)).collect();
+                if !hits.is_empty() {
+                    let mut source = l.source;
+                    source.region = l.region.or(source.region);
+                    found.push((source, l.account, hits));
+                }
+            }
+            Err(e) => eprintln!("ssmtui: {}: {e} (skipped)", l.source.label()),
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop().map(|(s, _, _)| s)),
+        _ => {
+            let mut err = crate::error::UserError::new(
+                crate::error::ErrorKind::NotFound,
+                format!(
+                    "the target matches instances in {} places of the fleet",
+                    found.len()
+                ),
+            );
+            for (s, account, hits) in &found {
+                for i in hits {
+                    err = err.hint(format!(
+                        "{} ({}) in {} (account {})",
+                        i.name.as_deref().unwrap_or("-"),
+                        i.id,
+                        s.label(),
+                        account.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+            Err(err.hint("name one with --profile and --region, or use its instance id"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

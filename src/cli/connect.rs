@@ -59,6 +59,27 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = super::session_runtime()?;
     let code = runtime.block_on(async {
+        // With a fleet configured (and no --profile), the target decides the profile and
+        // region: the one pair whose instances match.
+        let mut config = config;
+        if ctx.global.profile.is_none()
+            && let Some(sources) = crate::fleet::requested(
+                &config.fleet,
+                &[],
+                &[],
+                false,
+                &crate::aws::profiles::profile_names(),
+            )
+            && let Some(pair) =
+                crate::fleet::locate(&config.aws, &sources, &spec.server_filters(), |i| {
+                    spec.matches(i)
+                })
+                .await?
+        {
+            config.aws.profile = pair.profile;
+            config.aws.region = pair.region;
+        }
+        let config = config;
         let choice = Choice {
             first: args.first,
             any: args.any,

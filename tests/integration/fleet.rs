@@ -1,4 +1,4 @@
-//! `ssmtui list` over several profiles and regions (issue 21, first part): two sandboxes stand
+//! `ssmtui list` and `connect` over several profiles and regions (issue 21, first part): two sandboxes stand
 //! for two accounts' endpoints, each behind its own profile in the AWS config (its
 //! `endpoint_url` and credentials), and a third profile points at nothing.
 
@@ -9,10 +9,12 @@ use std::ffi::OsString;
 use serde_json::Value;
 use ssmtui::sandbox::{Sandbox, SandboxConfig};
 
-use crate::common::sandbox::{SandboxEnv, fast};
+use ssmtui::sandbox::PlatformType;
+
+use crate::common::sandbox::{ORG_CLASSES, SandboxEnv, fast};
 
 #[test]
-fn list_covers_every_profile_and_a_broken_one_does_not_fail_the_rest() {
+fn list_and_connect_span_the_fleet_and_a_broken_profile_does_not_fail_the_rest() {
     let env = SandboxEnv::blocking("", fast());
     let region = env.sb().state().region().to_owned();
     let second = env
@@ -118,5 +120,61 @@ fn list_covers_every_profile_and_a_broken_one_does_not_fail_the_rest() {
     // A glob that matches nothing is a usage error.
     let (code, _, err) = run(&["list", "--profiles", "staging-*"]);
     assert_eq!(code, Some(2), "{err}");
+
+    // connect with [fleet]: the target decides the profile, and with it the identity and the
+    // class (bob in prod-admin is no-sudo, so the no-sudo document); the audit line says where.
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "{ORG_CLASSES}\n[fleet]\nprofiles = [\"dev-admin\", \"prod-admin\", \"old-admin\"]\n"
+        ),
+    )
+    .unwrap();
+    let names = |sb: &ssmtui::sandbox::RunningSandbox| -> Vec<(String, bool)> {
+        sb.state()
+            .world()
+            .instances
+            .iter()
+            .map(|i| {
+                let reachable = i.connected()
+                    && i.platform_type == PlatformType::Linux
+                    && matches!(i.environment(), Some("dev" | "staging"));
+                (i.tag("Name").unwrap_or_default().to_owned(), reachable)
+            })
+            .collect()
+    };
+    let first_names = names(env.sb());
+    let second_names = names(&second);
+    let only_second = second_names
+        .iter()
+        .find(|(n, ok)| *ok && !first_names.iter().any(|(m, _)| m == n))
+        .map(|(n, _)| n.clone())
+        .expect("an instance only the second sandbox has");
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .env_clear()
+        .envs(vars.clone())
+        .args(["connect", &only_second])
+        .write_stdin("echo fleet-$((6*7))\n")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fleet-42");
+    let audit = env.audit_lines();
+    let last = audit.last().unwrap();
+    assert_eq!(last["profile"], "prod-admin", "{last}");
+    assert_eq!(last["document"], "SSM-nosudo", "{last}");
+    assert_eq!(last["class"], "no-sudo", "{last}");
+    // A Name both have is ambiguous across the fleet, each place listed.
+    let (both, _) = second_names
+        .iter()
+        .find(|(n, _)| !n.is_empty() && first_names.iter().any(|(m, _)| m == n))
+        .expect("a Name both sandboxes have");
+    let (code, _, err) = run(&["connect", both]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("in dev-admin/") && err.contains("in prod-admin/"),
+        "{err}"
+    );
     env.block_on(second.shutdown());
 }
