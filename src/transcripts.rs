@@ -372,10 +372,8 @@ pub async fn fetch(
                 // The end of a stream is where the token comes back unchanged (empty pages may
                 // come before it, for gaps in time).
                 let done = page.next.is_none() || page.next == token;
-                for r in &page.events {
-                    out.bytes
-                        .extend_from_slice(&record_output(&r.message, !cw.streaming));
-                }
+                out.bytes
+                    .extend_from_slice(&events_output(&page.events, !cw.streaming));
                 out.records.extend(page.events);
                 token = page.next;
                 if done {
@@ -403,8 +401,16 @@ fn not_there(session: &str, source_name: &'static str, location: &Location) -> T
     }
 }
 
-/// The terminal output one CloudWatch event carries: a streamed record's `sessionData`, or a
-/// plain line (uploaded at the end, one event per line).
+/// The terminal output CloudWatch events carry: each streamed record's `sessionData`, or
+/// plain lines (uploaded at the end, one event per line).
+pub fn events_output(events: &[LogRecord], plain: bool) -> Vec<u8> {
+    events
+        .iter()
+        .flat_map(|r| record_output(&r.message, plain))
+        .collect()
+}
+
+/// The terminal output of one event (see [`events_output`]).
 pub fn record_output(message: &str, plain: bool) -> Vec<u8> {
     if !plain
         && let Ok(v) = serde_json::from_str::<Value>(message)

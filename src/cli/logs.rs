@@ -341,11 +341,7 @@ async fn follow(
         let page = api
             .log_events(&cw.group, &cw.stream, token.as_deref())
             .await?;
-        let mut bytes = Vec::new();
-        for r in &page.events {
-            bytes.extend_from_slice(&transcripts::record_output(&r.message, false));
-        }
-        out(&bytes, false)?;
+        out(&transcripts::events_output(&page.events, false), false)?;
         let moved = page.next.is_some() && page.next != token;
         if page.next.is_some() {
             token = page.next;

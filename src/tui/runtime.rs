@@ -541,12 +541,7 @@ impl Runner {
                             .log_events(&follow.group, &follow.stream, follow.token.as_deref())
                             .await
                             .map(|page| {
-                                let mut bytes = Vec::new();
-                                for r in &page.events {
-                                    bytes.extend(crate::transcripts::record_output(
-                                        &r.message, false,
-                                    ));
-                                }
+                                let bytes = crate::transcripts::events_output(&page.events, false);
                                 (bytes, page.next)
                             })
                             .map_err(crate::report::one_line_of);
