@@ -67,7 +67,7 @@ impl DemoSetup<'_> {
     pub async fn api(&self) -> anyhow::Result<SdkApi> {
         SdkApi::with_static_credentials(
             &self.config.aws,
-            self.identity.access_key_id(),
+            &self.identity.access_key_id(),
             &self.secret,
         )
         .await

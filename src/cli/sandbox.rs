@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use super::Context;
 use crate::error::{ErrorKind, UserError};
 use crate::output::print_out;
+use crate::sandbox::fleet::{FleetSandboxConfig, RunningFleet};
 use crate::sandbox::{self, AgentPacing, Faults, RunningSandbox, Sandbox, SandboxConfig, identity};
 use crate::signals::Interrupts;
 
@@ -50,6 +51,13 @@ pub struct SandboxArgs {
     /// assume arn:aws:iam::123456789012:role/NAME, its own role)
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub credential_ttl: u64,
+    /// Serve several accounts (up to 6), each with its own world, behind one endpoint, and
+    /// print an AWS config with one profile per account (sandbox-prod, sandbox-dev, …)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=6))]
+    pub accounts: u64,
+    /// Serve these regions in every account, each with its own world (comma-separated)
+    #[arg(long, value_name = "R1,R2", value_delimiter = ',')]
+    pub regions: Vec<String>,
 }
 
 /// Where `--tls` keeps the sandbox's CA.
@@ -132,12 +140,16 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         faults,
         pacing: args.agent_pacing,
         tls_dir: args.tls.then(|| tls_dir(ctx)),
+        account: 0,
         region: ctx
             .global
             .region
             .clone()
             .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned()),
     };
+    if args.accounts > 1 || !args.regions.is_empty() {
+        return run_fleet(args, config, who);
+    }
     let runtime = super::runtime()?;
     runtime.block_on(async {
         // Before telling anyone we are ready: a quick SIGTERM must find the handler there.
@@ -166,6 +178,106 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--accounts`/`--regions`: the fleet sandbox, with a profile file to use it.
+fn run_fleet(
+    args: &SandboxArgs,
+    base: SandboxConfig,
+    who: &identity::Identity,
+) -> anyhow::Result<ExitCode> {
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let stop = Interrupts::watch()?;
+        let fleet = RunningFleet::start(FleetSandboxConfig {
+            accounts: usize::try_from(args.accounts).unwrap_or(1),
+            regions: args.regions.clone(),
+            base,
+        })
+        .await
+        .context("cannot start the sandbox")?;
+        for m in fleet.members() {
+            m.sandbox
+                .state()
+                .set_credential_ttl(std::time::Duration::from_secs(args.credential_ttl));
+        }
+        let port = fleet
+            .endpoint_url()
+            .rsplit(':')
+            .next()
+            .unwrap_or("0")
+            .to_owned();
+        let dir = std::env::temp_dir().join(format!("ssmtui-fleet-{port}"));
+        let (config_file, credentials_file) = fleet
+            .write_profiles(&dir, who.name)
+            .with_context(|| format!("cannot write the profile files in {}", dir.display()))?;
+        print_out(&fleet_text(
+            &fleet,
+            args,
+            who,
+            &config_file,
+            &credentials_file,
+        ))?;
+        stop.token().cancelled().await;
+        fleet.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What `ssmtui sandbox --accounts/--regions` prints: where it is, the accounts, the exports
+/// and the `[fleet]` section for ssmtui's config.
+fn fleet_text(
+    fleet: &RunningFleet,
+    args: &SandboxArgs,
+    who: &identity::Identity,
+    config_file: &std::path::Path,
+    credentials_file: &std::path::Path,
+) -> String {
+    let regions = fleet.regions();
+    let mut text = format!(
+        "# ssmtui fleet sandbox on {}: {} account(s) x {} region(s) ({}), {} instances each, seed {}\n",
+        fleet.endpoint_url(),
+        fleet.accounts(),
+        regions.len(),
+        regions.join(", "),
+        args.instances,
+        args.seed
+    );
+    for account in 0..fleet.accounts() {
+        let people: Vec<String> = identity::ACCOUNTS[account]
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.describe()))
+            .collect();
+        text.push_str(&format!(
+            "# profile {} = account {} \"{}\": {}\n",
+            sandbox::fleet::profile_name(account),
+            identity::ACCOUNT_IDS[account],
+            identity::ACCOUNT_NAMES[account],
+            people.join(", ")
+        ));
+    }
+    text.push_str(&format!("# the profiles sign in as {}\n", who.name));
+    for (k, v) in [
+        ("AWS_CONFIG_FILE", config_file.display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            credentials_file.display().to_string(),
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ] {
+        text.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+    }
+    text.push_str(
+        "# then: ssmtui list --profiles 'sandbox-*' --regions REGIONS, or this in ssmtui's config.toml:\n",
+    );
+    for line in fleet.fleet_toml().lines() {
+        match line.is_empty() {
+            true => text.push_str("#\n"),
+            false => text.push_str(&format!("#   {line}\n")),
+        }
+    }
+    text.push_str("# serving until Ctrl-C or SIGTERM\n");
+    text
 }
 
 /// Quotes a value for POSIX shells (single quotes; an embedded `'` becomes `'\''`).

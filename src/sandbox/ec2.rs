@@ -12,7 +12,7 @@ use axum::response::Response;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::identity::{ACCOUNT_ID, Identity, glob_match};
+use super::identity::{Identity, glob_match};
 use super::state::SandboxState;
 use super::wire::{
     decode_next_token, ec2_error, encode_next_token, param, request_id, xml_escape, xml_ok,
@@ -220,7 +220,7 @@ fn describe_instances(state: &SandboxState, form: &[(String, String)]) -> Respon
         request_id()
     );
     for i in &selected {
-        write_reservation(&mut xml, i);
+        write_reservation(&mut xml, state.account(), i);
     }
     xml.push_str("</reservationSet>");
     if let Some(t) = next {
@@ -244,13 +244,14 @@ fn iso8601(secs: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
-fn write_reservation(xml: &mut String, i: &Instance) {
+fn write_reservation(xml: &mut String, account: &str, i: &Instance) {
     let e = xml_escape;
     let reservation = format!("r-{}", i.id.get(2..).unwrap_or_default());
     let _ = write!(
         xml,
-        "<item><reservationId>{}</reservationId><ownerId>{ACCOUNT_ID}</ownerId><groupSet/><instancesSet><item>",
-        e(&reservation)
+        "<item><reservationId>{}</reservationId><ownerId>{}</ownerId><groupSet/><instancesSet><item>",
+        e(&reservation),
+        account
     );
     let dns = format!(
         "ip-{}.ec2.internal",

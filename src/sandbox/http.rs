@@ -41,9 +41,73 @@ pub(crate) async fn handle(
         return shutting_down();
     }
     let target = header_str(&headers, "x-amz-target");
-    let (scope_key, scope_service) = credential_scope(header_str(&headers, "authorization"));
+    let (scope_key, _) = credential_scope(header_str(&headers, "authorization"));
+    let Some((service, form)) = service_of(&headers, &body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "ssmtui sandbox: cannot tell which AWS service this request is for\n",
+        )
+            .into_response();
+    };
+    let who = match scope_key.as_deref() {
+        Some(key) => match state.identity(key).map(Ok) {
+            Some(found) => Some(found),
+            None => state.temporary_identity(key),
+        },
+        None => None,
+    };
+    tracing::debug!(?service, identity = ?who.map(|w| w.map(|i| i.name)), "sandbox request");
+    let who = match who {
+        Some(Ok(who)) => who,
+        Some(Err(())) => return expired_key(service),
+        None => return unknown_key(service),
+    };
+    let op = target
+        .and_then(|t| t.split_once('.'))
+        .map(|(_, op)| op)
+        .unwrap_or_default();
+    match service {
+        Service::Ec2 => ec2::handle(&state, who, &form),
+        Service::Sts => sts::handle(&state, who, &form),
+        Service::Ssm => ssm::handle(&state, who, op, &body),
+        Service::Kms => kms::handle(&state, who, op, &body),
+        Service::Logs => logs::handle(&state, who, op, &body),
+    }
+}
+
+/// What a request to a region the account has not enabled gets, as from AWS: the service's
+/// invalid-token error.
+pub(crate) fn region_not_enabled(headers: &HeaderMap, body: &Bytes) -> Response {
+    match service_of(headers, body) {
+        Some((service, _)) => unknown_key(service),
+        None => (
+            StatusCode::FORBIDDEN,
+            "ssmtui sandbox: this account does not serve that region\n",
+        )
+            .into_response(),
+    }
+}
+
+/// (access key id, region) of a signed request.
+pub(crate) fn key_and_region(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let Some(cred) = header_str(headers, "authorization")
+        .and_then(|a| a.split_once("Credential="))
+        .map(|(_, rest)| rest.split([',', ' ']).next().unwrap_or_default())
+    else {
+        return (None, None);
+    };
+    let mut parts = cred.split('/');
+    let key = parts.next().map(str::to_owned);
+    let region = parts.nth(1).map(str::to_owned);
+    (key, region)
+}
+
+/// The service a request is for, and its form parameters for the query-protocol services.
+fn service_of(headers: &HeaderMap, body: &Bytes) -> Option<(Service, Vec<(String, String)>)> {
+    let target = header_str(headers, "x-amz-target");
+    let (_, scope_service) = credential_scope(header_str(headers, "authorization"));
     let form = if target.is_none() {
-        form_pairs(&body)
+        form_pairs(body)
     } else {
         Vec::new()
     };
@@ -67,38 +131,8 @@ pub(crate) async fn handle(
             Some("2016-11-15") => Some(Service::Ec2),
             Some("2011-06-15") => Some(Service::Sts),
             _ => None,
-        });
-    let Some(service) = service else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "ssmtui sandbox: cannot tell which AWS service this request is for\n",
-        )
-            .into_response();
-    };
-    let who = match scope_key.as_deref() {
-        Some(key) => match identity::by_access_key(key).map(Ok) {
-            Some(found) => Some(found),
-            None => state.temporary_identity(key),
-        },
-        None => None,
-    };
-    tracing::debug!(?service, identity = ?who.map(|w| w.map(|i| i.name)), "sandbox request");
-    let who = match who {
-        Some(Ok(who)) => who,
-        Some(Err(())) => return expired_key(service),
-        None => return unknown_key(service),
-    };
-    let op = target
-        .and_then(|t| t.split_once('.'))
-        .map(|(_, op)| op)
-        .unwrap_or_default();
-    match service {
-        Service::Ec2 => ec2::handle(&state, who, &form),
-        Service::Sts => sts::handle(&state, who, &form),
-        Service::Ssm => ssm::handle(&state, who, op, &body),
-        Service::Kms => kms::handle(&state, who, op, &body),
-        Service::Logs => logs::handle(&state, who, op, &body),
-    }
+        })?;
+    Some((service, form))
 }
 
 /// What every request gets once the sandbox is shutting down: a ResumeSession racing the
@@ -153,7 +187,7 @@ pub(crate) fn caller(
 ) -> Option<Result<&'static identity::Identity, ()>> {
     let (key, _) = credential_scope(header_str(headers, "authorization"));
     let key = key?;
-    match identity::by_access_key(&key) {
+    match state.identity(&key) {
         Some(found) => Some(Ok(found)),
         None => state.temporary_identity(&key),
     }

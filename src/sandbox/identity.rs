@@ -19,7 +19,27 @@
 //! and a user with no session rights (`eve`) must still be able to see why they are denied.
 
 /// The sandbox account id (any 12 digits work; this is the one from the AWS documentation).
+/// A single sandbox is this account; a fleet sandbox's first account is too.
 pub const ACCOUNT_ID: &str = "123456789012";
+
+/// The accounts a fleet sandbox (`ssmtui sandbox --accounts N`) can serve, in order.
+pub const ACCOUNT_IDS: [&str; 6] = [
+    ACCOUNT_ID,
+    "210987654321",
+    "345678901234",
+    "456789012345",
+    "567890123456",
+    "678901234567",
+];
+
+/// The most accounts a fleet sandbox serves.
+pub const MAX_ACCOUNTS: usize = ACCOUNT_IDS.len();
+
+/// A short name for each account of a fleet sandbox, used for its profile and alias. Who may
+/// do what differs by account, as it does in organisations: in `dev` the developers (bob) are
+/// admins (class sudo), in `audit` everyone is class no-sudo, `prod` is the single sandbox's
+/// account.
+pub const ACCOUNT_NAMES: [&str; 6] = ["prod", "dev", "audit", "prod2", "dev2", "audit2"];
 
 /// The secret access key printed by `ssmtui sandbox`; never checked, present so SDKs sign.
 pub const SECRET_ACCESS_KEY: &str = "sandbox-secret-not-checked";
@@ -27,8 +47,11 @@ pub const SECRET_ACCESS_KEY: &str = "sandbox-secret-not-checked";
 /// One principal of the sandbox account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Short name; also the access key id and the role session name.
+    /// Short name; also the access key id (in the first account; `NAME@ACCOUNT` in the
+    /// others) and the role session name.
     pub name: &'static str,
+    /// The account the identity is in.
+    pub account: &'static str,
     /// Session class this identity belongs to (`sudo`, `no-sudo`), if any.
     pub class: Option<&'static str>,
     /// IAM Identity Center permission set the assumed role comes from.
@@ -58,6 +81,7 @@ pub enum Reach {
 
 const ALICE: Identity = Identity {
     name: "alice",
+    account: ACCOUNT_ID,
     class: Some("sudo"),
     permission_set: "PlatformAdmin",
     role_id: "AROA3XFRBF23ALICE0001",
@@ -72,6 +96,7 @@ const ALICE: Identity = Identity {
 
 const BOB: Identity = Identity {
     name: "bob",
+    account: ACCOUNT_ID,
     class: Some("no-sudo"),
     permission_set: "Developer",
     role_id: "AROA3XFRBF23BOB000002",
@@ -84,6 +109,7 @@ const BOB: Identity = Identity {
 
 const EVE: Identity = Identity {
     name: "eve",
+    account: ACCOUNT_ID,
     class: None,
     permission_set: "ReadOnly",
     role_id: "AROA3XFRBF23EVE000003",
@@ -95,12 +121,84 @@ const EVE: Identity = Identity {
     transcripts: Reach::All,
 };
 
-/// Every seeded identity, in the order they are listed to users.
+/// Every seeded identity of the first account, in the order they are listed to users.
 pub const IDENTITIES: [Identity; 3] = [ALICE, BOB, EVE];
 
-/// The identity whose access key id is `key`.
+/// The identities of account `index` of a fleet sandbox: the same people, with what each may
+/// do depending on the account (see [`ACCOUNT_NAMES`]).
+const fn account_identities(index: usize) -> [Identity; 3] {
+    let account = ACCOUNT_IDS[index];
+    match index % 3 {
+        // dev: bob's permission set there is the admin one, so his class is sudo.
+        1 => [
+            Identity { account, ..ALICE },
+            Identity {
+                account,
+                class: Some("sudo"),
+                permission_set: "PlatformAdmin",
+                documents: ALICE.documents,
+                environments: None,
+                ..BOB
+            },
+            Identity { account, ..EVE },
+        ],
+        // audit: read-mostly; alice has the developer set there, so her class is no-sudo.
+        2 => [
+            Identity {
+                account,
+                class: Some("no-sudo"),
+                permission_set: "Developer",
+                documents: BOB.documents,
+                environments: None,
+                transcripts: Reach::Own,
+                ..ALICE
+            },
+            Identity { account, ..BOB },
+            Identity { account, ..EVE },
+        ],
+        _ => [
+            Identity { account, ..ALICE },
+            Identity { account, ..BOB },
+            Identity { account, ..EVE },
+        ],
+    }
+}
+
+/// The identities of every account a fleet sandbox can serve.
+pub static ACCOUNTS: [[Identity; 3]; MAX_ACCOUNTS] = [
+    account_identities(0),
+    account_identities(1),
+    account_identities(2),
+    account_identities(3),
+    account_identities(4),
+    account_identities(5),
+];
+
+/// The identity whose access key id is `key`, in the first account.
 pub fn by_access_key(key: &str) -> Option<&'static Identity> {
-    IDENTITIES.iter().find(|i| i.name == key)
+    ACCOUNTS[0].iter().find(|i| i.name == key)
+}
+
+/// The identity an access key selects in account `index`: `NAME` (the first account only, so
+/// one-account setups keep their keys) or `NAME@ACCOUNT`.
+pub fn by_access_key_in(index: usize, key: &str) -> Option<&'static Identity> {
+    let identities = ACCOUNTS.get(index)?;
+    let name = match key.split_once('@') {
+        Some((name, account)) if account == ACCOUNT_IDS[index] => name,
+        Some(_) => return None,
+        None if index == 0 => key,
+        None => return None,
+    };
+    identities.iter().find(|i| i.name == name)
+}
+
+/// The account index an access key names (`NAME@ACCOUNT`; plain `NAME` is the first account),
+/// or `None` for an account no fleet sandbox serves.
+pub fn account_of_key(key: &str) -> Option<usize> {
+    match key.split_once('@') {
+        Some((_, account)) => ACCOUNT_IDS.iter().position(|a| *a == account),
+        None => Some(0),
+    }
 }
 
 /// A one-line summary of the identities for humans (`alice (sudo), …`).
@@ -113,15 +211,21 @@ pub fn summary() -> String {
 }
 
 impl Identity {
-    /// The access key id that selects this identity.
-    pub fn access_key_id(&self) -> &'static str {
-        self.name
+    /// The access key id that selects this identity: `NAME` in the first account,
+    /// `NAME@ACCOUNT` in the others.
+    pub fn access_key_id(&self) -> String {
+        if self.account == ACCOUNT_ID {
+            self.name.to_owned()
+        } else {
+            format!("{}@{}", self.name, self.account)
+        }
     }
 
     /// The assumed-role ARN, in the IAM Identity Center shape.
     pub fn arn(&self) -> String {
         format!(
-            "arn:aws:sts::{ACCOUNT_ID}:assumed-role/AWSReservedSSO_{}_{}/{}",
+            "arn:aws:sts::{}:assumed-role/AWSReservedSSO_{}_{}/{}",
+            self.account,
             self.permission_set,
             role_suffix(self.permission_set),
             self.name

@@ -40,7 +40,7 @@ pub(crate) fn handle(state: &SandboxState, who: &Identity, op: &str, body: &[u8]
     let b64 = base64::engine::general_purpose::STANDARD;
     let key_for_message = |key: Option<&str>| {
         key.and_then(|k| state.resolve_key(k).ok())
-            .map(|id| super::world::key_arn(state.region(), id))
+            .map(|id| super::world::key_arn(state.account(), state.region(), id))
             .unwrap_or_else(|| "*".to_owned())
     };
     match op {

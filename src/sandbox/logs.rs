@@ -111,7 +111,7 @@ fn group_arn(state: &SandboxState, group: &str) -> String {
     format!(
         "arn:aws:logs:{}:{}:log-group:{group}",
         state.region(),
-        super::ACCOUNT_ID
+        state.account()
     )
 }
 
@@ -133,7 +133,7 @@ fn describe_log_groups(state: &SandboxState, req: DescribeLogGroups) -> Response
                 "logGroupName": name,
                 "creationTime": g.created,
                 "arn": format!("{}:*", group_arn(state, name)),
-                "kmsKeyId": super::world::key_arn(state.region(), super::world::SESSION_KEY_ID),
+                "kmsKeyId": super::world::key_arn(state.account(), state.region(), super::world::SESSION_KEY_ID),
                 "storedBytes": g.streams.values().flat_map(|s| &s.events).map(|e| e.message.len()).sum::<usize>(),
             })
         })

@@ -23,6 +23,7 @@ pub mod agent;
 mod datachannel;
 mod ec2;
 pub mod faults;
+pub mod fleet;
 mod http;
 pub mod identity;
 mod kms;
@@ -74,6 +75,9 @@ pub struct SandboxConfig {
     pub world_file: Option<PathBuf>,
     /// The region the sandbox answers for.
     pub region: String,
+    /// The account it answers for, as an index into [`identity::ACCOUNT_IDS`] (0: the
+    /// single sandbox's account).
+    pub account: usize,
     /// The directory standing in for the S3 bucket: session transcripts go here, as
     /// `<s3KeyPrefix><SessionId>.log`. `None`: `ssmtui-sandbox-<port>/bucket` in the temp dir.
     pub bucket_dir: Option<PathBuf>,
@@ -98,6 +102,7 @@ impl Default for SandboxConfig {
             instances: DEFAULT_INSTANCES,
             world_file: None,
             region: DEFAULT_REGION.to_owned(),
+            account: 0,
             bucket_dir: None,
             homes_dir: None,
             faults: Faults::default(),
@@ -131,6 +136,14 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// More accounts than a fleet sandbox has.
+    #[error("the sandbox serves at most {max} accounts, not {asked}")]
+    TooManyAccounts {
+        /// The number asked for.
+        asked: usize,
+        /// The most there can be.
+        max: usize,
+    },
     /// World files are not supported yet.
     #[error("loading a world from a file is not supported yet")]
     WorldFileUnsupported,
@@ -146,6 +159,12 @@ impl Sandbox {
         if config.world_file.is_some() {
             return Err(SandboxError::WorldFileUnsupported);
         }
+        let Some(&account) = identity::ACCOUNT_IDS.get(config.account) else {
+            return Err(SandboxError::TooManyAccounts {
+                asked: config.account + 1,
+                max: identity::MAX_ACCOUNTS,
+            });
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -156,7 +175,7 @@ impl Sandbox {
             addr: config.listen,
             source,
         })?;
-        let world = World::generate(config.seed, config.instances, &config.region);
+        let world = World::generate_in(account, config.seed, config.instances, &config.region);
         let scratch = std::env::temp_dir().join(format!("ssmtui-sandbox-{}", addr.port()));
         let paths = DataPaths {
             bucket: config.bucket_dir.unwrap_or_else(|| scratch.join("bucket")),
@@ -206,7 +225,11 @@ fn no_delay(tcp: &tokio::net::TcpStream) {
     }
 }
 
-async fn serve_plain(listener: tokio::net::TcpListener, app: Router, stop: oneshot::Receiver<()>) {
+pub(crate) async fn serve_plain(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: oneshot::Receiver<()>,
+) {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -220,7 +243,7 @@ async fn serve_plain(listener: tokio::net::TcpListener, app: Router, stop: onesh
 
 /// HTTPS and `wss://`: TLS on each accepted connection, then HTTP/1.1 with upgrades (the
 /// websockets). Accepting stops at `stop`; open connections end with their sessions.
-async fn serve_tls(
+pub(crate) async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     config: Arc<rustls::ServerConfig>,
@@ -317,7 +340,7 @@ impl RunningSandbox {
         let region = self.state.region().to_owned();
         [
             ("AWS_ENDPOINT_URL", self.endpoint_url()),
-            ("AWS_ACCESS_KEY_ID", identity.access_key_id().to_owned()),
+            ("AWS_ACCESS_KEY_ID", identity.access_key_id()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
             ("AWS_REGION", region.clone()),
             // The AWS CLI v1 and older SDKs read only this one.

@@ -124,7 +124,11 @@ pub(crate) async fn object(
             )
         };
     };
-    let key_arn = super::world::key_arn(state.region(), super::world::SESSION_KEY_ID);
+    let key_arn = super::world::key_arn(
+        state.account(),
+        state.region(),
+        super::world::SESSION_KEY_ID,
+    );
     if !head && !who.kms {
         return s3_error(
             StatusCode::FORBIDDEN,

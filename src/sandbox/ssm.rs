@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::identity::{ACCOUNT_ID, Identity, glob_match};
+use super::identity::{Identity, glob_match};
 use super::state::{SandboxState, SessionInfo, SessionStatus, epoch_secs, random_bytes};
 use super::wire::{
     access_denied_message, decode_next_token, encode_next_token, json_error, json_ok,
@@ -372,7 +372,7 @@ fn start_session(state: &SandboxState, who: &Identity, req: StartSessionRequest)
 
     let world = state.world();
     let instance = world.instance(&target);
-    let instance_arn = format!("arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{target}");
+    let instance_arn = format!("arn:aws:ec2:{region}:{}:instance/{target}", state.account());
     // IAM: the instance resource (ssm:resourceTag conditions; a missing instance has no tags).
     if !who.may_reach(instance.and_then(Instance::environment)) {
         return Err(ApiError::denied(who, "ssm:StartSession", &instance_arn));
@@ -380,7 +380,10 @@ fn start_session(state: &SandboxState, who: &Identity, req: StartSessionRequest)
     // IAM: the document resource (ssm:SessionDocumentAccessCheck).
     let document_arn = match world.document(&document_name) {
         Some(d) => d.arn(&region),
-        None => format!("arn:aws:ssm:{region}:{ACCOUNT_ID}:document/{document_name}"),
+        None => format!(
+            "arn:aws:ssm:{region}:{}:document/{document_name}",
+            state.account()
+        ),
     };
     if !who.may_start_document(&document_name) {
         return Err(ApiError::denied(who, "ssm:StartSession", &document_arn));
@@ -467,7 +470,11 @@ fn check_parameters(
 }
 
 fn session_arn(state: &SandboxState, id: &str) -> String {
-    format!("arn:aws:ssm:{}:{ACCOUNT_ID}:session/{id}", state.region())
+    format!(
+        "arn:aws:ssm:{}:{}:session/{id}",
+        state.region(),
+        state.account()
+    )
 }
 
 fn resume_session(state: &SandboxState, who: &Identity, req: SessionIdRequest) -> ApiResult {
@@ -730,7 +737,7 @@ fn document_filter_matches(key: &str, values: &[String], d: &Document) -> Result
             .any(|v| matches!(v.as_str(), "Windows" | "Linux" | "MacOS")),
         "SchemaVersion" => has("1.0"),
         "Owner" => values.iter().any(|v| match v.as_str() {
-            "Self" | "Private" => d.owner == ACCOUNT_ID,
+            "Self" | "Private" => d.owner != "Amazon",
             "Amazon" | "Public" => d.owner == "Amazon",
             "All" => true,
             other => other == d.owner,

@@ -176,6 +176,7 @@ struct Sessions {
 
 #[derive(Debug)]
 struct Inner {
+    account: &'static str,
     region: String,
     addr: SocketAddr,
     world: RwLock<World>,
@@ -286,6 +287,7 @@ impl SandboxState {
     ) -> Option<Self> {
         Some(Self {
             inner: Arc::new(Inner {
+                account: world.account,
                 region,
                 addr,
                 world: RwLock::new(world),
@@ -316,6 +318,24 @@ impl SandboxState {
     /// The region the sandbox answers for.
     pub fn region(&self) -> &str {
         &self.inner.region
+    }
+
+    /// The account the sandbox answers for.
+    pub fn account(&self) -> &'static str {
+        self.inner.account
+    }
+
+    /// The index of that account among [`super::identity::ACCOUNT_IDS`].
+    pub fn account_index(&self) -> usize {
+        super::identity::ACCOUNT_IDS
+            .iter()
+            .position(|a| *a == self.inner.account)
+            .unwrap_or(0)
+    }
+
+    /// The identity a long-term access key id selects in this account.
+    pub fn identity(&self, key: &str) -> Option<&'static Identity> {
+        super::identity::by_access_key_in(self.account_index(), key)
     }
 
     /// The listening address.
@@ -659,8 +679,12 @@ impl SandboxState {
             (SESSION_KEY_ID, SESSION_KEY_ALIAS),
             (GENERAL_KEY_ID, GENERAL_KEY_ALIAS),
         ] {
-            let alias_arn = format!("arn:aws:kms:{region}:{}:{alias}", super::ACCOUNT_ID);
-            if key == id || key == key_arn(region, id) || key == alias || key == alias_arn {
+            let alias_arn = format!("arn:aws:kms:{region}:{}:{alias}", self.account());
+            if key == id
+                || key == key_arn(self.account(), region, id)
+                || key == alias
+                || key == alias_arn
+            {
                 return Ok(id);
             }
         }
@@ -669,7 +693,7 @@ impl SandboxState {
             if key.starts_with("arn:") {
                 key.to_owned()
             } else {
-                key_arn(region, key)
+                key_arn(self.account(), region, key)
             }
         )))
     }
@@ -706,7 +730,7 @@ impl SandboxState {
         getrandom::fill(&mut plaintext).map_err(|_| KmsError::Random)?;
         let ciphertext_blob = self.seal(key_id, &plaintext, context)?;
         Ok(DataKey {
-            key_arn: key_arn(self.region(), key_id),
+            key_arn: key_arn(self.account(), self.region(), key_id),
             plaintext,
             ciphertext_blob,
         })
@@ -745,7 +769,7 @@ impl SandboxState {
                 },
             )
             .map_err(|_| KmsError::InvalidCiphertext)?;
-        Ok((key_arn(self.region(), key_id), plaintext))
+        Ok((key_arn(self.account(), self.region(), key_id), plaintext))
     }
 
     fn cipher(&self, key_id: &str) -> Result<Aes256Gcm, KmsError> {

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::identity::{ACCOUNT_ID, Identity, SECRET_ACCESS_KEY};
+use super::identity::{Identity, SECRET_ACCESS_KEY};
 use super::state::SandboxState;
 use super::wire::{param, request_id, sts_error, xml_escape, xml_ok};
 
@@ -17,9 +17,10 @@ pub(crate) fn handle(
 ) -> Response {
     match param(form, "Action") {
         Some("GetCallerIdentity") => xml_ok(format!(
-            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <GetCallerIdentityResult>\n    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{ACCOUNT_ID}</Account>\n  </GetCallerIdentityResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <GetCallerIdentityResult>\n    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n  </GetCallerIdentityResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
             xml_escape(&who.arn()),
             xml_escape(&who.user_id()),
+            who.account,
             request_id()
         )),
         Some("AssumeRole") => assume_role(state, who, form),
@@ -41,7 +42,7 @@ fn assume_role(
     form: &[(String, String)],
 ) -> Response {
     let role = param(form, "RoleArn").unwrap_or_default();
-    let own = format!("arn:aws:iam::{ACCOUNT_ID}:role/{}", who.name);
+    let own = format!("arn:aws:iam::{}:role/{}", who.account, who.name);
     if role != own {
         return sts_error(
             StatusCode::FORBIDDEN,
@@ -65,9 +66,10 @@ fn assume_role(
         .unwrap_or_default();
     let session = param(form, "RoleSessionName").unwrap_or("sandbox");
     xml_ok(format!(
-        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <AssumeRoleResult>\n    <Credentials>\n      <AccessKeyId>{key}</AccessKeyId>\n      <SecretAccessKey>{SECRET_ACCESS_KEY}</SecretAccessKey>\n      <SessionToken>sandbox-session-{key}</SessionToken>\n      <Expiration>{expiration}</Expiration>\n    </Credentials>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      <Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/{}/{}</Arn>\n    </AssumedRoleUser>\n  </AssumeRoleResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</AssumeRoleResponse>\n",
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <AssumeRoleResult>\n    <Credentials>\n      <AccessKeyId>{key}</AccessKeyId>\n      <SecretAccessKey>{SECRET_ACCESS_KEY}</SecretAccessKey>\n      <SessionToken>sandbox-session-{key}</SessionToken>\n      <Expiration>{expiration}</Expiration>\n    </Credentials>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}:{}</AssumedRoleId>\n      <Arn>arn:aws:sts::{}:assumed-role/{}/{}</Arn>\n    </AssumedRoleUser>\n  </AssumeRoleResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</AssumeRoleResponse>\n",
         who.role_id,
         xml_escape(session),
+        who.account,
         who.name,
         xml_escape(session),
         request_id()

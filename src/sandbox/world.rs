@@ -199,8 +199,8 @@ impl Instance {
     }
 
     /// `arn:aws:ec2:<region>:<account>:instance/<id>`.
-    pub fn arn(&self, region: &str) -> String {
-        format!("arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{}", self.id)
+    pub fn arn(&self, account: &str, region: &str) -> String {
+        format!("arn:aws:ec2:{region}:{account}:instance/{}", self.id)
     }
 }
 
@@ -248,7 +248,7 @@ impl Document {
         if self.owner == "Amazon" {
             format!("arn:aws:ssm:{region}::document/{}", self.name)
         } else {
-            format!("arn:aws:ssm:{region}:{ACCOUNT_ID}:document/{}", self.name)
+            format!("arn:aws:ssm:{region}:{}:document/{}", self.owner, self.name)
         }
     }
 }
@@ -290,8 +290,8 @@ const DOCUMENTS: [(&str, &str, bool, Option<&str>); 5] = [
 ];
 
 /// `arn:aws:kms:<region>:<account>:key/<id>`.
-pub fn key_arn(region: &str, key_id: &str) -> String {
-    format!("arn:aws:kms:{region}:{ACCOUNT_ID}:key/{key_id}")
+pub fn key_arn(account: &str, region: &str, key_id: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{key_id}")
 }
 
 /// The whole emulated account.
@@ -302,11 +302,18 @@ pub struct World {
     /// Documents in ListDocuments order.
     pub documents: Vec<Document>,
     index: HashMap<String, usize>,
+    /// The account that owns it.
+    pub account: &'static str,
 }
 
 impl World {
-    /// Generates the world for `seed` with `count` instances in `region`.
+    /// Generates the world for `seed` with `count` instances in `region` of the first account.
     pub fn generate(seed: u64, count: usize, region: &str) -> Self {
+        Self::generate_in(ACCOUNT_ID, seed, count, region)
+    }
+
+    /// Generates the world of `account` for `seed` with `count` instances in `region`.
+    pub fn generate_in(account: &'static str, seed: u64, count: usize, region: &str) -> Self {
         let mut rng = SplitMix64::new(seed);
         let base_time: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z: launch times are before "now"
 
@@ -442,13 +449,16 @@ impl World {
             .map(|(name, content, amazon, class)| Document {
                 name: (*name).to_owned(),
                 content: content
-                    .replace("${SESSION_KEY_ARN}", &key_arn(region, SESSION_KEY_ID))
+                    .replace(
+                        "${SESSION_KEY_ARN}",
+                        &key_arn(account, region, SESSION_KEY_ID),
+                    )
                     .trim_end()
                     .to_owned(),
                 owner: if *amazon {
                     "Amazon".to_owned()
                 } else {
-                    ACCOUNT_ID.to_owned()
+                    account.to_owned()
                 },
                 tags: class
                     .map(|c| vec![("ssmtui:class".to_owned(), c.to_owned())])
@@ -461,6 +471,7 @@ impl World {
             instances,
             documents,
             index,
+            account,
         }
     }
 
@@ -559,7 +570,7 @@ mod tests {
         let sudo = w.document("SSM-sudo").unwrap();
         assert_eq!(
             sudo.json().pointer("/inputs/kmsKeyId").unwrap(),
-            &serde_json::json!(key_arn("eu-west-1", SESSION_KEY_ID))
+            &serde_json::json!(key_arn(ACCOUNT_ID, "eu-west-1", SESSION_KEY_ID))
         );
         assert_eq!(sudo.max_session_duration().as_deref(), Some("60"));
         assert_eq!(
