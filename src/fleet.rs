@@ -143,17 +143,102 @@ async fn list_one(base: &AwsConfig, source: &Source, filters: &[TagFilter]) -> L
     }
 }
 
-/// Where a target lives in the fleet: the one pair whose instances match `matches`. `None`
-/// when no pair has a match (the caller reports it as usual); an ambiguity across pairs is an
-/// error listing them. Pairs that fail are said on stderr and skipped.
-pub async fn locate(
+/// The `account=…` and `region=…` terms of a target: they choose where in the fleet to look,
+/// not which instance (an account is its id or its `[fleet.aliases]` name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Place {
+    /// Account id or alias.
+    pub account: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+}
+
+impl Place {
+    /// Whether no term was given.
+    pub fn is_empty(&self) -> bool {
+        self.account.is_none() && self.region.is_none()
+    }
+
+    /// Whether a pair in `account` (with its alias) and `region` is in this place.
+    pub fn admits(&self, account: Option<&str>, alias: Option<&str>, region: Option<&str>) -> bool {
+        let account_ok = self
+            .account
+            .as_deref()
+            .is_none_or(|want| account == Some(want) || alias == Some(want));
+        let region_ok = self
+            .region
+            .as_deref()
+            .is_none_or(|want| region.is_none_or(|r| r == want));
+        account_ok && region_ok
+    }
+
+    /// `account=dev region=eu-west-1`, for messages.
+    pub fn describe(&self) -> String {
+        let mut terms = Vec::new();
+        if let Some(a) = &self.account {
+            terms.push(format!("account={a}"));
+        }
+        if let Some(r) = &self.region {
+            terms.push(format!("region={r}"));
+        }
+        terms.join(" ")
+    }
+}
+
+/// Splits the `account=`/`region=` terms off a target; the rest is the target as before.
+pub fn split_place(target: &str) -> (String, Place) {
+    let mut place = Place::default();
+    let mut rest: Vec<&str> = Vec::new();
+    for term in target
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        match term.split_once('=') {
+            Some(("account", v)) if !v.is_empty() => place.account = Some(v.to_owned()),
+            Some(("region", v)) if !v.is_empty() => place.region = Some(v.to_owned()),
+            _ => rest.push(term),
+        }
+    }
+    if place.is_empty() {
+        return (target.to_owned(), place);
+    }
+    (rest.join(" "), place)
+}
+
+/// A pair with instances that match, its account and the matches.
+pub type Found = (Source, Option<String>, Vec<Instance>);
+
+/// Every pair in `place` whose instances match `matches`, with the account and matches. Pairs
+/// that fail are said on stderr and skipped.
+pub async fn find(
     base: &AwsConfig,
     sources: &[Source],
+    place: &Place,
+    aliases: &std::collections::BTreeMap<String, String>,
     filters: &[TagFilter],
     matches: impl Fn(&Instance) -> bool,
-) -> Result<Option<Source>, crate::error::UserError> {
+) -> Vec<Found> {
+    // A region term saves calls to pairs elsewhere.
+    let sources: Vec<Source> = sources
+        .iter()
+        .filter(|s| {
+            place
+                .region
+                .as_deref()
+                .is_none_or(|want| s.region.as_deref().is_none_or(|r| r == want))
+        })
+        .cloned()
+        .collect();
     let mut found: Vec<(Source, Option<String>, Vec<Instance>)> = Vec::new();
-    for l in list(base, sources, filters).await {
+    for l in list(base, &sources, filters).await {
+        let alias = l.account.as_ref().and_then(|a| aliases.get(a));
+        if !place.admits(
+            l.account.as_deref(),
+            alias.map(String::as_str),
+            l.region.as_deref(),
+        ) {
+            continue;
+        }
         match l.result {
             Ok(instances) => {
                 let hits: Vec<Instance> = instances.into_iter().filter(|i| matches(i)).collect();
@@ -166,6 +251,21 @@ pub async fn locate(
             Err(e) => eprintln!("ssmtui: {}: {e} (skipped)", l.source.label()),
         }
     }
+    found
+}
+
+/// Where a target lives in the fleet: the one pair in `place` whose instances match `matches`.
+/// `None` when no pair has a match (the caller reports it as usual); an ambiguity across pairs
+/// is an error listing them. Pairs that fail are said on stderr and skipped.
+pub async fn locate(
+    base: &AwsConfig,
+    sources: &[Source],
+    place: &Place,
+    aliases: &std::collections::BTreeMap<String, String>,
+    filters: &[TagFilter],
+    matches: impl Fn(&Instance) -> bool,
+) -> Result<Option<Source>, crate::error::UserError> {
+    let mut found = find(base, sources, place, aliases, filters, matches).await;
     match found.len() {
         0 => Ok(None),
         1 => Ok(found.pop().map(|(s, _, _)| s)),
@@ -179,16 +279,21 @@ pub async fn locate(
             );
             for (s, account, hits) in &found {
                 for i in hits {
+                    let account = account.as_deref().unwrap_or("?");
+                    let shown = match aliases.get(account) {
+                        Some(alias) => format!("{alias}, {account}"),
+                        None => account.to_owned(),
+                    };
                     err = err.hint(format!(
-                        "{} ({}) in {} (account {})",
+                        "{} ({}) in {} (account {shown})",
                         i.name.as_deref().unwrap_or("-"),
                         i.id,
                         s.label(),
-                        account.as_deref().unwrap_or("?")
                     ));
                 }
             }
-            Err(err.hint("name one with --profile and --region, or use its instance id"))
+            Err(err
+                .hint("narrow it with account=… or region=… in the target, or use its instance id"))
         }
     }
 }

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use super::Context;
 use super::prompt::DocumentFlag;
-use super::target::{Choice, reason_for, refuse_readonly, resolve_target};
+use super::target::{Choice, FleetArgs, place_target, reason_for, refuse_readonly, resolve_target};
 use crate::access::{self, ChosenClass, ClassOrigin};
 use crate::audit::AuditLog;
 use crate::aws::{AwsError, SsmApi};
 use crate::engine::shell::ShellOptions;
 use crate::error::{ErrorKind, UserError};
-use crate::resolve::TargetSpec;
 use crate::rules::validate_reason;
 use crate::signals::Interrupts;
 
@@ -45,6 +44,8 @@ pub struct ConnectArgs {
     /// Escape character for ~. and friends, or "none"
     #[arg(long, value_name = "CHAR", default_value = "~")]
     pub escape: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Runs `connect`.
@@ -54,31 +55,14 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
-    let spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
 
     let runtime = super::session_runtime()?;
     let code = runtime.block_on(async {
-        // With a fleet configured (and no --profile), the target decides the profile and
-        // region: the one pair whose instances match.
+        // With a fleet, the target decides the profile and region: the one pair whose
+        // instances match.
         let mut config = config;
-        if ctx.global.profile.is_none()
-            && let Some(sources) = crate::fleet::requested(
-                &config.fleet,
-                &[],
-                &[],
-                false,
-                &crate::aws::profiles::profile_names(),
-            )
-            && let Some(pair) =
-                crate::fleet::locate(&config.aws, &sources, &spec.server_filters(), |i| {
-                    spec.matches(i)
-                })
-                .await?
-        {
-            config.aws.profile = pair.profile;
-            config.aws.region = pair.region;
-        }
+        let (_, spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
         let config = config;
         let choice = Choice {
             first: args.first,

@@ -19,7 +19,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::Context;
 use super::prompt::{self, DocumentFlag};
-use super::target::{Choice, reason_for, refuse_readonly, resolve_all, resolve_target};
+use super::target::{
+    Choice, FleetArgs, place_all, place_target, reason_for, refuse_readonly, resolve_all,
+    resolve_target,
+};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
 use crate::aws::Instance;
@@ -72,6 +75,8 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// What happened on one instance.
@@ -104,7 +109,6 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
-    let spec = TargetSpec::parse(&target_text)?;
     let stdin = if args.no_stdin { None } else { read_stdin()? };
     let script = build_script(&args.command, stdin.as_deref());
     let _log = super::start_logging(ctx);
@@ -113,32 +117,65 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::session_runtime()?;
     runtime.block_on(async {
         if args.all {
-            let (target, instances) =
-                resolve_all(ctx, &config, &args.target, &spec, DocumentFlag::NotOffered).await?;
-            let document = access::shell_document(target.class(), None)?;
+            // Across a fleet, every pair with matches, each with its own identity and class.
+            let (_, spec, configs) = place_all(ctx, &config, &args.fleet, &target_text).await?;
+            let mut plans = Vec::new();
             // One reason for all: given, the class default, or asked once.
             let mut reason = reason;
-            for instance in &instances {
-                reason = prompt::session_reason(
-                    reason,
-                    target.who.class.as_ref(),
-                    instance,
-                    &target.memory,
-                )
-                .await?;
+            let mut unreachable = None;
+            for config in &configs {
+                let resolved =
+                    resolve_all(ctx, config, &args.target, &spec, DocumentFlag::NotOffered).await;
+                let (target, instances) = match resolved {
+                    // Across a fleet, a pair whose matches are all unreachable is said and
+                    // skipped; the others still run.
+                    Err(e) if configs.len() > 1 && is_not_found(&e) => {
+                        eprintln!(
+                            "ssmtui: {}/{}: {e} (skipped)",
+                            config.aws.profile.as_deref().unwrap_or("(default)"),
+                            config.aws.region.as_deref().unwrap_or("-")
+                        );
+                        unreachable.get_or_insert(e);
+                        continue;
+                    }
+                    other => other?,
+                };
+                let document = access::shell_document(target.class(), None)?;
+                for instance in &instances {
+                    reason = prompt::session_reason(
+                        reason,
+                        target.who.class.as_ref(),
+                        instance,
+                        &target.memory,
+                    )
+                    .await?;
+                }
+                plans.push((target.launcher(audit.clone()), instances, document));
             }
-            let launcher = target.launcher(audit);
+            if plans.is_empty()
+                && let Some(e) = unreachable
+            {
+                return Err(e);
+            }
             let interrupts = Interrupts::watch()?;
-            let results = run_all(
-                &launcher,
-                instances,
-                &document,
-                reason,
-                &script,
-                args,
-                &interrupts,
-            )
-            .await;
+            let mut results = Vec::new();
+            for (launcher, instances, document) in plans {
+                if interrupts.token().is_cancelled() {
+                    break;
+                }
+                results.extend(
+                    run_all(
+                        &launcher,
+                        instances,
+                        &document,
+                        reason.clone(),
+                        &script,
+                        args,
+                        &interrupts,
+                    )
+                    .await,
+                );
+            }
             if interrupts.token().is_cancelled() {
                 // The sessions were terminated; what ran is in the audit log.
                 let _ = finish_all(&results, args.json);
@@ -155,6 +192,8 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 first: args.first,
                 any: args.any,
             };
+            let mut config = config;
+            let (_, spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
             let ScriptTarget {
                 target,
                 document,
@@ -193,6 +232,12 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Whether `e` says no connectable instance matched (exit 3).
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<UserError>()
+        .is_some_and(|u| u.kind() == ErrorKind::NotFound)
 }
 
 /// One POSIX instance to run a script on, with the class's shell document and the reason.

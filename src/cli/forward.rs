@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Context;
 use super::prompt::DocumentFlag;
-use super::target::{Choice, refuse_readonly, resolve_target};
+use super::target::{Choice, FleetArgs, place_target, refuse_readonly, resolve_target};
 use crate::access;
 use crate::audit::{AuditLog, SessionKind};
 use crate::engine::forward::{self, Acceptor, ForwardHandle};
@@ -14,7 +14,6 @@ use crate::error::{ErrorKind, UserError};
 use crate::forwarding::ForwardSpec;
 use crate::humanize::human_bytes;
 use crate::launch::ForwardPlan;
-use crate::resolve::TargetSpec;
 use crate::rules::validate_reason;
 use crate::signals::Interrupts;
 
@@ -49,6 +48,8 @@ pub struct ForwardArgs {
     /// (each session is capped at about 1 MB/s by the agent); 1 to 8
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub sessions: u8,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Runs `forward`.
@@ -68,7 +69,6 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
     let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
     let target_text = super::expand_alias(&mut config, &args.target);
-    let target_spec = TargetSpec::parse(&target_text)?;
     let _log = super::start_logging(ctx);
     let runtime = super::session_runtime()?;
     runtime.block_on(async {
@@ -81,6 +81,9 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             first: args.first,
             any: args.any,
         };
+        let mut config = config;
+        let (_, target_spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
+        let config = config;
         let target = resolve_target(
             ctx,
             &config,

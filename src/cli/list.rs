@@ -17,17 +17,11 @@ pub struct ListArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
-    /// Instance id, Name tag value, or key=value tag filters (an alias also works)
+    /// Instance id, Name tag value, or key=value tag filters (an alias also works); with a
+    /// fleet, account=ID|ALIAS and region=NAME narrow where to list
     pub filter: Vec<String>,
-    /// List these AWS profiles together (comma-separated; globs against ~/.aws/config)
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
-    pub profiles: Vec<String>,
-    /// In these regions (comma-separated; default: each profile's own)
-    #[arg(long, value_delimiter = ',', value_name = "X,Y")]
-    pub regions: Vec<String>,
-    /// Every profile in ~/.aws/config
-    #[arg(long, conflicts_with = "profiles")]
-    pub all_profiles: bool,
+    #[command(flatten)]
+    pub fleet: super::target::FleetArgs,
 }
 
 /// A row of a fleet listing: the instance and where it lives.
@@ -44,24 +38,28 @@ struct FleetRow<'a> {
 /// Runs `list`.
 pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let mut config = ctx.load_config()?.config;
-    let spec = match args.filter.is_empty() {
-        true => None,
+    let (text, place) = match args.filter.is_empty() {
+        true => (String::new(), crate::fleet::Place::default()),
         false => {
-            let text = super::expand_alias(&mut config, &args.filter.join(" "));
-            Some(TargetSpec::parse(&text)?)
+            crate::fleet::split_place(&super::expand_alias(&mut config, &args.filter.join(" ")))
         }
+    };
+    let spec = match text.trim().is_empty() {
+        true => None,
+        false => Some(TargetSpec::parse(&text)?),
     };
     let _log = super::start_logging(ctx);
     let runtime = super::runtime()?;
-    let known = crate::aws::profiles::profile_names();
-    if let Some(sources) = crate::fleet::requested(
-        &config.fleet,
-        &args.profiles,
-        &args.regions,
-        args.all_profiles,
-        &known,
-    ) {
-        return runtime.block_on(fleet(&config, args, spec.as_ref(), &sources));
+    let sources = match args.fleet.sources(ctx.global.profile.as_deref(), &config)? {
+        Some(sources) => Some(sources),
+        None if !place.is_empty() => Some(vec![crate::fleet::Source {
+            profile: config.aws.profile.clone(),
+            region: place.region.clone().or_else(|| config.aws.region.clone()),
+        }]),
+        None => None,
+    };
+    if let Some(sources) = sources {
+        return runtime.block_on(fleet(&config, args, spec.as_ref(), &place, &sources));
     }
     let instances = runtime.block_on(async {
         let api = super::aws_api(&config).await?;
@@ -89,6 +87,7 @@ async fn fleet(
     config: &crate::config::Config,
     args: &ListArgs,
     spec: Option<&TargetSpec>,
+    place: &crate::fleet::Place,
     sources: &[crate::fleet::Source],
 ) -> anyhow::Result<ExitCode> {
     use crate::error::Classify as _;
@@ -104,8 +103,18 @@ async fn fleet(
     let listed = crate::fleet::list(&config.aws, sources, &filters).await;
     let mut rows = Vec::new();
     let mut failed = 0usize;
+    let mut considered = 0usize;
     let mut first_error = None;
     for l in &listed {
+        let alias = l.account.as_ref().and_then(|a| config.fleet.aliases.get(a));
+        if !place.admits(
+            l.account.as_deref(),
+            alias.map(String::as_str),
+            l.region.as_deref(),
+        ) {
+            continue;
+        }
+        considered += 1;
         match &l.result {
             Ok(instances) => {
                 for i in instances
@@ -135,7 +144,7 @@ async fn fleet(
             }
         }
     }
-    if failed == listed.len()
+    if failed == considered
         && let Some(e) = first_error
     {
         return Err(crate::error::UserError::new(

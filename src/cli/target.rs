@@ -202,3 +202,177 @@ pub async fn reason_for(target: &Target, given: Option<String>) -> anyhow::Resul
     }
     Ok(reason)
 }
+
+/// `--profiles`, `--regions` and `--all-profiles`: the fleet to search for a target or to list,
+/// over `[fleet]` in the config.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FleetArgs {
+    /// Search or list these AWS profiles together (comma-separated; globs against
+    /// ~/.aws/config); default: [fleet] profiles in the config
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub profiles: Vec<String>,
+    /// In these regions (comma-separated; default: [fleet] regions, else each profile's own)
+    #[arg(long, value_delimiter = ',', value_name = "X,Y")]
+    pub regions: Vec<String>,
+    /// Every profile in ~/.aws/config
+    #[arg(long, conflicts_with = "profiles")]
+    pub all_profiles: bool,
+}
+
+impl FleetArgs {
+    /// Whether any of the flags was given.
+    pub fn given(&self) -> bool {
+        !self.profiles.is_empty() || !self.regions.is_empty() || self.all_profiles
+    }
+
+    /// The pairs asked for: these flags, else `[fleet]` unless `--profile` names one profile.
+    /// `None`: the single profile and region, as before.
+    pub fn sources(
+        &self,
+        global_profile: Option<&str>,
+        config: &Config,
+    ) -> Result<Option<Vec<crate::fleet::Source>>, UserError> {
+        if global_profile.is_some() && (!self.profiles.is_empty() || self.all_profiles) {
+            return Err(UserError::new(
+                ErrorKind::Usage,
+                "--profile names one profile; --profiles and --all-profiles name several",
+            )
+            .hint("give one or the other"));
+        }
+        let fleet = if global_profile.is_some() && !self.given() {
+            crate::config::FleetConfig::default()
+        } else {
+            config.fleet.clone()
+        };
+        let known = crate::aws::profiles::profile_names();
+        let sources = match global_profile {
+            // --profile with --regions: that profile in each region.
+            Some(p) if !self.regions.is_empty() => Some(crate::fleet::sources(
+                &[p.to_owned()],
+                &self.regions,
+                &known,
+            )),
+            _ => crate::fleet::requested(
+                &fleet,
+                &self.profiles,
+                &self.regions,
+                self.all_profiles,
+                &known,
+            ),
+        };
+        if sources.as_ref().is_some_and(Vec::is_empty) {
+            return Err(UserError::new(
+                ErrorKind::Usage,
+                "no profile matches the fleet's profiles",
+            )
+            .hint("the names and globs are matched against the profiles of ~/.aws/config (or AWS_CONFIG_FILE)"));
+        }
+        Ok(sources)
+    }
+}
+
+/// Finds where a target lives and points `config.aws` at that profile and region, so that
+/// resolving it, its class and its session all go through that pair. Takes the
+/// `account=`/`region=` terms off `target` and returns the rest, parsed. Without a fleet and
+/// without those terms, nothing changes.
+pub async fn place_target(
+    ctx: &super::Context,
+    config: &mut Config,
+    fleet: &FleetArgs,
+    target: &str,
+) -> anyhow::Result<(String, TargetSpec)> {
+    let (rest, place) = crate::fleet::split_place(target);
+    let spec = TargetSpec::parse(&rest)?;
+    let Some(sources) = search_sources(ctx, config, fleet, &place)? else {
+        return Ok((rest, spec));
+    };
+    let located = crate::fleet::locate(
+        &config.aws,
+        &sources,
+        &place,
+        &config.fleet.aliases,
+        &spec.server_filters(),
+        |i| spec.matches(i),
+    )
+    .await?;
+    match located {
+        Some(pair) => {
+            config.aws.profile = pair.profile;
+            config.aws.region = pair.region;
+        }
+        None if !place.is_empty() => {
+            return Err(UserError::new(
+                ErrorKind::NotFound,
+                format!("no instance matches \"{rest}\" in {}", place.describe()),
+            )
+            .hint("`ssmtui list --profiles … --regions …` shows where each instance lives")
+            .into());
+        }
+        // Not found anywhere: resolving in the default pair says so as usual.
+        None => {}
+    }
+    Ok((rest, spec))
+}
+
+/// The pairs to search for a target: the fleet, else (with `account=`/`region=` terms) the one
+/// pair of the profile; `None`: no search, the single pair as before.
+fn search_sources(
+    ctx: &super::Context,
+    config: &Config,
+    fleet: &FleetArgs,
+    place: &crate::fleet::Place,
+) -> Result<Option<Vec<crate::fleet::Source>>, UserError> {
+    Ok(
+        match fleet.sources(ctx.global.profile.as_deref(), config)? {
+            Some(sources) => Some(sources),
+            None if !place.is_empty() => Some(vec![crate::fleet::Source {
+                profile: config.aws.profile.clone(),
+                region: place.region.clone().or_else(|| config.aws.region.clone()),
+            }]),
+            None => None,
+        },
+    )
+}
+
+/// Like [`place_target`] for `exec --all`: one config per pair that has matches (each with its
+/// own identity and class), or the config unchanged without a fleet. No match anywhere leaves
+/// the default pair, whose resolution reports it.
+pub async fn place_all(
+    ctx: &super::Context,
+    config: &Config,
+    fleet: &FleetArgs,
+    target: &str,
+) -> anyhow::Result<(String, TargetSpec, Vec<Config>)> {
+    let (rest, place) = crate::fleet::split_place(target);
+    let spec = TargetSpec::parse(&rest)?;
+    let Some(sources) = search_sources(ctx, config, fleet, &place)? else {
+        return Ok((rest, spec, vec![config.clone()]));
+    };
+    let found = crate::fleet::find(
+        &config.aws,
+        &sources,
+        &place,
+        &config.fleet.aliases,
+        &spec.server_filters(),
+        |i| spec.matches(i),
+    )
+    .await;
+    if found.is_empty() {
+        return Err(UserError::new(
+            ErrorKind::NotFound,
+            format!("no instance matches \"{rest}\" in the fleet"),
+        )
+        .hint("`ssmtui list --profiles … --regions …` shows where each instance lives")
+        .into());
+    }
+    let configs = found
+        .into_iter()
+        .map(|(pair, _, _)| {
+            let mut c = config.clone();
+            c.aws.profile = pair.profile;
+            c.aws.region = pair.region;
+            c
+        })
+        .collect();
+    Ok((rest, spec, configs))
+}
