@@ -220,6 +220,15 @@ pub enum Action {
         /// Success, or why not.
         result: Result<(), String>,
     },
+    /// A fleet source answered [`Effect::LoadSource`].
+    SourceLoaded {
+        /// Generation of the fleet's loads.
+        generation: u64,
+        /// The source's index.
+        index: usize,
+        /// The caller and instances there, or why not.
+        result: Box<Result<super::SourceListing, SignInFailure>>,
+    },
     /// A page of instances arrived; `done` marks the last one.
     InstancesPage {
         /// Generation of the request.
@@ -306,6 +315,20 @@ pub enum Effect {
     LoadInstances {
         /// Generation to tag the answers with.
         generation: u64,
+    },
+    /// Sign in to one fleet source and list its instances, answered with
+    /// [`Action::SourceLoaded`].
+    LoadSource {
+        /// Generation of the fleet's loads.
+        generation: u64,
+        /// The source's index.
+        index: usize,
+        /// Its profile.
+        profile: Option<String>,
+        /// Its region (`None`: the profile's own).
+        region: Option<String>,
+        /// Build a new client (a retry after a failure: a fresh sign-in may have fixed it).
+        fresh: bool,
     },
     /// List the caller's sessions, answered with [`Action::SessionsLoaded`].
     LoadSessions {

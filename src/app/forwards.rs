@@ -715,6 +715,8 @@ impl App {
                 .clone()
                 .ok_or_else(|| Refusal::Failed("the forward has no target".to_owned()))?
         };
+        // In a fleet, the forward's own account decides the caller and class.
+        self.act_as_instance(&instance.id);
         let document = self
             .forward_document(spec.document())
             .map_err(Refusal::Failed)?;

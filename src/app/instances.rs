@@ -32,6 +32,10 @@ pub enum Column {
     Ip,
     /// The n-th `[ui] columns` tag.
     Tag(usize),
+    /// The account (alias or id) of the fleet source the row comes from.
+    Account,
+    /// The region of the fleet source.
+    Region,
 }
 
 impl Column {
@@ -45,6 +49,8 @@ impl Column {
             Self::Platform => "PLATFORM",
             Self::Ip => "IP",
             Self::Tag(i) => tags.get(i).map_or("?", String::as_str),
+            Self::Account => "ACCOUNT",
+            Self::Region => "REGION",
         }
     }
 }
@@ -56,17 +62,28 @@ pub struct Row {
     pub instance: Instance,
     /// Whether the caller can open a session on it.
     pub access: Option<Unreachable>,
+    /// The fleet source it comes from (0 without a fleet).
+    pub source: usize,
+    /// The source's account (alias or id) and region, in a fleet.
+    pub place: Option<(String, String)>,
     haystack: Utf32String,
 }
 
 impl Row {
-    fn new(instance: Instance, class: Option<&ChosenClass>) -> Self {
+    fn new(
+        instance: Instance,
+        class: Option<&ChosenClass>,
+        source: usize,
+        place: Option<&(String, String)>,
+    ) -> Self {
         // Name first, so the name's match positions can be found on the name alone.
         let mut text = String::with_capacity(64);
         for part in [
             instance.name.as_deref(),
             Some(instance.id.as_str()),
             instance.private_ip.as_deref(),
+            place.map(|p| p.0.as_str()),
+            place.map(|p| p.1.as_str()),
         ]
         .into_iter()
         .flatten()
@@ -82,6 +99,8 @@ impl Row {
         Self {
             instance,
             access,
+            source,
+            place: place.cloned(),
             haystack: Utf32String::from(text),
         }
     }
@@ -179,6 +198,8 @@ pub struct InstancesState {
     highlights: Vec<Vec<u32>>,
     highlight_start: usize,
     name_buf: Vec<char>,
+    /// Rows come from several fleet sources: ACCOUNT and REGION columns are shown.
+    fleet: bool,
     /// A listing is in progress.
     pub loading: bool,
     /// The last listing failed.
@@ -219,6 +240,7 @@ impl InstancesState {
             highlights: Vec::new(),
             highlight_start: 0,
             name_buf: Vec::new(),
+            fleet: false,
             loading: false,
             error: None,
             loaded: false,
@@ -242,14 +264,17 @@ impl InstancesState {
 
     /// Every sortable column, in display order.
     pub fn columns(&self) -> Vec<Column> {
-        let mut cols = vec![
-            Column::Name,
+        let mut cols = vec![Column::Name];
+        if self.fleet {
+            cols.extend([Column::Account, Column::Region]);
+        }
+        cols.extend([
             Column::Id,
             Column::State,
             Column::Ping,
             Column::Platform,
             Column::Ip,
-        ];
+        ]);
         cols.extend((0..self.tag_columns.len()).map(Column::Tag));
         cols
     }
@@ -335,18 +360,72 @@ impl InstancesState {
             let all = std::mem::take(pending);
             self.pending = None;
             let selected = self.selected_id();
-            self.rows = all.into_iter().map(|i| Row::new(i, class)).collect();
+            self.rows = all
+                .into_iter()
+                .map(|i| Row::new(i, class, 0, None))
+                .collect();
             self.rebuild(selected.as_deref());
         } else {
             let selected = self.selected_id();
             self.rows
-                .extend(page.into_iter().map(|i| Row::new(i, class)));
+                .extend(page.into_iter().map(|i| Row::new(i, class, 0, None)));
             self.rebuild(selected.as_deref());
         }
         if done {
             self.loading = false;
             self.loaded = true;
         }
+    }
+
+    /// Shows rows from several fleet sources (ACCOUNT and REGION columns).
+    pub fn set_fleet(&mut self, fleet: bool) {
+        self.fleet = fleet;
+    }
+
+    /// Whether rows come from several fleet sources.
+    pub fn is_fleet(&self) -> bool {
+        self.fleet
+    }
+
+    /// Replaces the rows of fleet source `source` (its account label and region in `place`)
+    /// with `instances`, reachable per that source's `class`; the other sources' rows stay.
+    pub fn set_source(
+        &mut self,
+        source: usize,
+        place: &(String, String),
+        instances: Vec<Instance>,
+        class: Option<&ChosenClass>,
+    ) {
+        let selected = self.selected_id();
+        self.rows.retain(|r| r.source != source);
+        self.rows.extend(
+            instances
+                .into_iter()
+                .map(|i| Row::new(i, class, source, Some(place))),
+        );
+        self.rebuild(selected.as_deref());
+    }
+
+    /// Drops the rows of fleet source `source` (it failed).
+    pub fn drop_source(&mut self, source: usize) {
+        let selected = self.selected_id();
+        self.rows.retain(|r| r.source != source);
+        self.rebuild(selected.as_deref());
+    }
+
+    /// The fleet source of the instance `id`, if loaded.
+    pub fn source_of(&self, id: &str) -> Option<usize> {
+        self.rows
+            .iter()
+            .find(|r| r.instance.id == id)
+            .map(|r| r.source)
+    }
+
+    /// The fleet sources have all answered.
+    pub fn finish_fleet_load(&mut self) {
+        self.loading = false;
+        self.loaded = true;
+        self.pending = None;
     }
 
     /// A listing failed.
@@ -406,7 +485,13 @@ impl InstancesState {
             let (Some(a), Some(b)) = (rows.get(a as usize), rows.get(b as usize)) else {
                 return Ordering::Equal;
             };
-            compare(&a.instance, &b.instance, sort, tags)
+            match (sort, &a.place, &b.place) {
+                (Column::Account, Some(x), Some(y)) => cmp_text(Some(&x.0), Some(&y.0))
+                    .then_with(|| compare(&a.instance, &b.instance, Column::Name, tags)),
+                (Column::Region, Some(x), Some(y)) => cmp_text(Some(&x.1), Some(&y.1))
+                    .then_with(|| compare(&a.instance, &b.instance, Column::Name, tags)),
+                _ => compare(&a.instance, &b.instance, sort, tags),
+            }
         });
         if self.reverse {
             self.order.reverse();
@@ -496,10 +581,19 @@ impl InstancesState {
 }
 
 fn matches(row: &Row, filter: &Filter, matcher: &mut Matcher) -> bool {
+    // In a fleet, account= and region= match where the row comes from (unless the instances
+    // carry tags of those names).
     let tags_ok = filter
         .tags
         .iter()
-        .all(|(k, v)| row.instance.tags.get(k).is_some_and(|have| have == v));
+        .all(|(k, v)| match (k.as_str(), &row.place) {
+            (key, Some((account, region))) if !row.instance.tags.contains_key(key) => match key {
+                "account" => account == v,
+                "region" => region == v,
+                _ => false,
+            },
+            _ => row.instance.tags.get(k).is_some_and(|have| have == v),
+        });
     tags_ok
         && filter.pattern.as_ref().is_none_or(|p| {
             p.atoms.is_empty() || p.score(row.haystack.slice(..), matcher).is_some()
@@ -526,6 +620,8 @@ fn compare(a: &Instance, b: &Instance, col: Column, tags: &[String]) -> Ordering
                 (None, None) => Ordering::Equal,
             }
         }
+        // Without a fleet these columns do not exist; rows of one source compare equal.
+        Column::Account | Column::Region => Ordering::Equal,
         Column::Tag(i) => {
             let key = tags.get(i);
             let av = key.and_then(|k| a.tags.get(k)).map(String::as_str);

@@ -7,6 +7,7 @@
 //! leaves a status line saying why.
 
 pub mod action;
+pub mod fleet;
 pub mod forwards;
 pub mod instances;
 pub mod mode;
@@ -16,6 +17,7 @@ pub mod transcript;
 use std::collections::BTreeMap;
 
 pub use action::{Action, Effect, Intent, SignInFailure};
+pub use fleet::{ReadySource, SourceListing, SourceState, SourceStatus};
 pub use mode::{Mode, ModeStack, View};
 
 use crate::access::{self, ChosenClass, Who};
@@ -71,6 +73,10 @@ pub struct AppOptions {
     pub aliases: BTreeMap<String, AliasConfig>,
     /// `[[forwards]]`: shown in the forwards tab, `autostart` ones started.
     pub forwards: Vec<ForwardConfig>,
+    /// The fleet's (profile, region) sources, listed together; empty: one profile and region.
+    pub fleet: Vec<crate::fleet::Source>,
+    /// `[fleet.aliases]`: names for account ids.
+    pub fleet_aliases: BTreeMap<String, String>,
 }
 
 /// How the status line is shown.
@@ -203,6 +209,12 @@ pub struct App {
     pub transcript: Option<transcript::TranscriptPane>,
     /// A profile/region switch in progress.
     pub switching: Option<(Option<String>, Option<String>)>,
+    /// The fleet's sources (empty without a fleet).
+    pub fleet: Vec<SourceState>,
+    /// Generation of the fleet's current loads; older answers are dropped.
+    fleet_generation: u64,
+    /// The fleet source the app acts as now (see [`fleet`]).
+    acting: Option<usize>,
     /// The forward to start again once the `aws sso login` run for it has succeeded.
     sso_retry_forward: Option<u64>,
     generation: u64,
@@ -219,6 +231,7 @@ impl App {
             opts.ui.unreachable == Unreachable::Hide,
         );
         let forwards = ForwardsState::from_config(&opts.forwards);
+        let fleet = Self::fleet_sources(&opts.fleet);
         Self {
             opts,
             modes: ModeStack::new(View::Instances),
@@ -240,6 +253,9 @@ impl App {
             transcript: None,
             switching: None,
             sso_retry_forward: None,
+            fleet,
+            fleet_generation: 0,
+            acting: None,
             generation: 0,
             ticks: 0,
             ticks_since_refresh: 0,
@@ -249,6 +265,10 @@ impl App {
 
     /// The first loads.
     pub fn start(&mut self) -> Vec<Effect> {
+        if !self.fleet.is_empty() {
+            self.instances.set_fleet(true);
+            return self.load_fleet();
+        }
         self.instances.begin_load();
         vec![
             Effect::LoadIdentity {
@@ -297,6 +317,9 @@ impl App {
 
     /// Whether anything is loading (the spinner turns).
     pub fn busy(&self) -> bool {
+        if !self.fleet.is_empty() {
+            return self.fleet_loading() || self.sessions.loading;
+        }
         self.instances.loading
             || self.sessions.loading
             || self.switching.is_some()
@@ -305,7 +328,9 @@ impl App {
 
     /// Rows of the instance/session table on screen.
     pub fn list_rows(&self) -> usize {
-        usize::from(self.size.1.saturating_sub(LIST_CHROME_ROWS)).max(1)
+        // With a fleet, the sources strip takes a row of the instances view.
+        let strip = u16::from(!self.fleet.is_empty() && self.view() == View::Instances);
+        usize::from(self.size.1.saturating_sub(LIST_CHROME_ROWS + strip)).max(1)
     }
 
     /// The document shells will use, or a note saying why there is none. Without a class
@@ -352,7 +377,14 @@ impl App {
 
     /// Applies an action and returns what to do.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let effects = self.apply(action);
+        self.follow_selection();
+        effects
+    }
+
+    fn apply(&mut self, action: Action) -> Vec<Effect> {
         let effects = match action {
+            action @ Action::SourceLoaded { .. } => self.fleet_action(action),
             Action::Tick => return self.tick(),
             Action::ForwardStarted { .. }
             | Action::ForwardStopped { .. }
@@ -641,6 +673,9 @@ impl App {
     }
 
     fn load_instances(&mut self) -> Vec<Effect> {
+        if !self.fleet.is_empty() {
+            return self.load_fleet();
+        }
         self.instances.begin_load();
         self.ticks_since_refresh = 0;
         vec![Effect::LoadInstances {
@@ -1236,6 +1271,13 @@ impl App {
     }
 
     fn switch_aws(&mut self, profile: Option<String>, region: Option<String>) -> Vec<Effect> {
+        if !self.fleet.is_empty() {
+            self.set_status(
+                Level::Warn,
+                "the fleet lists its profiles and regions together; start ssmtui without --profiles/[fleet] for one".to_owned(),
+            );
+            return Vec::new();
+        }
         self.generation += 1;
         self.switching = Some((profile.clone(), region.clone()));
         self.set_status(

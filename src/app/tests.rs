@@ -43,6 +43,8 @@ fn opts() -> AppOptions {
         ],
         aliases: BTreeMap::new(),
         forwards: Vec::new(),
+        fleet: Vec::new(),
+        fleet_aliases: BTreeMap::new(),
     }
 }
 
@@ -1966,4 +1968,241 @@ fn the_transcript_pane_opens_searches_and_follows() {
     press(&mut app, &["esc"]);
     assert_eq!(app.mode(), Mode::Sessions);
     assert!(app.transcript.is_none());
+}
+
+mod fleet {
+    use super::*;
+    use crate::app::{SourceListing, SourceStatus};
+    use crate::fleet::Source;
+
+    const ADMIN: &str = "arn:aws:sts::210987654321:assumed-role/AWSReservedSSO_PlatformAdmin_x/bob";
+    const DEV: &str = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Developer_x/bob";
+
+    /// Two classes decided by the permission set, as an organisation has them.
+    fn org_classes() -> BTreeMap<String, ClassConfig> {
+        BTreeMap::from([
+            (
+                "sudo".into(),
+                ClassConfig {
+                    document: "SSM-sudo".into(),
+                    forward_documents: vec!["AWS-StartPortForwardingSession".into()],
+                    principals: vec![
+                        "arn:aws:sts::*:assumed-role/AWSReservedSSO_PlatformAdmin_*/*".into(),
+                    ],
+                    ..ClassConfig::default()
+                },
+            ),
+            (
+                "no-sudo".into(),
+                ClassConfig {
+                    document: "SSM-nosudo".into(),
+                    forward_documents: vec!["AWS-StartPortForwardingSession".into()],
+                    principals: vec![
+                        "arn:aws:sts::*:assumed-role/AWSReservedSSO_Developer_*/*".into(),
+                    ],
+                    scope: BTreeMap::from([("Environment".into(), vec!["dev".into()])]),
+                    ..ClassConfig::default()
+                },
+            ),
+        ])
+    }
+
+    fn source(profile: &str, region: &str) -> Source {
+        Source {
+            profile: Some(profile.into()),
+            region: Some(region.into()),
+        }
+    }
+
+    fn fleet_app() -> (App, Vec<Effect>) {
+        let mut app = App::new(AppOptions {
+            classes: org_classes(),
+            profile: None,
+            region: None,
+            fleet: vec![
+                source("prod", "eu-west-1"),
+                source("dev", "eu-west-1"),
+                source("gone", "eu-west-1"),
+            ],
+            fleet_aliases: BTreeMap::from([("210987654321".into(), "dev".into())]),
+            ..opts()
+        });
+        app.update(Action::Resize {
+            width: 120,
+            height: 30,
+        });
+        let effects = app.start();
+        (app, effects)
+    }
+
+    fn listing(
+        arn: &str,
+        account: &str,
+        instances: Vec<Instance>,
+    ) -> Box<Result<SourceListing, SignInFailure>> {
+        Box::new(Ok(SourceListing {
+            identity: Identity {
+                account: account.into(),
+                ..identity(arn)
+            },
+            region: Some("eu-west-1".into()),
+            instances,
+        }))
+    }
+
+    fn failure() -> Box<Result<SourceListing, SignInFailure>> {
+        Box::new(Err(SignInFailure {
+            message: "the SSO session for profile gone has expired".into(),
+            hints: vec!["run `aws sso login --profile gone`".into()],
+            sso_profile: Some("gone".into()),
+        }))
+    }
+
+    #[test]
+    fn sources_load_on_their_own_and_rows_carry_account_region_and_that_accounts_class() {
+        let (mut app, effects) = fleet_app();
+        assert_eq!(effects.len(), 3);
+        assert!(matches!(
+            &effects[1],
+            Effect::LoadSource { generation: 1, index: 1, profile: Some(p), fresh: false, .. } if p == "dev"
+        ));
+        assert!(app.busy());
+        // prod answers first: its rows show while the others load.
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 0,
+            result: listing(
+                DEV,
+                "123456789012",
+                vec![inst("i-1", "web-1", "prod"), inst("i-2", "api-1", "dev")],
+            ),
+        });
+        assert_eq!(app.instances.total(), 2);
+        assert!(app.instances.loading && app.busy());
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 1,
+            result: listing(ADMIN, "210987654321", vec![inst("i-3", "web-1", "prod")]),
+        });
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 2,
+            result: failure(),
+        });
+        assert!(!app.instances.loading && !app.busy());
+        assert_eq!(app.instances.total(), 3);
+        assert!(
+            matches!(&app.fleet[2].status, SourceStatus::Failed { reason, hint: Some(h) } if reason.contains("expired") && h.contains("sso login"))
+        );
+        // The columns and places.
+        let cols = app.instances.columns();
+        assert_eq!(
+            &cols[..3],
+            &[
+                instances::Column::Name,
+                instances::Column::Account,
+                instances::Column::Region
+            ]
+        );
+        let place = |id: &str| {
+            (0..app.instances.visible_len())
+                .filter_map(|p| app.instances.visible_row(p))
+                .find(|r| r.instance.id == id)
+                .and_then(|r| r.place.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            place("i-1"),
+            ("123456789012".to_owned(), "eu-west-1".to_owned())
+        );
+        assert_eq!(place("i-3"), ("dev".to_owned(), "eu-west-1".to_owned()));
+        // Reachability by each account's class: no-sudo (dev only) in prod, sudo in dev.
+        let access = |id: &str| {
+            (0..app.instances.visible_len())
+                .filter_map(|p| app.instances.visible_row(p))
+                .find(|r| r.instance.id == id)
+                .map(|r| r.access.is_none())
+                .unwrap()
+        };
+        assert!(!access("i-1") && access("i-2") && access("i-3"));
+        // account= narrows by where rows come from.
+        app.instances.set_filter("account=dev");
+        assert_eq!(app.instances.visible_len(), 1);
+        app.instances.set_filter("");
+    }
+
+    #[test]
+    fn a_shell_goes_through_the_selected_rows_account_and_r_retries_the_failed_source() {
+        let (mut app, _) = fleet_app();
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 0,
+            result: listing(DEV, "123456789012", vec![inst("i-2", "api-1", "dev")]),
+        });
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 1,
+            result: listing(ADMIN, "210987654321", vec![inst("i-3", "web-1", "staging")]),
+        });
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 2,
+            result: failure(),
+        });
+        // Sorted by name: api-1 (prod account) then web-1 (dev account).
+        press(&mut app, &["g"]);
+        assert_eq!(app.instances.selected().unwrap().instance.id, "i-2");
+        assert_eq!(app.opts.profile.as_deref(), Some("prod"));
+        let effects = press(&mut app, &["enter"]);
+        assert!(
+            matches!(effects.as_slice(), [Effect::OpenShell { document, who, .. }]
+                if document == "SSM-nosudo" && who.profile.as_deref() == Some("prod")
+                    && who.class.as_ref().is_some_and(|c| c.name == "no-sudo")),
+            "{effects:?}"
+        );
+        press(&mut app, &["j"]);
+        assert_eq!(app.instances.selected().unwrap().instance.id, "i-3");
+        let effects = press(&mut app, &["enter"]);
+        assert!(
+            matches!(effects.as_slice(), [Effect::OpenShell { document, who, .. }]
+                if document == "SSM-sudo" && who.profile.as_deref() == Some("dev")
+                    && who.identity.account == "210987654321"
+                    && who.region.as_deref() == Some("eu-west-1")),
+            "{effects:?}"
+        );
+        // :profile cannot switch the fleet away.
+        let before = app.instances.total();
+        app.switch_aws(Some("prod".into()), None);
+        assert_eq!(app.instances.total(), before);
+        // r: every source again, a fresh client for the failed one; rows stay meanwhile.
+        let effects = press(&mut app, &["r"]);
+        let fresh: Vec<(usize, bool)> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::LoadSource {
+                    index,
+                    fresh,
+                    generation: 2,
+                    ..
+                } => Some((*index, *fresh)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fresh, [(0, false), (1, false), (2, true)]);
+        assert_eq!(app.instances.total(), 2);
+        // A late answer of the old generation is dropped.
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 0,
+            result: listing(DEV, "123456789012", vec![]),
+        });
+        assert_eq!(app.instances.total(), 2);
+        app.update(Action::SourceLoaded {
+            generation: 2,
+            index: 2,
+            result: listing(DEV, "345678901234", vec![inst("i-9", "zz-1", "dev")]),
+        });
+        assert!(matches!(&app.fleet[2].status, SourceStatus::Ready(r) if r.count == 1));
+        assert_eq!(app.instances.total(), 3);
+    }
 }

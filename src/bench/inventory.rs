@@ -57,6 +57,8 @@ async fn load(api: &dyn SsmApi) -> anyhow::Result<Loaded> {
         profiles: Vec::new(),
         aliases: BTreeMap::new(),
         forwards: Vec::new(),
+        fleet: Vec::new(),
+        fleet_aliases: BTreeMap::new(),
     });
     let _ = app.start();
     app.update(Action::Resize {

@@ -46,6 +46,22 @@ pub struct DemoArgs {
     /// or "off" as fast as it can
     #[arg(long, value_name = "real|off", default_value = "real", value_parser = super::sandbox::parse_pacing)]
     pub agent_pacing: sandbox::AgentPacing,
+    /// Several accounts and regions in one list: the sandbox serves --accounts accounts in
+    /// --regions regions, one profile per account
+    #[arg(long)]
+    pub fleet: bool,
+    /// With --fleet, how many accounts (prod, dev, audit, …; up to 6)
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "fleet", value_parser = clap::value_parser!(u64).range(1..=6))]
+    pub accounts: u64,
+    /// With --fleet, the regions every account serves
+    #[arg(
+        long,
+        value_name = "R1,R2",
+        value_delimiter = ',',
+        default_value = "eu-west-1,us-east-1",
+        requires = "fleet"
+    )]
+    pub regions: Vec<String>,
 }
 
 /// What the product needs to run against the demo sandbox.
@@ -78,6 +94,9 @@ impl DemoSetup<'_> {
 /// Starts the sandbox and opens the product on it.
 pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let who = identity_arg(&args.identity)?;
+    if args.fleet {
+        return run_fleet(ctx, args, who);
+    }
     // The user's config still applies (UI, aliases); only [aws] is replaced.
     let mut config = ctx.load_config()?.config;
     let region = ctx
@@ -181,6 +200,7 @@ pub async fn open_product(
             services,
             Some(format!("demo ({})", setup.identity.name)),
             Some(region),
+            Vec::new(),
         )
         .await?;
         return Ok(ExitCode::SUCCESS);
@@ -208,6 +228,176 @@ pub async fn open_product(
     text.push_str(
         "# for example: aws ec2 describe-instances; aws ssm describe-instance-information\n",
     );
+    text.push_str("# serving until Ctrl-C\n");
+    print_out(&text)?;
+    stop.token().cancelled().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clients for the fleet sandbox's profiles: each profile is an account, signed in as the
+/// demo's person with that account's key; no AWS config file is read.
+struct FleetSandboxFactory {
+    endpoint: String,
+    first_region: String,
+    /// Profile name → access key id.
+    keys: std::collections::BTreeMap<String, String>,
+}
+
+#[async_trait::async_trait]
+impl crate::tui::runtime::ApiFactory for FleetSandboxFactory {
+    async fn build(
+        &self,
+        profile: Option<String>,
+        region: Option<String>,
+    ) -> Result<std::sync::Arc<dyn SsmApi>, crate::aws::AwsError> {
+        let name = profile.unwrap_or_default();
+        let key = self
+            .keys
+            .get(&name)
+            .ok_or_else(|| crate::aws::AwsError::Config {
+                message: format!("the demo has no profile \"{name}\""),
+                hint: "the demo's profiles are sandbox-prod, sandbox-dev, …".to_owned(),
+            })?;
+        let aws = crate::config::AwsConfig {
+            region: Some(region.unwrap_or_else(|| self.first_region.clone())),
+            endpoint_url: Some(self.endpoint.clone()),
+            ..crate::config::AwsConfig::default()
+        };
+        let api =
+            SdkApi::with_static_credentials(&aws, key, &Secret::new(SECRET_ACCESS_KEY)).await?;
+        Ok(std::sync::Arc::new(api))
+    }
+}
+
+/// `ssmtui demo --fleet`: the fleet sandbox, and the UI over all its accounts and regions.
+fn run_fleet(
+    ctx: &Context,
+    args: &DemoArgs,
+    who: &'static identity::Identity,
+) -> anyhow::Result<ExitCode> {
+    use crate::sandbox::fleet::{FleetSandboxConfig, RunningFleet, profile_name};
+    let mut config = ctx.load_config()?.config;
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let stop = Interrupts::watch()?;
+        let fleet = RunningFleet::start(FleetSandboxConfig {
+            accounts: usize::try_from(args.accounts).unwrap_or(3),
+            regions: args.regions.clone(),
+            base: SandboxConfig {
+                seed: args.seed,
+                instances: args.instances,
+                pacing: args.agent_pacing,
+                ..SandboxConfig::default()
+            },
+        })
+        .await
+        .context("cannot start the sandbox")?;
+        let regions = fleet.regions();
+        let keys: std::collections::BTreeMap<String, String> = (0..fleet.accounts())
+            .map(|a| {
+                let person = identity::ACCOUNTS[a]
+                    .iter()
+                    .find(|i| i.name == who.name)
+                    .unwrap_or(who);
+                (profile_name(a), person.access_key_id())
+            })
+            .collect();
+        let sources: Vec<crate::fleet::Source> = keys
+            .keys()
+            .flat_map(|p| {
+                regions.iter().map(move |r| crate::fleet::Source {
+                    profile: Some(p.clone()),
+                    region: Some(r.clone()),
+                })
+            })
+            .collect();
+        config.aws = crate::config::AwsConfig::default();
+        config.classes = demo_classes();
+        config.fleet.aliases = (0..fleet.accounts())
+            .map(|a| {
+                (
+                    identity::ACCOUNT_IDS[a].to_owned(),
+                    identity::ACCOUNT_NAMES[a].to_owned(),
+                )
+            })
+            .collect();
+        let factory = std::sync::Arc::new(FleetSandboxFactory {
+            endpoint: fleet.endpoint_url(),
+            first_region: regions.first().cloned().unwrap_or_default(),
+            keys,
+        });
+        let result = fleet_product(ctx, &config, &fleet, factory, sources, who, stop).await;
+        fleet.shutdown().await;
+        result
+    })
+}
+
+/// The UI over the fleet on a terminal; otherwise a count per source, the profile file for
+/// other tools, and serving until Ctrl-C.
+async fn fleet_product(
+    ctx: &Context,
+    config: &Config,
+    fleet: &crate::sandbox::fleet::RunningFleet,
+    factory: std::sync::Arc<dyn crate::tui::runtime::ApiFactory>,
+    sources: Vec<crate::fleet::Source>,
+    who: &identity::Identity,
+    stop: Interrupts,
+) -> anyhow::Result<ExitCode> {
+    let first = sources.first().cloned().unwrap_or(crate::fleet::Source {
+        profile: None,
+        region: None,
+    });
+    let api = factory
+        .build(first.profile.clone(), first.region.clone())
+        .await
+        .context("cannot set up the AWS clients for the sandbox")?;
+    if super::tui::has_terminal() {
+        let audit = crate::audit::AuditLog::from_config(&config.audit, &ctx.paths);
+        let services = crate::tui::runtime::Services {
+            api,
+            factory,
+            launcher: Some(std::sync::Arc::new(crate::tui::EngineLauncher::new(
+                audit.clone(),
+                super::tuning(config),
+            ))),
+            audit,
+            tuning: super::tuning(config),
+        };
+        super::tui::run_app(ctx, config, services, first.profile, first.region, sources).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = format!(
+        "# ssmtui demo --fleet: sandbox on {} signed in as {} in {} account(s) x {} region(s)\n",
+        fleet.endpoint_url(),
+        who.name,
+        fleet.accounts(),
+        fleet.regions().len()
+    );
+    for s in &sources {
+        let api = factory.build(s.profile.clone(), s.region.clone()).await?;
+        let count = api
+            .list_instances(&[])
+            .await
+            .context("the sandbox did not list its instances")?
+            .len();
+        text.push_str(&format!("# {}: {count} instances\n", s.label()));
+    }
+    let port = fleet
+        .endpoint_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or("0")
+        .to_owned();
+    let dir = std::env::temp_dir().join(format!("ssmtui-fleet-{port}"));
+    let (config_file, credentials_file) = fleet
+        .write_profiles(&dir, who.name)
+        .with_context(|| format!("cannot write the profile files in {}", dir.display()))?;
+    text.push_str("# no terminal, so no UI; for the AWS CLI and ssmtui's subcommands:\n");
+    text.push_str(&format!(
+        "export AWS_CONFIG_FILE='{}'\nexport AWS_SHARED_CREDENTIALS_FILE='{}'\n",
+        config_file.display(),
+        credentials_file.display()
+    ));
     text.push_str("# serving until Ctrl-C\n");
     print_out(&text)?;
     stop.token().cancelled().await;

@@ -44,6 +44,12 @@ pub struct Cli {
     /// What to do; without a subcommand the interactive UI opens.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The UI over several profiles and regions (see also [fleet] in the config).
+    #[command(
+        flatten,
+        next_help_heading = "Fleet (the UI over several profiles and regions)"
+    )]
+    pub fleet: target::FleetArgs,
 }
 
 /// Flags shared by every subcommand.
@@ -204,7 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Doctor(args)) => doctor::run(&ctx, &args),
         Some(Command::Debug(args)) => debug::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
-        None => tui::run(&ctx),
+        None => tui::run(&ctx, &cli.fleet),
         Some(Command::Demo(args)) => demo::run(&ctx, &args),
     }
 }

@@ -34,8 +34,8 @@ use crate::tui::{CommandLauncher, ENV_TEST_SHELL, ShellLauncher};
 /// Environment variable switching the TUI to the in-memory fake world (developer aid).
 pub const ENV_FAKE_WORLD: &str = "SSMTUI_FAKE_WORLD";
 
-/// Opens the interactive UI.
-pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+/// Opens the interactive UI; with `fleet` (or `[fleet]`), over several profiles and regions.
+pub fn run(ctx: &Context, fleet: &super::target::FleetArgs) -> anyhow::Result<ExitCode> {
     if !has_terminal() {
         return Err(UserError::new(
             ErrorKind::Usage,
@@ -45,8 +45,12 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         .into());
     }
     let loaded = ctx.load_config()?;
-    let config = loaded.config;
+    let mut config = loaded.config;
     let fake_world = fake_world_size()?;
+    let sources = match fake_world {
+        Some(_) => None,
+        None => fleet.sources(ctx.global.profile.as_deref(), &config)?,
+    };
     // Logging is best effort: the UI works without it, and must not print to the terminal.
     let _log = crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok();
     let tokio = super::runtime()?;
@@ -70,6 +74,14 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 (services, profile, region)
             }
             None => {
+                // With a fleet, the first source whose client builds stands for the sessions
+                // view; every source gets its own client as it loads.
+                if let Some(first) = sources.as_ref().and_then(|s| s.first()) {
+                    config.aws.profile.clone_from(&first.profile);
+                    if first.region.is_some() {
+                        config.aws.region.clone_from(&first.region);
+                    }
+                }
                 let sdk = SdkApi::new(&config.aws).await?;
                 let audit = AuditLog::from_config(&config.audit, &ctx.paths);
                 let profile = sdk.profile().map(str::to_owned);
@@ -89,7 +101,15 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 (services, profile, region)
             }
         };
-        run_app(ctx, &config, services, profile, region).await
+        run_app(
+            ctx,
+            &config,
+            services,
+            profile,
+            region,
+            sources.unwrap_or_default(),
+        )
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -101,6 +121,7 @@ pub async fn run_app(
     services: Services,
     profile: Option<String>,
     region: Option<String>,
+    fleet: Vec<crate::fleet::Source>,
 ) -> anyhow::Result<()> {
     let keymap = Keymap::with_overrides(&config.ui.keymap)
         .map_err(|e| UserError::new(ErrorKind::Usage, e.to_string()).hint(e.hint()))?;
@@ -119,6 +140,8 @@ pub async fn run_app(
         profiles: profile_names(),
         aliases: config.aliases.clone(),
         forwards: config.forwards.clone(),
+        fleet,
+        fleet_aliases: config.fleet.aliases.clone(),
     });
     runtime::run(app, services).await
 }

@@ -102,6 +102,55 @@ impl ApiFactory for SameApi {
     }
 }
 
+/// The fleet's clients, one per (profile, region) source, built when the source is first
+/// loaded and kept (a retry after a failure builds a fresh one).
+#[derive(Default)]
+pub struct ApiCache(std::sync::Mutex<Vec<ApiCacheEntry>>);
+
+type ApiCacheEntry = ((Option<String>, Option<String>), Arc<dyn SsmApi>);
+
+impl ApiCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ApiCacheEntry>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The client for a source: the cached one unless `fresh`, else a new one from `factory`.
+    pub async fn get(
+        &self,
+        factory: &dyn ApiFactory,
+        profile: Option<String>,
+        region: Option<String>,
+        fresh: bool,
+    ) -> Result<Arc<dyn SsmApi>, AwsError> {
+        let key = (profile, region);
+        if !fresh && let Some((_, api)) = self.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(Arc::clone(api));
+        }
+        let api = factory.build(key.0.clone(), key.1.clone()).await?;
+        let mut cache = self.lock();
+        cache.retain(|(k, _)| *k != key);
+        cache.push((key, Arc::clone(&api)));
+        Ok(api)
+    }
+
+    /// The client a fleet row's `who` acts through: its source's profile, and the region
+    /// asked for or, for a source in its profile's own region, the one the client uses.
+    pub fn find(&self, who: &Who) -> Option<Arc<dyn SsmApi>> {
+        self.lock()
+            .iter()
+            .find(|((profile, region), api)| {
+                *profile == who.profile
+                    && match region {
+                        Some(r) => who.region.as_ref() == Some(r),
+                        None => api.location().1 == who.region,
+                    }
+            })
+            .map(|(_, api)| Arc::clone(api))
+    }
+}
+
 /// What the runtime talks to.
 pub struct Services {
     /// The API client for the starting profile/region.
@@ -166,6 +215,8 @@ struct Runner {
     tx: mpsc::Sender<Msg>,
     api: Arc<dyn SsmApi>,
     factory: Arc<dyn ApiFactory>,
+    /// The fleet's clients.
+    cache: Arc<ApiCache>,
     launcher: Option<Arc<dyn ShellLauncher>>,
     audit: AuditLog,
     tuning: SessionTuning,
@@ -190,6 +241,7 @@ pub async fn run(app: App, services: Services) -> anyhow::Result<()> {
         tx,
         api: services.api,
         factory: services.factory,
+        cache: Arc::new(ApiCache::default()),
         launcher: services.launcher,
         audit: services.audit,
         tuning: services.tuning,
@@ -338,12 +390,22 @@ impl Runner {
         who
     }
 
+    /// The client sessions for `who` go through, and `who` as it is recorded: a fleet row's
+    /// source's client, else the current one (with the location it actually points at).
+    fn api_for(&self, who: Who) -> (Arc<dyn SsmApi>, Who) {
+        match self.cache.find(&who) {
+            Some(api) => (api, who),
+            None => (self.api.clone(), self.located(who)),
+        }
+    }
+
     /// What starts sessions for `who` with the current API client.
     fn launcher_for(&self, who: Who) -> Launcher {
+        let (api, who) = self.api_for(who);
         Launcher {
-            api: self.api.clone(),
+            api,
             audit: self.audit.clone(),
-            who: self.located(who),
+            who,
             tuning: self.tuning,
         }
     }
@@ -471,6 +533,35 @@ impl Runner {
                             generation,
                             result,
                             done: true,
+                        })
+                    });
+                }
+                Effect::LoadSource {
+                    generation,
+                    index,
+                    profile,
+                    region,
+                    fresh,
+                } => {
+                    let factory = self.factory.clone();
+                    let cache = self.cache.clone();
+                    self.spawn(async move {
+                        let result = async {
+                            let api = cache.get(factory.as_ref(), profile, region, fresh).await?;
+                            let (identity, instances) =
+                                tokio::join!(api.caller_identity(), api.list_instances(&[]));
+                            Ok::<_, AwsError>(crate::app::SourceListing {
+                                identity: identity?,
+                                region: api.location().1,
+                                instances: instances?,
+                            })
+                        }
+                        .await
+                        .map_err(|e| sign_in_failure(&e));
+                        Msg::Action(Action::SourceLoaded {
+                            generation,
+                            index,
+                            result: Box::new(result),
                         })
                     });
                 }
@@ -727,15 +818,9 @@ impl Runner {
             let _ = out.flush();
         }
         tracing::info!(target = %instance.id, document, "shell takeover");
+        let (api, who) = self.api_for(who.clone());
         let outcome = launcher
-            .run_shell(
-                self.api.clone(),
-                &self.located(who.clone()),
-                instance,
-                document,
-                reason,
-                &self.interrupts,
-            )
+            .run_shell(api, &who, instance, document, reason, &self.interrupts)
             .await
             .map_err(|e| format!("{e:#}"));
         self.guard.resume()?;

@@ -24,6 +24,8 @@ fn width(col: Column) -> u16 {
         Column::Platform => 16,
         Column::Ip => 15,
         Column::Tag(_) => 12,
+        Column::Account => 14,
+        Column::Region => 14,
     }
 }
 
@@ -31,12 +33,14 @@ fn width(col: Column) -> u16 {
 fn priority(col: Column, tags: usize) -> usize {
     match col {
         Column::Name => 0,
-        Column::Id => 1,
-        Column::Ping => 2,
-        Column::State => 3,
-        Column::Ip => 4,
-        Column::Tag(i) => 5 + i,
-        Column::Platform => 5 + tags,
+        Column::Account => 1,
+        Column::Region => 2,
+        Column::Id => 3,
+        Column::Ping => 4,
+        Column::State => 5,
+        Column::Ip => 6,
+        Column::Tag(i) => 7 + i,
+        Column::Platform => 7 + tags,
     }
 }
 
@@ -64,8 +68,66 @@ pub fn fitting_columns(all: &[Column], tags: usize, avail: u16) -> Vec<Column> {
     }
 }
 
-/// Draws the instances view into `area`.
+/// Draws the instances view into `area`: with a fleet, the sources strip on top.
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    if app.fleet.is_empty() {
+        return render_table(app, theme, frame, area);
+    }
+    let strip = Rect { height: 1, ..area };
+    let rest = Rect {
+        y: area.y + 1,
+        height: area.height.saturating_sub(1),
+        ..area
+    };
+    frame.render_widget(Paragraph::new(sources_line(app, theme)), strip);
+    render_table(app, theme, frame, rest);
+}
+
+/// One line on the fleet's sources: how many answered, which are loading, and each failure
+/// with its reason (the first one's hint too), and that `r` retries.
+fn sources_line<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
+    use crate::app::SourceStatus;
+    let ready = app
+        .fleet
+        .iter()
+        .filter(|s| matches!(s.status, SourceStatus::Ready(_)))
+        .count();
+    let loading = app
+        .fleet
+        .iter()
+        .filter(|s| matches!(s.status, SourceStatus::Loading))
+        .count();
+    let mut spans = vec![
+        Span::styled(" sources ", theme.label),
+        Span::styled(format!("{ready}/{} ok", app.fleet.len()), theme.ok),
+    ];
+    if loading > 0 {
+        spans.push(Span::styled(
+            format!(" · {} {loading} loading", spinner(app)),
+            theme.dim,
+        ));
+    }
+    let mut failed = 0;
+    for s in &app.fleet {
+        if let SourceStatus::Failed { reason, hint } = &s.status {
+            failed += 1;
+            spans.push(Span::styled(" · ✗ ", theme.error));
+            spans.push(Span::styled(s.label.as_str(), theme.value));
+            spans.push(Span::styled(format!(": {reason}"), theme.error));
+            if failed == 1
+                && let Some(hint) = hint
+            {
+                spans.push(Span::styled(format!(" ({hint})"), theme.dim));
+            }
+        }
+    }
+    if failed > 0 {
+        spans.push(Span::styled(" · r retries", theme.dim));
+    }
+    Line::from(spans)
+}
+
+fn render_table(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let list = &app.instances;
     let (sort, reverse) = list.sort();
     let tags = list.tag_columns();
@@ -180,6 +242,8 @@ fn cell<'a>(
         Column::Platform => text(i.platform.as_deref()),
         Column::Ip => text(i.private_ip.as_deref()),
         Column::Tag(n) => text(tags.get(n).and_then(|k| i.tags.get(k)).map(String::as_str)),
+        Column::Account => text(row.place.as_ref().map(|p| p.0.as_str())),
+        Column::Region => text(row.place.as_ref().map(|p| p.1.as_str())),
     }
 }
 

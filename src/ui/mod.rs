@@ -114,10 +114,15 @@ fn render_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
     let second = match (&app.identity, &app.identity_error) {
         (Some(id), _) => {
-            let room = usize::from(area.width).saturating_sub(id.account.len() + 11);
+            // A fleet names accounts by their aliases.
+            let account = match opts.fleet_aliases.get(&id.account) {
+                Some(alias) => format!("{alias} ({})", id.account),
+                None => id.account.clone(),
+            };
+            let room = usize::from(area.width).saturating_sub(account.chars().count() + 11);
             Line::from(vec![
                 Span::styled(" account ", theme.label),
-                Span::styled(id.account.clone(), theme.value),
+                Span::styled(account, theme.value),
                 Span::raw("  "),
                 Span::styled(elide_middle(&id.arn, room), theme.text),
             ])

@@ -582,6 +582,8 @@ principals = ["*/alice"]
         profiles: Vec::new(),
         aliases: config.aliases.clone(),
         forwards: Vec::new(),
+        fleet: Vec::new(),
+        fleet_aliases: std::collections::BTreeMap::new(),
     });
     let _ = app.start();
     app.update(ssmtui::app::Action::IdentityLoaded {

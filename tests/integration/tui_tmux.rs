@@ -426,3 +426,70 @@ fn the_sessions_view_opens_a_transcript_and_searches_it() {
     tmux.literal("q");
     tmux.wait_text("EXIT=0");
 }
+
+/// `ssmtui demo --fleet`: every account and region of the fleet sandbox in one list, filtered
+/// by account and region, and a shell on a dev row goes through the dev account with bob's
+/// class there (sudo; he is no-sudo in prod), as the audit line records.
+#[test]
+fn the_fleet_demo_lists_every_account_and_opens_a_shell_as_that_accounts_class() {
+    use ssmtui::sandbox::fleet::member_seed;
+    use ssmtui::sandbox::identity::ACCOUNT_IDS;
+    use ssmtui::sandbox::{PlatformType, World};
+    if !common::require_tool(Tmux::available(), "tmux", "the TUI fleet demo test") {
+        return;
+    }
+    // The demo's dev world in eu-west-1, generated here the way the demo generates it.
+    let world = World::generate_in(ACCOUNT_IDS[1], member_seed(1, 1, 0), 12, "eu-west-1");
+    let name = world
+        .instances
+        .iter()
+        // Not prod: the demo's sudo class asks a reason there.
+        .find(|i| {
+            i.connected()
+                && i.platform_type == PlatformType::Linux
+                && i.environment() != Some("prod")
+        })
+        .and_then(|i| i.tag("Name"))
+        .unwrap()
+        .to_owned();
+    let sandbox = SandboxEnv::blocking("", faithful());
+    let home = sandbox.home.path();
+    let mut env = sandbox.env("");
+    env.retain(|(k, _)| !k.starts_with("AWS_"));
+    env.extend([("TERM", "xterm-256color".into()), ("PS1", "$ ".into())]);
+    let tmux = Tmux::start("tui-fleet", "s", &env, 140, 34);
+    tmux.run(&["set-option", "-g", "escape-time", "10"]);
+    tmux.wait_for("the shell prompt", |s| s.trim_end().ends_with(['$', '#']));
+    let bin = env!("CARGO_BIN_EXE_ssmtui");
+    tmux.type_line(&format!(
+        "{bin} demo --fleet --as bob --instances 12 --accounts 2 --regions eu-west-1,us-east-1; echo \"EXIT=$?\""
+    ));
+    tmux.wait_for("every source", |s| {
+        s.contains("sources 4/4 ok") && s.contains("Instances 48/48")
+    });
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("ACCOUNT") && screen.contains("REGION"),
+        "{screen}"
+    );
+    tmux.literal(&format!("/{name} account=dev region=eu-west-1"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the one dev row", |s| s.contains("Instances 1/48"));
+    tmux.wait_text("class sudo");
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("running as ssm-sudo");
+    tmux.type_line("echo fleet-$((6*7))");
+    tmux.wait_text("fleet-42");
+    tmux.type_line("exit");
+    tmux.wait_for("the list again", |s| s.contains("ended"));
+    tmux.literal("q");
+    tmux.wait_text("EXIT=0");
+    let audit = std::fs::read_to_string(home.join("state/audit.jsonl")).unwrap();
+    let start: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(start["profile"], "sandbox-dev", "{start}");
+    assert_eq!(start["region"], "eu-west-1", "{start}");
+    assert_eq!(start["account"], "210987654321", "{start}");
+    assert_eq!(start["class"], "sudo", "{start}");
+    assert_eq!(start["document"], "SSM-sudo", "{start}");
+    assert_eq!(start["target_name"], name.as_str(), "{start}");
+}

@@ -55,6 +55,8 @@ fn options(readonly: bool) -> AppOptions {
         profiles: vec!["platform-dev".to_owned(), "platform-prod".to_owned()],
         aliases: BTreeMap::new(),
         forwards: Vec::new(),
+        fleet: Vec::new(),
+        fleet_aliases: BTreeMap::new(),
     }
 }
 
@@ -504,5 +506,74 @@ fn sign_in_panel() {
         });
         press(&mut app, &["j"]);
         snapshot("sign_in", &app);
+    }
+}
+
+/// The fleet: three sources, two listed (their rows with ACCOUNT and REGION), one failed with
+/// its reason and hint in the sources strip.
+#[test]
+fn instances_fleet_with_a_failing_source() {
+    use ssmtui::app::{SignInFailure, SourceListing};
+    use ssmtui::fleet::Source;
+    let source = |p: &str, r: &str| Source {
+        profile: Some(p.to_owned()),
+        region: Some(r.to_owned()),
+    };
+    for (w, h) in SIZES {
+        let mut app = App::new(AppOptions {
+            profile: None,
+            region: None,
+            fleet: vec![
+                source("platform-dev", "eu-west-1"),
+                source("platform-prod", "us-east-1"),
+                source("legacy", "eu-west-1"),
+            ],
+            fleet_aliases: BTreeMap::from([
+                ("123456789012".to_owned(), "dev".to_owned()),
+                ("210987654321".to_owned(), "prod".to_owned()),
+            ]),
+            ..options(false)
+        });
+        app.start();
+        app.update(Action::Resize {
+            width: w,
+            height: h,
+        });
+        let all = world_instances(40);
+        for (index, account, region, rows) in [
+            (0, "123456789012", "eu-west-1", &all[..20]),
+            (1, "210987654321", "us-east-1", &all[20..]),
+        ] {
+            app.update(Action::SourceLoaded {
+                generation: 1,
+                index,
+                result: Box::new(Ok(SourceListing {
+                    identity: Identity {
+                        account: account.to_owned(),
+                        arn: WORLD_ARN.replace("123456789012", account),
+                        user_id: "AROAEXAMPLE:alice".to_owned(),
+                    },
+                    region: Some(region.to_owned()),
+                    instances: rows.to_vec(),
+                })),
+            });
+        }
+        app.update(Action::SourceLoaded {
+            generation: 1,
+            index: 2,
+            result: Box::new(Err(SignInFailure {
+                message: "the SSO session has expired".to_owned(),
+                hints: vec!["run `aws sso login --profile legacy`".to_owned()],
+                sso_profile: Some("legacy".to_owned()),
+            })),
+        });
+        press(&mut app, &["g", "j"]);
+        let screen = text(&draw(&app));
+        assert!(
+            screen.contains("ACCOUNT") && screen.contains("REGION"),
+            "{screen}"
+        );
+        assert!(screen.contains("legacy/eu-west-1"), "{screen}");
+        snapshot("instances_fleet", &app);
     }
 }
