@@ -5,9 +5,9 @@
 
 use futures_util::StreamExt as _;
 
-use crate::aws::sdk::SdkApi;
-use crate::aws::{AwsError, Instance, SsmApi, TagFilter};
+use crate::aws::{AwsError, Instance, TagFilter};
 use crate::config::{AwsConfig, FleetConfig};
+use crate::tui::runtime::ApiFactory;
 
 /// At most this many pairs are being listed at once.
 pub const PARALLEL: usize = 6;
@@ -101,10 +101,21 @@ pub struct Listed {
     pub result: Result<Vec<Instance>, AwsError>,
 }
 
-/// Lists every pair, [`PARALLEL`] at a time; answers in the order of `sources`.
+/// Lists every pair, [`PARALLEL`] at a time, with clients from the `[aws]` settings `base`;
+/// answers in the order of `sources`.
 pub async fn list(base: &AwsConfig, sources: &[Source], filters: &[TagFilter]) -> Vec<Listed> {
+    let factory = crate::tui::runtime::SdkFactory { aws: base.clone() };
+    list_with(&factory, sources, filters).await
+}
+
+/// [`list`] with clients from `factory`.
+pub async fn list_with(
+    factory: &dyn ApiFactory,
+    sources: &[Source],
+    filters: &[TagFilter],
+) -> Vec<Listed> {
     let mut answers: Vec<(usize, Listed)> = futures_util::stream::iter(sources.iter().enumerate())
-        .map(|(i, source)| async move { (i, list_one(base, source, filters).await) })
+        .map(|(i, source)| async move { (i, list_one(factory, source, filters).await) })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
@@ -112,13 +123,11 @@ pub async fn list(base: &AwsConfig, sources: &[Source], filters: &[TagFilter]) -
     answers.into_iter().map(|(_, l)| l).collect()
 }
 
-async fn list_one(base: &AwsConfig, source: &Source, filters: &[TagFilter]) -> Listed {
-    let mut aws = base.clone();
-    aws.profile.clone_from(&source.profile);
-    if source.region.is_some() {
-        aws.region.clone_from(&source.region);
-    }
-    let api = match SdkApi::new(&aws).await {
+async fn list_one(factory: &dyn ApiFactory, source: &Source, filters: &[TagFilter]) -> Listed {
+    let api = match factory
+        .build(source.profile.clone(), source.region.clone())
+        .await
+    {
         Ok(api) => api,
         Err(e) => {
             return Listed {
@@ -129,7 +138,7 @@ async fn list_one(base: &AwsConfig, source: &Source, filters: &[TagFilter]) -> L
             };
         }
     };
-    let region = Some(api.region().to_owned());
+    let region = api.location().1;
     let (identity, instances) = tokio::join!(api.caller_identity(), api.list_instances(filters));
     let account = identity.as_ref().ok().map(|i| i.account.clone());
     Listed {

@@ -205,10 +205,100 @@ pub async fn run_inventory(sizes: Sizes) -> anyhow::Result<Results> {
             });
         }
     }
+    figures.extend(fleet_ratio(sizes).await?);
     Ok(Results {
         figures,
         skipped: Vec::new(),
     })
+}
+
+/// The fleet: 3 accounts × 2 regions of a fleet sandbox (2 000 instances each; 200 with
+/// `--quick`) listed together through `fleet::list_with` (clients built, STS and EC2/SSM per
+/// pair, 6 at once) against the slowest of the same pairs listed alone, side by side in each
+/// pass; medians over the passes. Twice: with each API call answered 50 ms later, as from an
+/// AWS region (the goal's figure: listing real accounts waits on the service), and on bare
+/// loopback, where the work is all CPU and 2 cores bound the ratio.
+async fn fleet_ratio(sizes: Sizes) -> anyhow::Result<Vec<Figure>> {
+    let each = sizes.pick(200, 2_000);
+    let (all, slowest) = fleet_pass(sizes, each, Some("api-latency-ms=50")).await?;
+    let (all_cpu, slowest_cpu) = fleet_pass(sizes, each, None).await?;
+    let note = format!(
+        "6 pairs × {each} instances (fleet sandbox child, real SDK, {} at once), API calls answered 50 ms later",
+        crate::fleet::PARALLEL
+    );
+    Ok(vec![
+        Figure::new(Group::Inventory, "inventory.fleet_all", all, "ms").note(note),
+        Figure::new(Group::Inventory, "inventory.fleet_slowest_pair", slowest, "ms"),
+        Figure::new(
+            Group::Inventory,
+            "inventory.fleet_ratio",
+            all / slowest.max(f64::EPSILON),
+            "x",
+        )
+        .goal("<= 1.5 x")
+        .note("all pairs together / the slowest pair alone"),
+        Figure::new(
+            Group::Inventory,
+            "inventory.fleet_ratio_loopback",
+            all_cpu / slowest_cpu.max(f64::EPSILON),
+            "x",
+        )
+        .note(format!(
+            "the same with no API latency: {all_cpu:.0} ms / {slowest_cpu:.0} ms, CPU-bound (client and sandbox share the cores)"
+        )),
+    ])
+}
+
+/// One measurement of [`fleet_ratio`]: (all together, slowest alone), medians in ms.
+async fn fleet_pass(sizes: Sizes, each: usize, faults: Option<&str>) -> anyhow::Result<(f64, f64)> {
+    use crate::cli::demo::FleetSandboxFactory;
+    use crate::fleet::{Source, list_with};
+    let regions = ["eu-west-1", "us-east-1"];
+    let accounts = 3;
+    let sandbox = ChildSandbox::start_fleet(accounts, &regions, each, faults)?;
+    let factory = FleetSandboxFactory::new(
+        sandbox.endpoint.clone(),
+        regions[0].to_owned(),
+        accounts,
+        "alice",
+    );
+    let sources: Vec<Source> = (0..accounts)
+        .flat_map(|a| {
+            regions.iter().map(move |r| Source {
+                profile: Some(crate::sandbox::fleet::profile_name(a)),
+                region: Some((*r).to_owned()),
+            })
+        })
+        .collect();
+    let check = |listed: &[crate::fleet::Listed]| -> anyhow::Result<()> {
+        for l in listed {
+            let n = l
+                .result
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", l.source.label()))?
+                .len();
+            anyhow::ensure!(n == each, "{} listed {n} of {each}", l.source.label());
+        }
+        Ok(())
+    };
+    // Warm-up: the child's first answers build its caches.
+    check(&list_with(&factory, &sources, &[]).await)?;
+    let passes = sizes.pick(2, 5);
+    let (mut all, mut slowest) = (Vec::new(), Vec::new());
+    for _ in 0..passes {
+        let mut worst = 0f64;
+        for s in &sources {
+            let started = Instant::now();
+            check(&list_with(&factory, std::slice::from_ref(s), &[]).await)?;
+            worst = worst.max(ms(started.elapsed()));
+        }
+        slowest.push(worst);
+        let started = Instant::now();
+        check(&list_with(&factory, &sources, &[]).await)?;
+        all.push(ms(started.elapsed()));
+    }
+    drop(sandbox);
+    Ok((percentile(&mut all, 50.0), percentile(&mut slowest, 50.0)))
 }
 
 /// Runs the `memory` group.

@@ -537,7 +537,6 @@ impl ChildSandbox {
         pacing: &str,
         faults: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut args = vec![
             "sandbox".to_owned(),
             "--instances".to_owned(),
@@ -548,8 +547,38 @@ impl ChildSandbox {
         if let Some(f) = faults {
             args.extend(["--faults".to_owned(), f.to_owned()]);
         }
+        Self::spawn(&args)
+    }
+
+    /// `sandbox --accounts N --regions R1,R2 --instances EACH --agent-pacing off`: the fleet
+    /// sandbox; `endpoint` is its front, `access_key` empty (each account has its own keys).
+    pub fn start_fleet(
+        accounts: usize,
+        regions: &[&str],
+        each: usize,
+        faults: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![
+            "sandbox".to_owned(),
+            "--accounts".to_owned(),
+            accounts.to_string(),
+            "--regions".to_owned(),
+            regions.join(","),
+            "--instances".to_owned(),
+            each.to_string(),
+            "--agent-pacing".to_owned(),
+            "off".to_owned(),
+        ];
+        if let Some(f) = faults {
+            args.extend(["--faults".to_owned(), f.to_owned()]);
+        }
+        Self::spawn(&args)
+    }
+
+    fn spawn(args: &[String]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut child = Command::new(exe)
-            .args(&args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -574,6 +603,14 @@ impl ChildSandbox {
             if line.starts_with("# serving") {
                 break;
             }
+            // A fleet sandbox names its front on its first line.
+            if let Some(url) = line
+                .strip_prefix("# ssmtui fleet sandbox on ")
+                .and_then(|rest| rest.split_once(": "))
+                .map(|(url, _)| url)
+            {
+                this.endpoint = url.to_owned();
+            }
             let Some((key, value)) = line
                 .strip_prefix("export ")
                 .and_then(|rest| rest.split_once('='))
@@ -589,7 +626,8 @@ impl ChildSandbox {
                 _ => {}
             }
         }
-        if this.endpoint.is_empty() || this.access_key.is_empty() {
+        let fleet = args.iter().any(|a| a == "--accounts");
+        if this.endpoint.is_empty() || (this.access_key.is_empty() && !fleet) {
             anyhow::bail!("the sandbox child did not print its endpoint and credentials");
         }
         Ok(this)
@@ -637,6 +675,8 @@ impl Drop for ChildSandbox {
             }
         }
         if let Some(port) = self.port() {
+            let _ =
+                std::fs::remove_dir_all(std::env::temp_dir().join(format!("ssmtui-fleet-{port}")));
             let scratch: PathBuf = std::env::temp_dir().join(format!("ssmtui-sandbox-{port}"));
             let _ = std::fs::remove_dir_all(scratch);
         }

@@ -236,11 +236,37 @@ pub async fn open_product(
 
 /// Clients for the fleet sandbox's profiles: each profile is an account, signed in as the
 /// demo's person with that account's key; no AWS config file is read.
-struct FleetSandboxFactory {
-    endpoint: String,
-    first_region: String,
+pub(crate) struct FleetSandboxFactory {
+    pub(crate) endpoint: String,
+    pub(crate) first_region: String,
     /// Profile name → access key id.
-    keys: std::collections::BTreeMap<String, String>,
+    pub(crate) keys: std::collections::BTreeMap<String, String>,
+}
+
+impl FleetSandboxFactory {
+    /// Clients for the fleet sandbox at `endpoint` with `accounts` accounts, signed in as
+    /// `person` in each.
+    pub(crate) fn new(
+        endpoint: String,
+        first_region: String,
+        accounts: usize,
+        person: &str,
+    ) -> Self {
+        let keys = (0..accounts.min(identity::MAX_ACCOUNTS))
+            .map(|a| {
+                let who = identity::ACCOUNTS[a]
+                    .iter()
+                    .find(|i| i.name == person)
+                    .unwrap_or(&identity::ACCOUNTS[a][0]);
+                (crate::sandbox::fleet::profile_name(a), who.access_key_id())
+            })
+            .collect();
+        Self {
+            endpoint,
+            first_region,
+            keys,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -293,17 +319,14 @@ fn run_fleet(
         .await
         .context("cannot start the sandbox")?;
         let regions = fleet.regions();
-        let keys: std::collections::BTreeMap<String, String> = (0..fleet.accounts())
-            .map(|a| {
-                let person = identity::ACCOUNTS[a]
-                    .iter()
-                    .find(|i| i.name == who.name)
-                    .unwrap_or(who);
-                (profile_name(a), person.access_key_id())
-            })
-            .collect();
-        let sources: Vec<crate::fleet::Source> = keys
-            .keys()
+        let factory = FleetSandboxFactory::new(
+            fleet.endpoint_url(),
+            regions.first().cloned().unwrap_or_default(),
+            fleet.accounts(),
+            who.name,
+        );
+        let sources: Vec<crate::fleet::Source> = (0..fleet.accounts())
+            .map(profile_name)
             .flat_map(|p| {
                 regions.iter().map(move |r| crate::fleet::Source {
                     profile: Some(p.clone()),
@@ -321,11 +344,7 @@ fn run_fleet(
                 )
             })
             .collect();
-        let factory = std::sync::Arc::new(FleetSandboxFactory {
-            endpoint: fleet.endpoint_url(),
-            first_region: regions.first().cloned().unwrap_or_default(),
-            keys,
-        });
+        let factory = std::sync::Arc::new(factory);
         let result = fleet_product(ctx, &config, &fleet, factory, sources, who, stop).await;
         fleet.shutdown().await;
         result

@@ -75,7 +75,7 @@ pub(crate) fn parse_pacing(text: &str) -> Result<AgentPacing, String> {
 }
 
 /// The `--faults` syntax, for hints.
-pub(crate) const FAULTS_SYNTAX: &str = "a comma-separated list of: drop-every=N (or =2s, =500ms), close-every=30s (or =500ms), corrupt-every=N, dup=P, reorder=P, delay-ms=A-B, stall-acks-ms=N, restart-agent-every=N, expire-tokens, token-ttl-ms=N, connection-lost=INSTANCE, withhold-handshake, seed=N";
+pub(crate) const FAULTS_SYNTAX: &str = "a comma-separated list of: drop-every=N (or =2s, =500ms), close-every=30s (or =500ms), corrupt-every=N, dup=P, reorder=P, delay-ms=A-B, stall-acks-ms=N, api-latency-ms=N, restart-agent-every=N, expire-tokens, token-ttl-ms=N, connection-lost=INSTANCE, withhold-handshake, seed=N";
 
 /// The identity named by `--as`, or a usage error listing the names.
 pub(crate) fn identity_arg(name: &str) -> anyhow::Result<&'static identity::Identity> {

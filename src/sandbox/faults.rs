@@ -22,6 +22,7 @@
 //! | `dup=P` | send (and receive) each frame twice with probability P (0..=1) |
 //! | `reorder=P` | hold a frame to the client back behind the next one with probability P |
 //! | `delay-ms=A-B` or `delay-ms=A` | delay each frame to the client by A..=B ms (order is kept) |
+//! | `api-latency-ms=N` | answer every API call N ms later, as a remote region would |
 //! | `stall-acks-ms=N` | hold back the agent's acknowledgements for the first N ms of each connection |
 //! | `restart-agent-every=N` | every N frames to the client, the agent "restarts": `pause_publication`, 300 ms of silence, `start_publication` |
 //! | `expire-tokens` | issue every token already expired (every open is refused; exercises the client's error path) |
@@ -87,6 +88,9 @@ pub struct Faults {
     /// The agent never sends its handshake request, so no session becomes ready (a client
     /// must give up, and end the session it started).
     pub withhold_handshake: bool,
+    /// Answer every API call (`POST /`) this much later, as a round trip to a remote AWS
+    /// region would: a loopback sandbox answers in microseconds, which no real account does.
+    pub api_latency: Option<Duration>,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -149,6 +153,7 @@ impl Faults {
                     f.delay = Some((a, b));
                 }
                 "stall-acks-ms" => f.stall_acks = Some(parse_ms(name, need(value)?)?),
+                "api-latency-ms" => f.api_latency = Some(parse_ms(name, need(value)?)?),
                 "restart-agent-every" => {
                     f.restart_agent_every_messages = Some(parse_count(name, need(value)?)?);
                 }
@@ -738,6 +743,10 @@ mod tests {
         assert_eq!(
             Faults::parse("corrupt-every=50").unwrap().corrupt_every,
             Some(50)
+        );
+        assert_eq!(
+            Faults::parse("api-latency-ms=80").unwrap().api_latency,
+            Some(Duration::from_millis(80))
         );
         let f = Faults::parse("close-every=2s").unwrap();
         assert_eq!(f.close_every, Some(Duration::from_secs(2)));

@@ -40,6 +40,9 @@ pub(crate) async fn handle(
     if state.agents().is_shutting_down() {
         return shutting_down();
     }
+    if let Some(latency) = state.api_latency() {
+        tokio::time::sleep(latency).await;
+    }
     let target = header_str(&headers, "x-amz-target");
     let (scope_key, _) = credential_scope(header_str(&headers, "authorization"));
     let Some((service, form)) = service_of(&headers, &body) else {

@@ -400,6 +400,11 @@ impl SandboxState {
         lock(&self.inner.faults).clone()
     }
 
+    /// How much later API calls are answered (fault `api-latency-ms`).
+    pub fn api_latency(&self) -> Option<Duration> {
+        lock(&self.inner.faults).api_latency
+    }
+
     /// Replaces the fault switches. Side effects happen now: `token_ttl` becomes the token
     /// lifetime and every `connection_lost` instance goes ConnectionLost (counted).
     pub fn set_faults(&self, faults: Faults) {
