@@ -5,9 +5,9 @@
 
 use futures_util::StreamExt as _;
 
+use crate::aws::factory::{ApiFactory, SdkFactory};
 use crate::aws::{AwsError, Instance, TagFilter};
 use crate::config::{AwsConfig, FleetConfig};
-use crate::tui::runtime::ApiFactory;
 
 /// At most this many pairs are being listed at once.
 pub const PARALLEL: usize = 6;
@@ -104,7 +104,7 @@ pub struct Listed {
 /// Lists every pair, [`PARALLEL`] at a time, with clients from the `[aws]` settings `base`;
 /// answers in the order of `sources`.
 pub async fn list(base: &AwsConfig, sources: &[Source], filters: &[TagFilter]) -> Vec<Listed> {
-    let factory = crate::tui::runtime::SdkFactory { aws: base.clone() };
+    let factory = SdkFactory { aws: base.clone() };
     list_with(&factory, sources, filters).await
 }
 

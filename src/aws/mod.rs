@@ -6,6 +6,7 @@
 //! agent); [`fake::FakeApi`] implements it in memory for unit tests. Errors are classified into
 //! [`AwsError`] here, once, so every caller gets the same messages and hints.
 
+pub mod factory;
 pub mod fake;
 mod http;
 pub mod model;

@@ -251,8 +251,8 @@ async fn fleet_ratio(sizes: Sizes) -> anyhow::Result<Vec<Figure>> {
 
 /// One measurement of [`fleet_ratio`]: (all together, slowest alone), medians in ms.
 async fn fleet_pass(sizes: Sizes, each: usize, faults: Option<&str>) -> anyhow::Result<(f64, f64)> {
-    use crate::cli::demo::FleetSandboxFactory;
     use crate::fleet::{Source, list_with};
+    use crate::sandbox::fleet::FleetSandboxFactory;
     let regions = ["eu-west-1", "us-east-1"];
     let accounts = 3;
     let sandbox = ChildSandbox::start_fleet(accounts, &regions, each, faults)?;

@@ -234,67 +234,6 @@ pub async fn open_product(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Clients for the fleet sandbox's profiles: each profile is an account, signed in as the
-/// demo's person with that account's key; no AWS config file is read.
-pub(crate) struct FleetSandboxFactory {
-    pub(crate) endpoint: String,
-    pub(crate) first_region: String,
-    /// Profile name → access key id.
-    pub(crate) keys: std::collections::BTreeMap<String, String>,
-}
-
-impl FleetSandboxFactory {
-    /// Clients for the fleet sandbox at `endpoint` with `accounts` accounts, signed in as
-    /// `person` in each.
-    pub(crate) fn new(
-        endpoint: String,
-        first_region: String,
-        accounts: usize,
-        person: &str,
-    ) -> Self {
-        let keys = (0..accounts.min(identity::MAX_ACCOUNTS))
-            .map(|a| {
-                let who = identity::ACCOUNTS[a]
-                    .iter()
-                    .find(|i| i.name == person)
-                    .unwrap_or(&identity::ACCOUNTS[a][0]);
-                (crate::sandbox::fleet::profile_name(a), who.access_key_id())
-            })
-            .collect();
-        Self {
-            endpoint,
-            first_region,
-            keys,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::tui::runtime::ApiFactory for FleetSandboxFactory {
-    async fn build(
-        &self,
-        profile: Option<String>,
-        region: Option<String>,
-    ) -> Result<std::sync::Arc<dyn SsmApi>, crate::aws::AwsError> {
-        let name = profile.unwrap_or_default();
-        let key = self
-            .keys
-            .get(&name)
-            .ok_or_else(|| crate::aws::AwsError::Config {
-                message: format!("the demo has no profile \"{name}\""),
-                hint: "the demo's profiles are sandbox-prod, sandbox-dev, …".to_owned(),
-            })?;
-        let aws = crate::config::AwsConfig {
-            region: Some(region.unwrap_or_else(|| self.first_region.clone())),
-            endpoint_url: Some(self.endpoint.clone()),
-            ..crate::config::AwsConfig::default()
-        };
-        let api =
-            SdkApi::with_static_credentials(&aws, key, &Secret::new(SECRET_ACCESS_KEY)).await?;
-        Ok(std::sync::Arc::new(api))
-    }
-}
-
 /// `ssmtui demo --fleet`: the fleet sandbox, and the UI over all its accounts and regions.
 fn run_fleet(
     ctx: &Context,
@@ -319,7 +258,7 @@ fn run_fleet(
         .await
         .context("cannot start the sandbox")?;
         let regions = fleet.regions();
-        let factory = FleetSandboxFactory::new(
+        let factory = crate::sandbox::fleet::FleetSandboxFactory::new(
             fleet.endpoint_url(),
             regions.first().cloned().unwrap_or_default(),
             fleet.accounts(),
@@ -357,7 +296,7 @@ async fn fleet_product(
     ctx: &Context,
     config: &Config,
     fleet: &crate::sandbox::fleet::RunningFleet,
-    factory: std::sync::Arc<dyn crate::tui::runtime::ApiFactory>,
+    factory: std::sync::Arc<dyn crate::aws::factory::ApiFactory>,
     sources: Vec<crate::fleet::Source>,
     who: &identity::Identity,
     stop: Interrupts,

@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
     };
     let _log = super::start_logging(ctx);
     let runtime = super::runtime()?;
-    let sources = match args.fleet.sources(ctx.global.profile.as_deref(), &config)? {
+    let sources = match args.fleet.sources(&ctx.global, &config)? {
         Some(sources) => Some(sources),
         None if !place.is_empty() => Some(vec![crate::fleet::Source {
             profile: config.aws.profile.clone(),

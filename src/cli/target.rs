@@ -225,13 +225,23 @@ impl FleetArgs {
         !self.profiles.is_empty() || !self.regions.is_empty() || self.all_profiles
     }
 
-    /// The pairs asked for: these flags, else `[fleet]` unless `--profile` names one profile.
-    /// `None`: the single profile and region, as before.
+    /// The pairs asked for: these flags, else `[fleet]` unless `--profile` names one profile;
+    /// `--region R` without `--regions` means that region for every profile. `None`: the
+    /// single profile and region, as before.
     pub fn sources(
         &self,
-        global_profile: Option<&str>,
+        global: &super::GlobalArgs,
         config: &Config,
     ) -> Result<Option<Vec<crate::fleet::Source>>, UserError> {
+        let global_profile = global.profile.as_deref();
+        let mut this = self.clone();
+        if this.regions.is_empty()
+            && let Some(region) = &global.region
+        {
+            this.regions = vec![region.clone()];
+        }
+        let given = self.given();
+        let this = &this;
         if global_profile.is_some() && (!self.profiles.is_empty() || self.all_profiles) {
             return Err(UserError::new(
                 ErrorKind::Usage,
@@ -239,7 +249,7 @@ impl FleetArgs {
             )
             .hint("give one or the other"));
         }
-        let fleet = if global_profile.is_some() && !self.given() {
+        let fleet = if global_profile.is_some() && !given {
             crate::config::FleetConfig::default()
         } else {
             config.fleet.clone()
@@ -254,9 +264,9 @@ impl FleetArgs {
             )),
             _ => crate::fleet::requested(
                 &fleet,
-                &self.profiles,
-                &self.regions,
-                self.all_profiles,
+                &this.profiles,
+                &this.regions,
+                this.all_profiles,
                 &known,
             ),
         };
@@ -322,16 +332,14 @@ fn search_sources(
     fleet: &FleetArgs,
     place: &crate::fleet::Place,
 ) -> Result<Option<Vec<crate::fleet::Source>>, UserError> {
-    Ok(
-        match fleet.sources(ctx.global.profile.as_deref(), config)? {
-            Some(sources) => Some(sources),
-            None if !place.is_empty() => Some(vec![crate::fleet::Source {
-                profile: config.aws.profile.clone(),
-                region: place.region.clone().or_else(|| config.aws.region.clone()),
-            }]),
-            None => None,
-        },
-    )
+    Ok(match fleet.sources(&ctx.global, config)? {
+        Some(sources) => Some(sources),
+        None if !place.is_empty() => Some(vec![crate::fleet::Source {
+            profile: config.aws.profile.clone(),
+            region: place.region.clone().or_else(|| config.aws.region.clone()),
+        }]),
+        None => None,
+    })
 }
 
 /// Like [`place_target`] for `exec --all`: one config per pair that has matches (each with its

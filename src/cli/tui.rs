@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, fleet: &super::target::FleetArgs) -> anyhow::Result<Ex
     let fake_world = fake_world_size()?;
     let sources = match fake_world {
         Some(_) => None,
-        None => fleet.sources(ctx.global.profile.as_deref(), &config)?,
+        None => fleet.sources(&ctx.global, &config)?,
     };
     // Logging is best effort: the UI works without it, and must not print to the terminal.
     let _log = crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok();

@@ -13,6 +13,9 @@
 //! The people are the same in every account, but not what they may do (see
 //! [`super::identity::ACCOUNT_NAMES`]): bob is class sudo in `dev`, alice class no-sudo in
 //! `audit`.
+//!
+//! [`FleetSandboxFactory`] builds ssmtui's clients for its profiles without any AWS config file
+//! (`ssmtui demo --fleet`, the bench).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -317,6 +320,66 @@ fn pick<'a>(routes: &'a [Route], key: Option<&str>, region: Option<&str>) -> Opt
         .find(|m| m.account == account)
         // An account the fleet does not have: its first, which refuses the key.
         .or_else(|| in_region().next())
+}
+
+/// Clients for the fleet sandbox's profiles: each profile is an account, signed in as the
+/// demo's person with that account's key; no AWS config file is read.
+pub struct FleetSandboxFactory {
+    pub endpoint: String,
+    pub first_region: String,
+    /// Profile name → access key id.
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+impl FleetSandboxFactory {
+    /// Clients for the fleet sandbox at `endpoint` with `accounts` accounts, signed in as
+    /// `person` in each.
+    pub fn new(endpoint: String, first_region: String, accounts: usize, person: &str) -> Self {
+        let keys = (0..accounts.min(identity::MAX_ACCOUNTS))
+            .map(|a| {
+                let who = identity::ACCOUNTS[a]
+                    .iter()
+                    .find(|i| i.name == person)
+                    .unwrap_or(&identity::ACCOUNTS[a][0]);
+                (profile_name(a), who.access_key_id())
+            })
+            .collect();
+        Self {
+            endpoint,
+            first_region,
+            keys,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::aws::factory::ApiFactory for FleetSandboxFactory {
+    async fn build(
+        &self,
+        profile: Option<String>,
+        region: Option<String>,
+    ) -> Result<Arc<dyn crate::aws::SsmApi>, crate::aws::AwsError> {
+        let name = profile.unwrap_or_default();
+        let key = self
+            .keys
+            .get(&name)
+            .ok_or_else(|| crate::aws::AwsError::Config {
+                message: format!("the demo has no profile \"{name}\""),
+                hint: "the demo's profiles are sandbox-prod, sandbox-dev, …".to_owned(),
+            })?;
+        let aws = crate::config::AwsConfig {
+            region: Some(region.unwrap_or_else(|| self.first_region.clone())),
+            endpoint_url: Some(self.endpoint.clone()),
+            ..crate::config::AwsConfig::default()
+        };
+        let api = crate::aws::sdk::SdkApi::with_static_credentials(
+            &aws,
+            key,
+            &crate::secret::Secret::new(SECRET_ACCESS_KEY),
+        )
+        .await?;
+        Ok(Arc::new(api))
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -38,7 +37,6 @@ use crate::app::transcript::{Follow, LoadedTranscript};
 use crate::app::{Action, App, Effect, SignInFailure, TICK_MS};
 use crate::audit::{AuditLog, SessionKind};
 use crate::aws::{AwsError, Instance, SessionState, SsmApi};
-use crate::config::AwsConfig;
 use crate::config::keymap::Key;
 use crate::engine::forward::{self, Acceptor, ForwardHandle};
 use crate::launch::{ForwardPlan, Launcher};
@@ -56,51 +54,7 @@ const QUEUE: usize = 256;
 /// room to spare, so that a dead network does not cut an orderly end short.
 const STOP_GRACE: Duration = Duration::from_secs(25);
 
-/// Builds the API client for another profile/region (`:profile`, `:region`).
-#[async_trait]
-pub trait ApiFactory: Send + Sync {
-    /// A client for this profile and region (`None`: the default chain).
-    async fn build(
-        &self,
-        profile: Option<String>,
-        region: Option<String>,
-    ) -> Result<Arc<dyn SsmApi>, AwsError>;
-}
-
-/// Builds [`crate::aws::sdk::SdkApi`] clients from the `[aws]` config.
-#[derive(Debug, Clone)]
-pub struct SdkFactory {
-    /// The `[aws]` settings other than profile and region.
-    pub aws: AwsConfig,
-}
-
-#[async_trait]
-impl ApiFactory for SdkFactory {
-    async fn build(
-        &self,
-        profile: Option<String>,
-        region: Option<String>,
-    ) -> Result<Arc<dyn SsmApi>, AwsError> {
-        let mut aws = self.aws.clone();
-        aws.profile = profile;
-        aws.region = region;
-        Ok(Arc::new(crate::aws::sdk::SdkApi::new(&aws).await?))
-    }
-}
-
-/// Always the same client (the fake world has one account everywhere).
-pub struct SameApi(pub Arc<dyn SsmApi>);
-
-#[async_trait]
-impl ApiFactory for SameApi {
-    async fn build(
-        &self,
-        _profile: Option<String>,
-        _region: Option<String>,
-    ) -> Result<Arc<dyn SsmApi>, AwsError> {
-        Ok(self.0.clone())
-    }
-}
+pub use crate::aws::factory::{ApiFactory, SameApi, SdkFactory};
 
 /// The fleet's clients, one per (profile, region) source, built when the source is first
 /// loaded and kept (a retry after a failure builds a fresh one).
