@@ -234,9 +234,14 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
     let mut creds = std::fs::read_to_string(home.join("aws-credentials")).unwrap();
     creds.push_str("[sandbox-gone]\naws_access_key_id = bob\naws_secret_access_key = x\n");
     std::fs::write(home.join("aws-credentials"), creds).unwrap();
+    // The organisation's classes, the sudo one allowed to forward ports.
+    let classes = ORG_CLASSES.replace(
+        "document = \"SSM-sudo\"",
+        "document = \"SSM-sudo\"\nforward_documents = [\"AWS-StartPortForwardingSession\"]",
+    );
     std::fs::write(
         home.join("config.toml"),
-        format!("{ORG_CLASSES}\n{}", fleet.fleet_toml()),
+        format!("{classes}\n{}", fleet.fleet_toml()),
     )
     .unwrap();
     let vars: Vec<(&str, OsString)> = env
@@ -445,5 +450,59 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
     );
     assert_eq!(results.len(), started.len(), "{out}");
     assert_eq!(code, Some(0), "{out}\n{err}");
+
+    // forward finds its target across the fleet too, and goes through that account.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut sock, _)) = echo.accept() {
+            let mut r = sock.try_clone().unwrap();
+            let _ = std::io::copy(&mut r, &mut sock);
+        }
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .env_clear()
+        .envs(vars.clone())
+        .args(["forward", dev_id.as_str(), &format!("0:{echo_port}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .strip_prefix("forwarding ")
+        .and_then(|l| l.split_once(" -> "))
+        .map(|(a, _)| a.to_owned())
+        .unwrap_or_else(|| {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+            panic!("{line:?}: {err}")
+        });
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut sock, b"through-dev").unwrap();
+    let mut back = [0u8; 11];
+    std::io::Read::read_exact(&mut sock, &mut back).unwrap();
+    assert_eq!(&back, b"through-dev");
+    drop(sock);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let audit = env.audit_lines();
+    let forward = audit
+        .iter()
+        .rev()
+        .find(|l| l["kind"] == "forward" && l["event"] == "start")
+        .unwrap_or_else(|| panic!("{audit:?}"));
+    assert_eq!(forward["profile"], "sandbox-dev", "{forward}");
+    assert_eq!(forward["account"], "210987654321", "{forward}");
+    assert_eq!(forward["class"], "sudo", "{forward}");
     env.block_on(fleet.shutdown());
 }
