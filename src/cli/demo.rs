@@ -340,16 +340,9 @@ async fn fleet_product(
             .len();
         text.push_str(&format!("# {}: {count} instances\n", s.label()));
     }
-    let port = fleet
-        .endpoint_url()
-        .rsplit(':')
-        .next()
-        .unwrap_or("0")
-        .to_owned();
-    let dir = std::env::temp_dir().join(format!("ssmtui-fleet-{port}"));
     let (config_file, credentials_file) = fleet
-        .write_profiles(&dir, who.name)
-        .with_context(|| format!("cannot write the profile files in {}", dir.display()))?;
+        .write_profiles_in_temp(who.name)
+        .context("cannot write the sandbox's AWS profile files")?;
     text.push_str("# no terminal, so no UI; for the AWS CLI and ssmtui's subcommands:\n");
     text.push_str(&format!(
         "export AWS_CONFIG_FILE='{}'\nexport AWS_SHARED_CREDENTIALS_FILE='{}'\n",

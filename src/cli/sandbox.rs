@@ -201,16 +201,9 @@ fn run_fleet(
                 .state()
                 .set_credential_ttl(std::time::Duration::from_secs(args.credential_ttl));
         }
-        let port = fleet
-            .endpoint_url()
-            .rsplit(':')
-            .next()
-            .unwrap_or("0")
-            .to_owned();
-        let dir = std::env::temp_dir().join(format!("ssmtui-fleet-{port}"));
         let (config_file, credentials_file) = fleet
-            .write_profiles(&dir, who.name)
-            .with_context(|| format!("cannot write the profile files in {}", dir.display()))?;
+            .write_profiles_in_temp(who.name)
+            .context("cannot write the sandbox's AWS profile files")?;
         print_out(&fleet_text(
             &fleet,
             args,

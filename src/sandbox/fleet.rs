@@ -229,6 +229,12 @@ impl RunningFleet {
         Ok((config_path, credentials_path))
     }
 
+    /// [`RunningFleet::write_profiles`] into `ssmtui-fleet-<port>` in the temp directory.
+    pub fn write_profiles_in_temp(&self, person: &str) -> std::io::Result<(PathBuf, PathBuf)> {
+        let dir = std::env::temp_dir().join(format!("ssmtui-fleet-{}", self.addr.port()));
+        self.write_profiles(&dir, person)
+    }
+
     /// The `[fleet]` section of an ssmtui config that lists this fleet, with an alias per
     /// account.
     pub fn fleet_toml(&self) -> String {

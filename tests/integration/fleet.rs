@@ -341,11 +341,18 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
         .iter()
         .find(|(_, _, env, ok)| *ok && env == "prod")
         .expect("a reachable prod-tagged Linux instance in dev");
-    let (code, out, err) = run(&["connect", dev_id], "echo dev-$((6*7))\n");
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "dev-42");
-    let audit = env.audit_lines();
-    let last = audit.last().unwrap();
+    // A shell on `id` that prints `marker`; its audit start line.
+    let shell = |id: &str, marker: &str| -> Value {
+        let (code, out, err) = run(&["connect", id], &format!("echo {marker}-$((6*7))\n"));
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out.trim(), format!("{marker}-42"));
+        env.audit_lines()
+            .into_iter()
+            .rev()
+            .find(|l| l["event"] == "start")
+            .unwrap()
+    };
+    let last = shell(dev_id, "dev");
     assert_eq!(last["profile"], "sandbox-dev", "{last}");
     assert_eq!(last["class"], "sudo", "{last}");
     assert_eq!(last["document"], "SSM-sudo", "{last}");
@@ -361,11 +368,7 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
         .iter()
         .find(|(_, _, env, ok)| *ok && env == "staging")
         .expect("a reachable staging Linux instance in prod");
-    let (code, out, err) = run(&["connect", prod_id], "echo prod-$((6*7))\n");
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "prod-42");
-    let audit = env.audit_lines();
-    let last = audit.last().unwrap();
+    let last = shell(prod_id, "prod");
     assert_eq!(last["profile"], "sandbox-prod", "{last}");
     assert_eq!(last["region"], "eu-west-1", "{last}");
     assert_eq!(last["class"], "no-sudo", "{last}");
