@@ -220,8 +220,9 @@ pub async fn run_inventory(sizes: Sizes) -> anyhow::Result<Results> {
 /// loopback, where the work is all CPU and 2 cores bound the ratio.
 async fn fleet_ratio(sizes: Sizes) -> anyhow::Result<Vec<Figure>> {
     let each = sizes.pick(200, 2_000);
-    let (all, slowest) = fleet_pass(sizes, each, Some("api-latency-ms=50")).await?;
-    let (all_cpu, slowest_cpu) = fleet_pass(sizes, each, None).await?;
+    let (all, slowest, _) = fleet_pass(sizes, each, Some("api-latency-ms=50")).await?;
+    let (all_cpu, slowest_cpu, listed) = fleet_pass(sizes, each, None).await?;
+    let merges = fleet_merges(listed)?;
     let note = format!(
         "6 pairs × {each} instances (fleet sandbox child, real SDK, {} at once), API calls answered 50 ms later",
         crate::fleet::PARALLEL
@@ -246,11 +247,65 @@ async fn fleet_ratio(sizes: Sizes) -> anyhow::Result<Vec<Figure>> {
         .note(format!(
             "the same with no API latency: {all_cpu:.0} ms / {slowest_cpu:.0} ms, CPU-bound (client and sandbox share the cores)"
         )),
+        Figure::new(Group::Inventory, "inventory.fleet_merge_max", merges, "ms")
+            .goal("< 16 ms")
+            .note("the UI's work as a source answers (App::update with its rows merged into the others'), the slowest of the 6"),
     ])
 }
 
-/// One measurement of [`fleet_ratio`]: (all together, slowest alone), medians in ms.
-async fn fleet_pass(sizes: Sizes, each: usize, faults: Option<&str>) -> anyhow::Result<(f64, f64)> {
+/// The longest [`App::update`] that merges one source's listing into the fleet list, feeding
+/// `listed` (6 sources) as the TUI receives them: what a source's answer costs the UI loop.
+fn fleet_merges(listed: Vec<crate::fleet::Listed>) -> anyhow::Result<f64> {
+    use crate::app::SourceListing;
+    let mut app = App::new(AppOptions {
+        ui: UiConfig::default(),
+        classes: BTreeMap::new(),
+        remembered: BTreeMap::new(),
+        keymap: Keymap::defaults()?,
+        profile: None,
+        region: None,
+        readonly: false,
+        profiles: Vec::new(),
+        aliases: BTreeMap::new(),
+        forwards: Vec::new(),
+        fleet: listed.iter().map(|l| l.source.clone()).collect(),
+        fleet_aliases: BTreeMap::new(),
+    });
+    let _ = app.start();
+    let _ = app.update(Action::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    let mut worst = 0f64;
+    for (index, l) in listed.into_iter().enumerate() {
+        let account = l.account.unwrap_or_default();
+        let listing = SourceListing {
+            identity: crate::aws::Identity {
+                arn: format!("arn:aws:sts::{account}:assumed-role/AWSReservedSSO_Bench_0/alice"),
+                account,
+                user_id: "AROABENCH:alice".to_owned(),
+            },
+            region: l.region,
+            instances: l.result.map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
+        let started = Instant::now();
+        let _ = app.update(Action::SourceLoaded {
+            generation: 1,
+            index,
+            result: Box::new(Ok(listing)),
+        });
+        worst = worst.max(ms(started.elapsed()));
+    }
+    Ok(worst)
+}
+
+/// One measurement of [`fleet_ratio`]: (all together, slowest alone), medians in ms, and the
+/// last listing of all.
+async fn fleet_pass(
+    sizes: Sizes,
+    each: usize,
+    faults: Option<&str>,
+) -> anyhow::Result<(f64, f64, Vec<crate::fleet::Listed>)> {
     use crate::fleet::{Source, list_with};
     use crate::sandbox::fleet::FleetSandboxFactory;
     let regions = ["eu-west-1", "us-east-1"];
@@ -285,6 +340,7 @@ async fn fleet_pass(sizes: Sizes, each: usize, faults: Option<&str>) -> anyhow::
     check(&list_with(&factory, &sources, &[]).await)?;
     let passes = sizes.pick(2, 5);
     let (mut all, mut slowest) = (Vec::new(), Vec::new());
+    let mut last = Vec::new();
     for _ in 0..passes {
         let mut worst = 0f64;
         for s in &sources {
@@ -294,11 +350,16 @@ async fn fleet_pass(sizes: Sizes, each: usize, faults: Option<&str>) -> anyhow::
         }
         slowest.push(worst);
         let started = Instant::now();
-        check(&list_with(&factory, &sources, &[]).await)?;
+        last = list_with(&factory, &sources, &[]).await;
         all.push(ms(started.elapsed()));
+        check(&last)?;
     }
     drop(sandbox);
-    Ok((percentile(&mut all, 50.0), percentile(&mut slowest, 50.0)))
+    Ok((
+        percentile(&mut all, 50.0),
+        percentile(&mut slowest, 50.0),
+        last,
+    ))
 }
 
 /// Runs the `memory` group.
