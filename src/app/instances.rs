@@ -481,18 +481,35 @@ impl InstancesState {
         let rows = &self.rows;
         let sort = self.sort;
         let tags = &self.tag_columns;
-        self.order.sort_by(|&a, &b| {
-            let (Some(a), Some(b)) = (rows.get(a as usize), rows.get(b as usize)) else {
-                return Ordering::Equal;
-            };
-            match (sort, &a.place, &b.place) {
-                (Column::Account, Some(x), Some(y)) => cmp_text(Some(&x.0), Some(&y.0))
-                    .then_with(|| compare(&a.instance, &b.instance, Column::Name, tags)),
-                (Column::Region, Some(x), Some(y)) => cmp_text(Some(&x.1), Some(&y.1))
-                    .then_with(|| compare(&a.instance, &b.instance, Column::Name, tags)),
-                _ => compare(&a.instance, &b.instance, sort, tags),
+        match sort {
+            // The text columns sort by a key computed once per row, not lowercased again in
+            // every comparison: a fleet re-sorts the whole list each time a source answers.
+            Column::Name | Column::Account | Column::Region => {
+                self.order.sort_by_cached_key(|&i| {
+                    let row = rows.get(i as usize);
+                    let place = row.and_then(|r| r.place.as_ref());
+                    let first = match sort {
+                        Column::Account => place.map(|p| p.0.to_lowercase()),
+                        Column::Region => place.map(|p| p.1.to_lowercase()),
+                        _ => None,
+                    };
+                    let name = row.and_then(|r| r.instance.name.as_deref());
+                    (
+                        first,
+                        // Unnamed rows last.
+                        name.is_none(),
+                        name.map(str::to_lowercase),
+                        row.map(|r| r.instance.id.clone()),
+                    )
+                });
             }
-        });
+            _ => self.order.sort_by(|&a, &b| {
+                let (Some(a), Some(b)) = (rows.get(a as usize), rows.get(b as usize)) else {
+                    return Ordering::Equal;
+                };
+                compare(&a.instance, &b.instance, sort, tags)
+            }),
+        }
         if self.reverse {
             self.order.reverse();
         }
