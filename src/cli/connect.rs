@@ -54,6 +54,7 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let escape = parse_escape(&args.escape)?;
     let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
+    let pinned = super::alias_pins(&config, &args.target);
     let target_text = super::expand_alias(&mut config, &args.target);
     let _log = super::start_logging(ctx);
 
@@ -62,7 +63,7 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         // With a fleet, the target decides the profile and region: the one pair whose
         // instances match.
         let mut config = config;
-        let (_, spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
+        let (_, spec) = place_target(ctx, &mut config, &args.fleet, &target_text, pinned).await?;
         let config = config;
         let choice = Choice {
             first: args.first,

@@ -108,6 +108,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut config = ctx.load_config()?.config;
+    let pinned = super::alias_pins(&config, &args.target);
     let target_text = super::expand_alias(&mut config, &args.target);
     let stdin = if args.no_stdin { None } else { read_stdin()? };
     let script = build_script(&args.command, stdin.as_deref());
@@ -118,7 +119,8 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         if args.all {
             // Across a fleet, every pair with matches, each with its own identity and class.
-            let (_, spec, configs) = place_all(ctx, &config, &args.fleet, &target_text).await?;
+            let (_, spec, configs) =
+                place_all(ctx, &config, &args.fleet, &target_text, pinned).await?;
             let mut plans = Vec::new();
             // One reason for all: given, the class default, or asked once.
             let mut reason = reason;
@@ -193,7 +195,8 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
                 any: args.any,
             };
             let mut config = config;
-            let (_, spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
+            let (_, spec) =
+                place_target(ctx, &mut config, &args.fleet, &target_text, pinned).await?;
             let ScriptTarget {
                 target,
                 document,

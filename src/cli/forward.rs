@@ -68,6 +68,7 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
     }
     let reason = validate_reason(args.reason.as_deref())?;
     let mut config = ctx.load_config()?.config;
+    let pinned = super::alias_pins(&config, &args.target);
     let target_text = super::expand_alias(&mut config, &args.target);
     let _log = super::start_logging(ctx);
     let runtime = super::session_runtime()?;
@@ -82,7 +83,8 @@ pub fn run(ctx: &Context, args: &ForwardArgs) -> anyhow::Result<ExitCode> {
             any: args.any,
         };
         let mut config = config;
-        let (_, target_spec) = place_target(ctx, &mut config, &args.fleet, &target_text).await?;
+        let (_, target_spec) =
+            place_target(ctx, &mut config, &args.fleet, &target_text, pinned).await?;
         let config = config;
         let target = resolve_target(
             ctx,

@@ -308,6 +308,15 @@ pub fn expand_alias(config: &mut Config, target: &str) -> String {
     }
 }
 
+/// Whether `target` is an alias that pins a profile or region: it then says where to go, and
+/// the fleet is not searched.
+pub fn alias_pins(config: &Config, target: &str) -> bool {
+    config
+        .aliases
+        .get(target)
+        .is_some_and(|a| a.profile.is_some() || a.region.is_some())
+}
+
 /// Starts file logging; a failure only costs the log, never the command.
 pub fn start_logging(ctx: &Context) -> Option<crate::logging::LogGuard> {
     crate::logging::init(&ctx.paths.log_dir(), ctx.global.verbose).ok()

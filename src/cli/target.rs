@@ -290,10 +290,11 @@ pub async fn place_target(
     config: &mut Config,
     fleet: &FleetArgs,
     target: &str,
+    pinned: bool,
 ) -> anyhow::Result<(String, TargetSpec)> {
     let (rest, place) = crate::fleet::split_place(target);
     let spec = TargetSpec::parse(&rest)?;
-    let Some(sources) = search_sources(ctx, config, fleet, &place)? else {
+    let Some(sources) = search_sources(ctx, config, fleet, &place, pinned)? else {
         return Ok((rest, spec));
     };
     let located = crate::fleet::locate(
@@ -324,15 +325,22 @@ pub async fn place_target(
     Ok((rest, spec))
 }
 
-/// The pairs to search for a target: the fleet, else (with `account=`/`region=` terms) the one
-/// pair of the profile; `None`: no search, the single pair as before.
+/// The pairs to search for a target: the fleet (unless an alias `pinned` the profile or
+/// region and no fleet flag was given), else (with `account=`/`region=` terms) the one pair of
+/// the profile; `None`: no search, the single pair as before.
 fn search_sources(
     ctx: &super::Context,
     config: &Config,
     fleet: &FleetArgs,
     place: &crate::fleet::Place,
+    pinned: bool,
 ) -> Result<Option<Vec<crate::fleet::Source>>, UserError> {
-    Ok(match fleet.sources(&ctx.global, config)? {
+    let asked = if pinned && !fleet.given() {
+        None
+    } else {
+        fleet.sources(&ctx.global, config)?
+    };
+    Ok(match asked {
         Some(sources) => Some(sources),
         None if !place.is_empty() => Some(vec![crate::fleet::Source {
             profile: config.aws.profile.clone(),
@@ -350,10 +358,11 @@ pub async fn place_all(
     config: &Config,
     fleet: &FleetArgs,
     target: &str,
+    pinned: bool,
 ) -> anyhow::Result<(String, TargetSpec, Vec<Config>)> {
     let (rest, place) = crate::fleet::split_place(target);
     let spec = TargetSpec::parse(&rest)?;
-    let Some(sources) = search_sources(ctx, config, fleet, &place)? else {
+    let Some(sources) = search_sources(ctx, config, fleet, &place, pinned)? else {
         return Ok((rest, spec, vec![config.clone()]));
     };
     let found = crate::fleet::find(

@@ -410,6 +410,19 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.trim(), "narrowed");
     assert_eq!(env.audit_lines().last().unwrap()["profile"], "sandbox-dev");
+    // An alias that pins a profile and region goes there, fleet or not.
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "{classes}\n{}\n[aliases]\ndevbox = {{ target = \"{shared}\", profile = \"sandbox-dev\", region = \"{dev_region}\" }}\n",
+            fleet.fleet_toml()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["connect", "devbox"], "echo pinned\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "pinned");
+    assert_eq!(env.audit_lines().last().unwrap()["profile"], "sandbox-dev");
     let (code, _, err) = run(&["connect", &format!("{shared} account=nowhere")], "");
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("account=nowhere"), "{err}");
