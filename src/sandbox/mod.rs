@@ -79,10 +79,11 @@ pub struct SandboxConfig {
     /// single sandbox's account).
     pub account: usize,
     /// The directory standing in for the S3 bucket: session transcripts go here, as
-    /// `<s3KeyPrefix><SessionId>.log`. `None`: `ssmtui-sandbox-<port>/bucket` in the temp dir.
+    /// `<s3KeyPrefix><SessionId>.log`. `None`: `ssmtui-sandbox-<port>-XXXX/bucket` in the temp dir,
+    /// removed when the sandbox stops.
     pub bucket_dir: Option<PathBuf>,
     /// Parent of the per-instance home directories shells start in. `None`:
-    /// `ssmtui-sandbox-<port>/home` in the temp dir.
+    /// `ssmtui-sandbox-<port>-XXXX/home` in the temp dir, removed when the sandbox stops.
     pub homes_dir: Option<PathBuf>,
     /// Faults to inject from the start.
     pub faults: Faults,
@@ -127,6 +128,13 @@ pub enum SandboxError {
     /// The OS random source failed (the KMS master key needs it).
     #[error("no randomness available for the sandbox keys")]
     Random,
+    /// The temp directory for the bucket, homes and agent files could not be made.
+    #[error("cannot create the sandbox's directory in the temp dir")]
+    Scratch {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TLS certificate authority could not be loaded or made.
     #[error("cannot set up TLS in {dir}")]
     Tls {
@@ -176,11 +184,20 @@ impl Sandbox {
             source,
         })?;
         let world = World::generate_in(account, config.seed, config.instances, &config.region);
-        let scratch = std::env::temp_dir().join(format!("ssmtui-sandbox-{}", addr.port()));
+        // A directory of its own, removed when the sandbox stops: a port is reused by later
+        // sandboxes, and a bucket must not show an earlier one's transcripts.
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("ssmtui-sandbox-{}-", addr.port()))
+            .tempdir()
+            .map_err(|source| SandboxError::Scratch { source })?;
+        let scratch_path = scratch.path().to_path_buf();
+        let scratch_dir = scratch_path.as_path();
         let paths = DataPaths {
-            bucket: config.bucket_dir.unwrap_or_else(|| scratch.join("bucket")),
-            homes: config.homes_dir.unwrap_or_else(|| scratch.join("home")),
-            orchestration: scratch.join("orchestration"),
+            bucket: config
+                .bucket_dir
+                .unwrap_or_else(|| scratch_dir.join("bucket")),
+            homes: config.homes_dir.unwrap_or_else(|| scratch_dir.join("home")),
+            orchestration: scratch_dir.join("orchestration"),
         };
         let tls = match &config.tls_dir {
             Some(dir) => {
@@ -212,6 +229,7 @@ impl Sandbox {
             ca_bundle,
             stop: Some(stop_tx),
             task: Some(task),
+            _scratch: scratch,
         })
     }
 }
@@ -306,6 +324,8 @@ pub struct RunningSandbox {
     ca_bundle: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The bucket, homes and agent files (unless placed elsewhere); removed on drop.
+    _scratch: tempfile::TempDir,
 }
 
 impl RunningSandbox {
