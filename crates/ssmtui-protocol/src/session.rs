@@ -17,10 +17,11 @@
 //!   [`Session::handle_reconnected`].
 //! * Every stream message is kept in the outgoing buffer until its acknowledgement arrives; the
 //!   buffer never holds more than `max_outgoing_messages`, nor (client role) more frame bytes
-//!   than its window: `min_outgoing_window` at first, grown to [`WINDOW_GAIN`] times the bytes
-//!   acknowledged per shortest round trip (the path's bandwidth-delay product, measured as
-//!   BBR does, so queueing delay at a slow peer does not inflate it), at most
-//!   `max_outgoing_window`. Local data beyond that waits in a
+//!   than its window: `min_outgoing_window` at first, then [`WINDOW_GAIN`] times the path's
+//!   bandwidth-delay product — the delivery rate measured over at least [`RATE_SPAN_MS`] times
+//!   the shortest round trip, as BBR does, so neither queueing delay at a slow peer nor a burst
+//!   of late acknowledgements inflates it — the largest such estimate of the last
+//!   [`WINDOW_PEAK_MS`], at most `max_outgoing_window`. Local data beyond that waits in a
 //!   bounded pending queue, and beyond *that* `send_*` accepts fewer bytes (back-pressure,
 //!   followed by [`SessionEvent::Writable`]). Nothing is ever evicted.
 //! * Resends are paced by the RTO estimator of §7.3, at most one per 100 ms tick, head only,
@@ -64,9 +65,14 @@ pub const DEFAULT_MAX_OUTGOING_WINDOW: usize = 10_000 * 1160;
 /// `paced` (`paced.long_link_upload`).
 pub const WINDOW_GAIN: usize = 4;
 
-/// How long the shortest round trip seen stays the reference before a newer sample replaces
-/// it (the path may have changed, after a reconnect for instance).
-const MIN_RTT_WINDOW_MS: u64 = 10_000;
+/// The shortest span a delivery rate is measured over (ms; a round also lasts at least one
+/// shortest round trip). A peer that was descheduled acknowledges its backlog at once: over a
+/// millisecond that burst reads as gigabytes per second, and an 8-forward bench grew every
+/// window to ~6 MB on loopback that way.
+pub const RATE_SPAN_MS: u64 = 20;
+/// How long the window keeps its largest recent estimate before a smaller one replaces it:
+/// a path that slows (or a burst long past) gives the memory back.
+pub const WINDOW_PEAK_MS: u64 = 10_000;
 
 /// Initial RTO before the first sample (§7.2).
 pub const DEFAULT_TRANSMISSION_TIMEOUT_MS: u64 = 200;
@@ -473,11 +479,13 @@ pub struct Session {
     outgoing_bytes: usize,
     /// The byte window (see the module docs).
     window: usize,
-    /// The shortest round trip sampled recently (ms) and when it was taken.
-    min_rtt: Option<(u64, u64)>,
+    /// The shortest round trip sampled on this connection (ms).
+    min_rtt: Option<u64>,
     /// The current measuring round: when it began, and the frame bytes acknowledged since.
     round_started: u64,
     round_acked: usize,
+    /// The largest window estimate of the last [`WINDOW_PEAK_MS`] and when it was made.
+    window_peak: (usize, u64),
     pending: VecDeque<PendingMessage>,
     pending_bytes: usize,
     send_blocked: bool,
@@ -564,6 +572,7 @@ impl Session {
             min_rtt: None,
             round_started: 0,
             round_acked: 0,
+            window_peak: (0, 0),
             pending: VecDeque::new(),
             pending_bytes: 0,
             send_blocked: false,
@@ -825,6 +834,8 @@ impl Session {
     pub fn handle_reconnected(&mut self, now: u64) {
         self.now = self.now.max(now);
         let now = self.now;
+        // A new connection, perhaps to another endpoint: its round trip is measured afresh.
+        self.min_rtt = None;
         if self.is_terminal() || self.paused {
             return;
         }
@@ -1465,6 +1476,10 @@ impl Session {
         };
         if self.outgoing.is_empty() {
             self.last_progress_at = self.now;
+            // Nothing was in flight: the time since the round began was idle, no measure of
+            // the path's rate.
+            self.round_started = self.now;
+            self.round_acked = 0;
         }
         self.outgoing_bytes += frame.len();
         self.outgoing.push_back(OutgoingEntry {
@@ -1518,36 +1533,42 @@ impl Session {
         }
     }
 
-    /// Keeps the shortest recent round trip (a sample older than [`MIN_RTT_WINDOW_MS`] gives
-    /// way to the next one).
+    /// Keeps the shortest round trip of this connection. It never expires while the
+    /// connection lasts: every later sample includes the queue our own window builds, so a
+    /// fresher minimum would be an inflated one (a reconnect starts over: a new path).
     fn note_min_rtt(&mut self, sample: u64) {
-        let stale = self
-            .min_rtt
-            .is_none_or(|(_, at)| self.now.saturating_sub(at) > MIN_RTT_WINDOW_MS);
-        if stale || self.min_rtt.is_some_and(|(min, _)| sample <= min) {
-            self.min_rtt = Some((sample, self.now));
+        if self.min_rtt.is_none_or(|min| sample < min) {
+            self.min_rtt = Some(sample);
         }
     }
 
-    /// Counts `bytes` acknowledged in the current round; at the end of a round (one shortest
-    /// round trip, at least a millisecond) the window becomes [`WINDOW_GAIN`] times what was
-    /// acknowledged in it if that is more: the window only grows, up to `max_outgoing_window`.
+    /// Counts `bytes` acknowledged in the current round. A round lasts one shortest round trip
+    /// and at least [`RATE_SPAN_MS`]; at its end the rate it delivered times the shortest round
+    /// trip is the path's bandwidth-delay product, and [`WINDOW_GAIN`] times that is the
+    /// estimate. The window is the largest estimate of the last [`WINDOW_PEAK_MS`], between
+    /// `min_outgoing_window` and `max_outgoing_window`.
     fn grow_window(&mut self, bytes: usize) {
-        if self.window >= self.config.max_outgoing_window {
+        if self.config.min_outgoing_window >= self.config.max_outgoing_window {
             return;
         }
         self.round_acked += bytes;
-        let round = self
-            .min_rtt
-            .map_or(DEFAULT_ROUND_TRIP_TIME_MS, |(m, _)| m)
-            .max(1);
-        if self.now.saturating_sub(self.round_started) < round {
+        let min_rtt = self.min_rtt.unwrap_or(DEFAULT_ROUND_TRIP_TIME_MS).max(1);
+        let span = self.now.saturating_sub(self.round_started);
+        if span < min_rtt.max(RATE_SPAN_MS) {
             return;
         }
-        let wanted = self.round_acked.saturating_mul(WINDOW_GAIN);
-        if wanted > self.window {
-            self.window = wanted.min(self.config.max_outgoing_window);
+        let bdp =
+            usize::try_from(self.round_acked as u128 * u128::from(min_rtt) / u128::from(span))
+                .unwrap_or(usize::MAX);
+        let estimate = bdp.saturating_mul(WINDOW_GAIN);
+        let (peak, at) = self.window_peak;
+        if estimate >= peak || self.now.saturating_sub(at) > WINDOW_PEAK_MS {
+            self.window_peak = (estimate, self.now);
         }
+        self.window = self.window_peak.0.clamp(
+            self.config.min_outgoing_window,
+            self.config.max_outgoing_window,
+        );
         self.round_started = self.now;
         self.round_acked = 0;
     }

@@ -1060,3 +1060,70 @@ fn a_slow_peer_leaves_the_window_small() {
     );
     assert!(c.outgoing_bytes() <= c.outgoing_window() + 2048);
 }
+
+/// A peer that is descheduled for 20 ms at a time, then acknowledges its whole backlog at once
+/// (an agent sharing two cores with eight busy forwards): the burst arrives within a
+/// millisecond, but the path delivers one window per 20 ms, so the window stays at its floor.
+/// Measured over the burst alone it grew to ~6 MB per session.
+#[test]
+fn a_burst_of_late_acknowledgements_does_not_inflate_the_window() {
+    let mut c = busy_client();
+    let mut in_flight = fill(&mut c, T0);
+    // The first acknowledgements come back within a millisecond: the path is short.
+    let now = T0 + 1;
+    for m in in_flight.drain(..10) {
+        c.handle_incoming(&ack_of(&m, now), now);
+    }
+    in_flight.extend(fill(&mut c, now));
+    for cycle in 1..=100u64 {
+        let now = T0 + 1 + 20 * cycle;
+        for m in in_flight.drain(..) {
+            c.handle_incoming(&ack_of(&m, now), now);
+        }
+        in_flight = fill(&mut c, now);
+    }
+    assert_eq!(
+        c.outgoing_window(),
+        ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW
+    );
+}
+
+/// The window keeps its largest estimate for a while, then follows the path down: after a
+/// fast long link turns slow, the memory in flight goes back to the floor.
+#[test]
+fn the_window_gives_memory_back_when_the_path_slows() {
+    let mut c = busy_client();
+    let mut in_flight = fill(&mut c, T0);
+    let mut now = T0;
+    for _ in 1..=6 {
+        now += 100;
+        for m in in_flight.drain(..) {
+            c.handle_incoming(&ack_of(&m, now), now);
+        }
+        in_flight = fill(&mut c, now);
+    }
+    let grown = c.outgoing_window();
+    assert!(grown >= 8 * ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW);
+    // The same round trip, but the far end now takes ten messages per 100 ms.
+    let mut queue: std::collections::VecDeque<ClientMessage> = in_flight.into();
+    let slow_from = now;
+    let mut at_peak_expiry = 0;
+    while now < slow_from + ssmtui_protocol::session::WINDOW_PEAK_MS + 2_000 {
+        now += 100;
+        for _ in 0..10 {
+            if let Some(m) = queue.pop_front() {
+                c.handle_incoming(&ack_of(&m, now), now);
+            }
+        }
+        queue.extend(fill(&mut c, now));
+        if now <= slow_from + ssmtui_protocol::session::WINDOW_PEAK_MS / 2 {
+            at_peak_expiry = c.outgoing_window();
+        }
+    }
+    assert_eq!(at_peak_expiry, grown, "kept for a while");
+    assert_eq!(
+        c.outgoing_window(),
+        ssmtui_protocol::session::DEFAULT_MIN_OUTGOING_WINDOW,
+        "then back to the floor"
+    );
+}
