@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tokio::runtime::Handle;
 
-use super::forward::{Sink, push, start_forward};
+use super::forward::start_forward;
+use super::traffic::TrafficChild;
 use super::{
     ChildSandbox, Figure, Group, Results, Sizes, Skipped, ms, percentile, pick_instance, sys,
 };
@@ -369,12 +369,12 @@ async fn fleet_pass(
 }
 
 /// Runs the `memory` group.
-pub async fn run_memory(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
+pub async fn run_memory(sizes: Sizes) -> anyhow::Result<Results> {
     // Issue 17's goal: 1 000 instances and 8 busy forwards. The full run also keeps the
     // earlier 10 000-instance figure, for comparison over time.
-    let mut results = peak_with(sizes, io, 1_000, "memory.peak_rss").await?;
+    let mut results = peak_with(sizes, 1_000, "memory.peak_rss").await?;
     if sizes.instances() != 1_000 {
-        let mut more = peak_with(sizes, io, sizes.instances(), "memory.peak_rss_10k").await?;
+        let mut more = peak_with(sizes, sizes.instances(), "memory.peak_rss_10k").await?;
         results.figures.append(&mut more.figures);
         results.skipped.append(&mut more.skipped);
     }
@@ -382,7 +382,7 @@ pub async fn run_memory(sizes: Sizes, io: &Handle) -> anyhow::Result<Results> {
 }
 
 /// Peak RSS with `n` instances loaded and drawn and 8 forwards busy at once, as `name`.
-async fn peak_with(sizes: Sizes, io: &Handle, n: usize, name: &str) -> anyhow::Result<Results> {
+async fn peak_with(sizes: Sizes, n: usize, name: &str) -> anyhow::Result<Results> {
     let forwards = 8usize;
     let each: u64 = sizes.pick(8 << 20, 128 << 20);
     let peak_reset = sys::reset_peak();
@@ -397,26 +397,26 @@ async fn peak_with(sizes: Sizes, io: &Handle, n: usize, name: &str) -> anyhow::R
         .clone()
         .context("the sandbox world has no online Linux instance with a current agent")?;
     let loading_peak = sys::peak_rss_kib();
-    let mut sink = Sink::start(io).await?;
-    sink.expect(each);
+    // The sources and the sink are another process: the figure is ssmtui's memory, not that
+    // of the applications at either end of its forwards.
+    let mut traffic = TrafficChild::start(each).await?;
     let mut handles = Vec::with_capacity(forwards);
     for _ in 0..forwards {
-        handles.push(start_forward(&api, &target, sink.addr.port()).await?);
+        handles.push(start_forward(&api, &target, traffic.sink_port).await?);
     }
     let started = Instant::now();
-    let mut sources = Vec::with_capacity(forwards);
     for h in &handles {
         let addr = h
             .local_addr()
             .ok_or_else(|| anyhow::anyhow!("a forward has no local address"))?;
-        sources.push(push(io, addr, each));
+        traffic.push(addr.port()).await?;
     }
     let mut sampled_max = 0u64;
     let mut done = 0usize;
     while done < forwards {
         // Sample VmRSS every 100 ms while waiting; VmHWM is the authoritative peak.
-        match tokio::time::timeout(Duration::from_millis(100), sink.next()).await {
-            Ok(Ok((got, _))) => {
+        match tokio::time::timeout(Duration::from_millis(100), traffic.next()).await {
+            Ok(Ok(got)) => {
                 anyhow::ensure!(got == each, "a forward delivered {got} of {each} bytes");
                 done += 1;
             }
@@ -430,14 +430,11 @@ async fn peak_with(sizes: Sizes, io: &Handle, n: usize, name: &str) -> anyhow::R
         );
     }
     let busy = started.elapsed();
-    for s in sources {
-        s.await??;
-    }
     let peak = sys::peak_rss_kib();
     for h in handles {
         h.stop().await;
     }
-    sink.stop();
+    traffic.stop().await;
     drop(loaded);
     drop(sandbox);
 
@@ -461,7 +458,7 @@ async fn peak_with(sizes: Sizes, io: &Handle, n: usize, name: &str) -> anyhow::R
             .vs("before loading", sys::mib(before))
             .goal("< 40 MB")
             .note(format!(
-                "{n} instances loaded and drawn + {forwards} forwards × {} MiB at once ({:.1} s); VmHWM{}",
+                "{n} instances loaded and drawn + {forwards} forwards × {} MiB at once ({:.1} s; sources and sink in a child process); VmHWM{}",
                 each >> 20,
                 busy.as_secs_f64(),
                 match loading_peak {

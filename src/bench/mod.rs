@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod paced;
 pub mod shell;
 pub mod sys;
+pub mod traffic;
 
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -264,7 +265,7 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
                 Group::Forward => forward::run(sizes, &io).await,
                 Group::Shell => shell::run(sizes).await,
                 Group::Inventory => inventory::run_inventory(sizes).await,
-                Group::Memory => inventory::run_memory(sizes, &io).await,
+                Group::Memory => inventory::run_memory(sizes).await,
                 Group::Copy => copy::run(sizes).await,
                 Group::Paced => paced::run(sizes, &io).await,
             }

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Internal: run the groups in this process and print their results as JSON
     #[arg(long, hide = true)]
     pub child: bool,
+    /// Internal: be the sources and sink of the memory group's forwards, BYTES each
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub traffic: Option<u64>,
 }
 
 /// Runs the benchmark.
@@ -46,6 +49,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     groups.sort();
     groups.dedup();
 
+    if let Some(bytes) = args.traffic {
+        bench::traffic::serve(bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.child {
         let results = bench::run_in_process(&groups, sizes);
         print_out(&serde_json::to_string(&results)?)?;
