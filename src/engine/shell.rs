@@ -112,7 +112,7 @@ pub async fn run(
 
     let reader_stop = Arc::new(AtomicBool::new(false));
     let (stdin_rx, reader) = spawn_stdin_reader(Arc::clone(&reader_stop));
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = DirectStdout::new();
     let outcome = pass_through(handle, events, options, stop, framed, stdin_rx, &mut stdout).await;
     // Wait for the reader to be gone before giving the terminal back (whatever the outcome):
     // a TUI resuming at once queries the cursor position, and a reader still polling would
@@ -501,6 +501,101 @@ impl Drop for RawModeGuard {
     }
 }
 
+/// Standard output for a session's output. tokio's stdout hands every write to its blocking
+/// pool: two thread switches per 1 KiB message at the real agent's cadence (bench `paced`,
+/// `shell_flood_cpu_per_msg`). This one writes on the session's own thread when the
+/// descriptor can take the bytes now (`poll` says writable; at most [`DIRECT_WRITE`] bytes
+/// at a time, so a pipe or terminal does not block on a partial write), and through tokio's
+/// stdout otherwise, so a reader that does not keep up never blocks the session's thread.
+/// Order is kept: after a write through tokio's stdout, direct writes resume only once it has
+/// been flushed.
+struct DirectWriter<F, W> {
+    /// The descriptor written directly.
+    fd: F,
+    /// The same output, written from elsewhere (tokio's stdout: its blocking pool).
+    inner: W,
+    /// A write went through `inner` and is not flushed yet.
+    through_inner: bool,
+}
+
+/// Most bytes written directly at once: the pipe's atomic write size.
+const DIRECT_WRITE: usize = 4096;
+
+type DirectStdout = DirectWriter<std::io::Stdout, tokio::io::Stdout>;
+
+impl DirectStdout {
+    fn new() -> Self {
+        // Direct writes go to the descriptor: nothing may wait in std's buffer before them.
+        let _ = std::io::stdout().flush();
+        Self {
+            fd: std::io::stdout(),
+            inner: tokio::io::stdout(),
+            through_inner: false,
+        }
+    }
+}
+
+impl<F: std::os::fd::AsFd, W> DirectWriter<F, W> {
+    /// Writes directly if the descriptor can take bytes right now; `None`: it cannot (or would
+    /// block).
+    fn try_direct(&self, buf: &[u8]) -> Option<std::io::Result<usize>> {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::OUT,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&zero)) {
+            Ok(1..) if fds[0].revents().contains(rustix::event::PollFlags::OUT) => {}
+            _ => return None,
+        }
+        let chunk = buf.get(..buf.len().min(DIRECT_WRITE)).unwrap_or_default();
+        match rustix::io::write(&self.fd, chunk) {
+            Ok(n) => Some(Ok(n)),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}
+
+impl<F: std::os::fd::AsFd + Unpin, W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite
+    for DirectWriter<F, W>
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if !self.through_inner
+            && let Some(done) = self.try_direct(buf)
+        {
+            return std::task::Poll::Ready(done);
+        }
+        self.through_inner = true;
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let flushed = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            self.through_inner = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Reads stdin on a thread that checks `stop` every 100 ms (and before every read, so nothing
 /// is consumed after it is set); closes the channel at EOF.
 fn spawn_stdin_reader(
@@ -550,6 +645,123 @@ pub const STDIN_POLL: Duration = Duration::from_millis(100);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output written elsewhere that completes only when allowed to: tokio's stdout with its
+    /// write still running in the blocking pool.
+    #[derive(Default)]
+    struct Held {
+        staged: Vec<u8>,
+        done: Vec<u8>,
+        may_finish: bool,
+    }
+
+    impl tokio::io::AsyncWrite for Held {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.staged.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if !self.may_finish {
+                return std::task::Poll::Pending;
+            }
+            let staged = std::mem::take(&mut self.staged);
+            self.done.extend(staged);
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What the pipe holds now, without waiting.
+    fn drain(reader: &mut std::io::PipeReader) -> Vec<u8> {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                &*reader,
+                rustix::event::PollFlags::IN,
+            )];
+            let zero = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(0) == 0 {
+                return got;
+            }
+            let n = reader.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Direct writes while the pipe can take them; through the other path when it cannot; and
+    /// not directly again until that path has flushed, even once the pipe has room.
+    #[test]
+    fn direct_writes_wait_for_the_other_path_to_flush() {
+        use std::task::{Context, Poll, Waker};
+        use tokio::io::AsyncWrite;
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let mut out = DirectWriter {
+            fd: writer,
+            inner: Held::default(),
+            through_inner: false,
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut write = |out: &mut DirectWriter<_, _>, bytes: &[u8]| match std::pin::Pin::new(out)
+            .poll_write(&mut cx, bytes)
+        {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        // Fill the pipe with direct writes.
+        let mut direct = 0usize;
+        loop {
+            let n = write(&mut out, &[b'a'; 1024]);
+            if out.through_inner {
+                break;
+            }
+            direct += n;
+        }
+        assert!(direct >= 4096, "{direct}");
+        assert_eq!(out.inner.staged.len(), 1024, "the write that found it full");
+        let first = drain(&mut reader);
+        assert_eq!(first.len(), direct);
+        // The pipe has room again, but the other path has not flushed: still through it.
+        write(&mut out, b"b");
+        assert!(drain(&mut reader).is_empty());
+        assert_eq!(out.inner.staged.last(), Some(&b'b'));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            std::pin::Pin::new(&mut out)
+                .poll_flush(&mut cx)
+                .is_pending()
+        );
+        assert!(out.through_inner);
+        out.inner.may_finish = true;
+        assert!(std::pin::Pin::new(&mut out).poll_flush(&mut cx).is_ready());
+        assert!(!out.through_inner);
+        assert_eq!(out.inner.done.len(), 1025);
+        // Flushed: direct again.
+        let mut write = |out: &mut DirectWriter<_, _>, bytes: &[u8]| match std::pin::Pin::new(out)
+            .poll_write(&mut cx, bytes)
+        {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(write(&mut out, b"c"), 1);
+        assert_eq!(drain(&mut reader), b"c");
+    }
 
     #[test]
     fn escapes_after_newline_only() {

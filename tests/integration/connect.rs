@@ -351,6 +351,42 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
     );
 }
 
+/// A reader that stops reading for a while: the pipe fills, output goes through the
+/// fallback path (tokio's stdout) and then directly again, and not a byte is lost or moved.
+#[test]
+fn output_into_a_pipe_that_stops_being_read_arrives_whole_and_in_order() {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let env = setup_with(common::sandbox::fast());
+    let name = linux_online(&env);
+    let file = env.home.path().join("lines.txt");
+    let text: String = (0..40_000u32)
+        .map(|n| format!("{n:08} a line that stops the pipe for a while\n"))
+        .collect();
+    std::fs::write(&file, &text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
+        .args(["connect", &name])
+        .env_clear()
+        .envs(env.env("alice"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("cat '{}'\n", file.display()).as_bytes())
+        .unwrap();
+    drop(stdin);
+    // Far more than a pipe holds (64 KiB) is waiting to be written meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(got.len(), text.len(), "byte count");
+    assert_eq!(Sha256::digest(&got), Sha256::digest(text.as_bytes()));
+}
+
 /// `ssmtui ARGS` as alice with `script` on its stdin (kept open), once its session's data
 /// channel is up.
 fn running_script(env: &SandboxEnv, args: &[&str], script: &str) -> std::process::Child {
