@@ -540,7 +540,12 @@ fn minimal_client(
     n: usize,
 ) -> anyhow::Result<Spent> {
     use tokio_tungstenite::tungstenite::{self, Message, stream::MaybeTlsStream};
-    let (mut ws, _) = tungstenite::connect(target.stream_url.as_str())?;
+    // The same buffers as ssmtui's websockets: the floor must not pay for a bigger memset.
+    let (mut ws, _) = tungstenite::client::connect_with_config(
+        target.stream_url.as_str(),
+        Some(crate::engine::transport::ws_config()),
+        3,
+    )?;
     if let MaybeTlsStream::Plain(tcp) = ws.get_mut() {
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(Duration::from_millis(50)))?;

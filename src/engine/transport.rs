@@ -45,8 +45,11 @@ pub use crate::net::proxy::is_loopback_host;
 /// The websocket's buffers. tungstenite's default is 128 KiB each way per connection, for
 /// bulk transfer; a data channel carries frames of at most ~1.2 KiB and the session sends
 /// them in batches of its window, so 32 KiB each way keeps syscalls few at a quarter of the
-/// memory (eight busy forwards: ~1.5 MiB less).
-fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+/// memory (eight busy forwards: ~1.5 MiB less). tungstenite also zero-fills the read
+/// buffer's free space before each read, which against a real agent (one 1 KiB message per
+/// read) was a 128 KiB memset per message; 8 KiB measured no better than 32 KiB (bench
+/// `paced`, 2026-12-04).
+pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(WS_BUFFER)
         .write_buffer_size(WS_BUFFER)
