@@ -356,7 +356,7 @@ fn a_20_mib_cat_survives_websocket_drops_exactly_once() {
 #[test]
 fn output_into_a_pipe_that_stops_being_read_arrives_whole_and_in_order() {
     use sha2::{Digest, Sha256};
-    use std::io::{Read, Write};
+    use std::io::Read;
     let env = setup_with(common::sandbox::fast());
     let name = linux_online(&env);
     let file = env.home.path().join("lines.txt");
@@ -364,20 +364,12 @@ fn output_into_a_pipe_that_stops_being_read_arrives_whole_and_in_order() {
         .map(|n| format!("{n:08} a line that stops the pipe for a while\n"))
         .collect();
     std::fs::write(&file, &text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ssmtui"))
-        .args(["connect", &name])
-        .env_clear()
-        .envs(env.env("alice"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("cat '{}'\n", file.display()).as_bytes())
-        .unwrap();
-    drop(stdin);
+    let mut child = running_script(
+        &env,
+        &["connect", &name],
+        &format!("cat '{}'\n", file.display()),
+    );
+    drop(child.stdin.take());
     // Far more than a pipe holds (64 KiB) is waiting to be written meanwhile.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let mut got = Vec::new();
