@@ -503,12 +503,13 @@ impl Drop for RawModeGuard {
 
 /// Standard output for a session's output. tokio's stdout hands every write to its blocking
 /// pool: two thread switches per 1 KiB message at the real agent's cadence (bench `paced`,
-/// `shell_flood_cpu_per_msg`). This one writes on the session's own thread when the
-/// descriptor can take the bytes now (`poll` says writable; at most [`DIRECT_WRITE`] bytes
-/// at a time, so a pipe or terminal does not block on a partial write), and through tokio's
-/// stdout otherwise, so a reader that does not keep up never blocks the session's thread.
-/// Order is kept: after a write through tokio's stdout, direct writes resume only once it has
-/// been flushed.
+/// `shell_flood_cpu_per_msg`). When stdout is a pipe (Linux), this one writes on the
+/// session's own thread if the pipe can take the bytes now: `poll` says writable, which for a
+/// Linux pipe means a free 4 KiB page, and at most [`DIRECT_WRITE`] bytes go at a time, so
+/// the write cannot block. Otherwise, and always for terminals (whose `poll` promises only
+/// one byte of room) and files, it writes through tokio's stdout, so a reader that does not
+/// keep up never blocks the session's thread. Order is kept: after a write through tokio's
+/// stdout, direct writes resume only once it has been flushed.
 struct DirectWriter<F, W> {
     /// The descriptor written directly.
     fd: F,
@@ -516,9 +517,12 @@ struct DirectWriter<F, W> {
     inner: W,
     /// A write went through `inner` and is not flushed yet.
     through_inner: bool,
+    /// `fd` is a pipe whose `poll` guarantees a non-blocking [`DIRECT_WRITE`].
+    direct: bool,
 }
 
-/// Most bytes written directly at once: the pipe's atomic write size.
+/// Most bytes written directly at once: Linux's atomic pipe write size (a page), what a
+/// writable pipe is sure to take.
 const DIRECT_WRITE: usize = 4096;
 
 type DirectStdout = DirectWriter<std::io::Stdout, tokio::io::Stdout>;
@@ -527,10 +531,16 @@ impl DirectStdout {
     fn new() -> Self {
         // Direct writes go to the descriptor: nothing may wait in std's buffer before them.
         let _ = std::io::stdout().flush();
+        let fd = std::io::stdout();
+        let direct = cfg!(target_os = "linux")
+            && rustix::fs::fstat(&fd).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+            });
         Self {
-            fd: std::io::stdout(),
+            fd,
             inner: tokio::io::stdout(),
             through_inner: false,
+            direct,
         }
     }
 }
@@ -568,7 +578,8 @@ impl<F: std::os::fd::AsFd + Unpin, W: tokio::io::AsyncWrite + Unpin> tokio::io::
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        if !self.through_inner
+        if self.direct
+            && !self.through_inner
             && let Some(done) = self.try_direct(buf)
         {
             return std::task::Poll::Ready(done);
@@ -716,6 +727,7 @@ mod tests {
             fd: writer,
             inner: Held::default(),
             through_inner: false,
+            direct: true,
         };
         let mut cx = Context::from_waker(Waker::noop());
         let mut write = |out: &mut DirectWriter<_, _>, bytes: &[u8]| match std::pin::Pin::new(out)
