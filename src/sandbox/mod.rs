@@ -190,14 +190,14 @@ impl Sandbox {
             .prefix(&format!("ssmtui-sandbox-{}-", addr.port()))
             .tempdir()
             .map_err(|source| SandboxError::Scratch { source })?;
-        let scratch_path = scratch.path().to_path_buf();
-        let scratch_dir = scratch_path.as_path();
+        let scratch_dir = scratch.path().to_path_buf();
         let paths = DataPaths {
             bucket: config
                 .bucket_dir
                 .unwrap_or_else(|| scratch_dir.join("bucket")),
             homes: config.homes_dir.unwrap_or_else(|| scratch_dir.join("home")),
             orchestration: scratch_dir.join("orchestration"),
+            scratch: Some(std::sync::Arc::new(scratch)),
         };
         let tls = match &config.tls_dir {
             Some(dir) => {
@@ -229,7 +229,6 @@ impl Sandbox {
             ca_bundle,
             stop: Some(stop_tx),
             task: Some(task),
-            _scratch: scratch,
         })
     }
 }
@@ -324,8 +323,6 @@ pub struct RunningSandbox {
     ca_bundle: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    /// The bucket, homes and agent files (unless placed elsewhere); removed on drop.
-    _scratch: tempfile::TempDir,
 }
 
 impl RunningSandbox {

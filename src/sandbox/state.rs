@@ -239,6 +239,10 @@ pub struct DataPaths {
     pub homes: std::path::PathBuf,
     /// The agent's per-session working files (a shell's output before it is uploaded).
     pub orchestration: std::path::PathBuf,
+    /// The temporary directory these live in, removed when the last holder is gone: that is
+    /// after the sandbox's state, whose last users include a finished shell's reader thread
+    /// writing its transcript.
+    pub scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 /// Replacements for the documents' `idleSessionTimeout` / `maxSessionDuration` (minutes are

@@ -788,7 +788,24 @@ async fn terminate_session_ends_the_shell_with_channel_closed_and_kills_it() {
         || !proc_dir.exists(),
     )
     .await;
+    // The transcript is uploaded into the sandbox's own directory, and that directory goes
+    // when the sandbox and its last session are gone (not re-created by a late upload).
+    let bucket = env.sb().state().data_paths().bucket.clone();
+    let scratch = bucket.parent().unwrap().to_path_buf();
+    let log = bucket
+        .join("sudo")
+        .join(format!("{}.log", handle.session_id()));
+    eventually("the transcript uploaded", Duration::from_secs(10), || {
+        log.exists()
+    })
+    .await;
     env.stop().await;
+    eventually(
+        "the sandbox's directory removed",
+        Duration::from_secs(10),
+        || !scratch.exists(),
+    )
+    .await;
 }
 
 /// A shell that prints a lot and exits while its reader is slow: the session must end with
