@@ -99,7 +99,10 @@ impl TrafficChild {
             .take()
             .context("the traffic child has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next_line().await?.unwrap_or_default();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the traffic child did not start within 30 s")??
+            .unwrap_or_default();
         let sink_port = first
             .strip_prefix("sink ")
             .and_then(|p| p.parse().ok())
@@ -139,9 +142,12 @@ impl TrafficChild {
         )
     }
 
-    /// Ends the child (end of its input) and waits for it.
+    /// Ends the child (end of its input) and waits for it (killed after 10 s).
     pub async fn stop(mut self) {
         drop(self.stdin);
-        let _ = self.child.wait().await;
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait());
+        if wait.await.is_err() {
+            let _ = self.child.kill().await;
+        }
     }
 }
