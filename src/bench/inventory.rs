@@ -11,10 +11,10 @@
 //! `memory`: the same world loaded and drawn, then 8 forwards (8 sessions) moving data at
 //! once; peak RSS (VmHWM) of this process, the sandbox being another one.
 
-use anyhow::Context;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

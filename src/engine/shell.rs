@@ -549,17 +549,8 @@ impl<F: std::os::fd::AsFd, W> DirectWriter<F, W> {
     /// Writes directly if the descriptor can take bytes right now; `None`: it cannot (or would
     /// block).
     fn try_direct(&self, buf: &[u8]) -> Option<std::io::Result<usize>> {
-        let mut fds = [rustix::event::PollFd::new(
-            &self.fd,
-            rustix::event::PollFlags::OUT,
-        )];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        match rustix::event::poll(&mut fds, Some(&zero)) {
-            Ok(1..) if fds[0].revents().contains(rustix::event::PollFlags::OUT) => {}
-            _ => return None,
+        if !ready_now(&self.fd, rustix::event::PollFlags::OUT) {
+            return None;
         }
         let chunk = buf.get(..buf.len().min(DIRECT_WRITE)).unwrap_or_default();
         match rustix::io::write(&self.fd, chunk) {
@@ -605,6 +596,17 @@ impl<F: std::os::fd::AsFd + Unpin, W: tokio::io::AsyncWrite + Unpin> tokio::io::
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Whether `fd` is ready for `flags` right now (a `poll` that does not wait).
+fn ready_now(fd: impl std::os::fd::AsFd, flags: rustix::event::PollFlags) -> bool {
+    let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1..))
+        && fds[0].revents().contains(flags)
 }
 
 /// Reads stdin on a thread that checks `stop` every 100 ms (and before every read, so nothing
@@ -699,20 +701,23 @@ mod tests {
         use std::io::Read;
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
-            let mut fds = [rustix::event::PollFd::new(
-                &*reader,
-                rustix::event::PollFlags::IN,
-            )];
-            let zero = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(0) == 0 {
-                return got;
-            }
+        while ready_now(&*reader, rustix::event::PollFlags::IN) {
             let n = reader.read(&mut buf).unwrap();
             got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// One `poll_write` that must finish at once; the bytes it took.
+    fn write_now<F: std::os::fd::AsFd + Unpin>(
+        out: &mut DirectWriter<F, Held>,
+        bytes: &[u8],
+    ) -> usize {
+        use tokio::io::AsyncWrite;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(out).poll_write(&mut cx, bytes) {
+            std::task::Poll::Ready(Ok(n)) => n,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -720,7 +725,7 @@ mod tests {
     /// not directly again until that path has flushed, even once the pipe has room.
     #[test]
     fn direct_writes_wait_for_the_other_path_to_flush() {
-        use std::task::{Context, Poll, Waker};
+        use std::task::{Context, Waker};
         use tokio::io::AsyncWrite;
         let (mut reader, writer) = std::io::pipe().unwrap();
         let mut out = DirectWriter {
@@ -729,17 +734,10 @@ mod tests {
             through_inner: false,
             direct: true,
         };
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut write = |out: &mut DirectWriter<_, _>, bytes: &[u8]| match std::pin::Pin::new(out)
-            .poll_write(&mut cx, bytes)
-        {
-            Poll::Ready(Ok(n)) => n,
-            other => panic!("{other:?}"),
-        };
         // Fill the pipe with direct writes.
         let mut direct = 0usize;
         loop {
-            let n = write(&mut out, &[b'a'; 1024]);
+            let n = write_now(&mut out, &[b'a'; 1024]);
             if out.through_inner {
                 break;
             }
@@ -750,7 +748,7 @@ mod tests {
         let first = drain(&mut reader);
         assert_eq!(first.len(), direct);
         // The pipe has room again, but the other path has not flushed: still through it.
-        write(&mut out, b"b");
+        write_now(&mut out, b"b");
         assert!(drain(&mut reader).is_empty());
         assert_eq!(out.inner.staged.last(), Some(&b'b'));
         let mut cx = Context::from_waker(Waker::noop());
@@ -765,13 +763,7 @@ mod tests {
         assert!(!out.through_inner);
         assert_eq!(out.inner.done.len(), 1025);
         // Flushed: direct again.
-        let mut write = |out: &mut DirectWriter<_, _>, bytes: &[u8]| match std::pin::Pin::new(out)
-            .poll_write(&mut cx, bytes)
-        {
-            Poll::Ready(Ok(n)) => n,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(write(&mut out, b"c"), 1);
+        assert_eq!(write_now(&mut out, b"c"), 1);
         assert_eq!(drain(&mut reader), b"c");
     }
 
