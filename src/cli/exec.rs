@@ -276,12 +276,14 @@ pub(super) async fn script_target(
 }
 
 /// The error when a session ends without the command's status.
-fn no_status() -> UserError {
+/// A framed session (`exec`, `connect` with piped input) that ended without the exit marker:
+/// the status is unknown, which is not success.
+pub(super) fn no_status() -> UserError {
     UserError::new(
         ErrorKind::Network,
-        "the session ended before the command's exit status came back",
+        "the session ended before the remote exit status came back",
     )
-    .hint("the target needs a POSIX sh; `ssmtui connect` shows what the session prints")
+    .hint("the target needs a POSIX sh, and the shell must not be replaced (exec) or killed; `ssmtui connect` on a terminal shows what the session prints")
 }
 
 /// `exec` needs a POSIX shell on the target.

@@ -264,7 +264,13 @@ async fn pass_through(
                 Some(EngineEvent::Reconnecting { attempt: 1, reason }) if !options.quiet => {
                     eprint!("[connection lost ({reason}); reconnecting…]{}", if options.interactive { "\r\n" } else { "\n" });
                 }
-                Some(EngineEvent::Closed(reason)) => break ShellOutcome { exit_code, reason, interrupted: stopping },
+                Some(EngineEvent::Closed(reason)) => {
+                    if let Some(f) = filter.as_ref().filter(|f| !f.begun) {
+                        // Everything the shell printed was held back as the prelude's echo.
+                        tracing::warn!(?reason, held = f.buf.len(), "the framed shell ended before its first line ran");
+                    }
+                    break ShellOutcome { exit_code, reason, interrupted: stopping };
+                }
                 Some(_) => {}
                 None => break ShellOutcome { exit_code, reason: CloseReason::Detached, interrupted: stopping },
             },

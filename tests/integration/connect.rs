@@ -308,6 +308,20 @@ fn pipe_mode_prints_only_output_and_returns_the_remote_status() {
         let stdout = String::from_utf8_lossy(&out.get_output().stdout).replace('\r', "");
         assert_eq!(stdout, output, "{script:?}");
     }
+    // A script that replaces its shell leaves no status: unknown is not success.
+    let out = env
+        .cmd("alice")
+        .args(["connect", &name])
+        .write_stdin("echo before\nexec true\n")
+        .assert()
+        .code(5);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).replace('\r', "");
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert_eq!(stdout, "before\n");
+    assert!(
+        stderr.contains("the session ended before the remote exit status came back"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -408,7 +408,7 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
     let narrowed = format!("{shared} account=dev region={dev_region}");
     let (code, out, err) = run(&["connect", &narrowed], "echo narrowed\n");
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "narrowed");
+    assert_eq!(out.trim(), "narrowed", "{err}");
     assert_eq!(env.audit_lines().last().unwrap()["profile"], "sandbox-dev");
     // An alias that pins a profile and region goes there, fleet or not.
     std::fs::write(
@@ -421,7 +421,7 @@ fn the_multi_account_sandbox_is_one_fleet_with_each_accounts_class() {
     .unwrap();
     let (code, out, err) = run(&["connect", "devbox"], "echo pinned\n");
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "pinned");
+    assert_eq!(out.trim(), "pinned", "{err}");
     assert_eq!(env.audit_lines().last().unwrap()["profile"], "sandbox-dev");
     let (code, _, err) = run(&["connect", &format!("{shared} account=nowhere")], "");
     assert_eq!(code, Some(3), "{err}");

@@ -1468,15 +1468,46 @@ async fn an_old_client_version_gets_smux_keepalive_and_an_idle_mux_is_closed() {
 }
 
 /// The service closes data-channel websockets from time to time (close code 1000): the
-/// engine resumes, and a shell flood arrives whole, once, in order.
+/// engine resumes, and a shell flood arrives whole, once, in order. The test stops taking
+/// output early in the flood until the service has closed the websocket once more, so a
+/// close lands in the middle of it however fast the machine runs the shell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_side_closes_lose_nothing_in_a_shell_flood() {
     let env = start(Faults::parse("close-every=300ms").unwrap()).await;
     let api = env.api("alice").await;
     let target = env.linux(CURRENT_AGENT_VERSION);
-    let seen = numbered_lines_once(&api, &target, "line", 40000).await;
-    let counts = env.sb().state().fault_counts();
-    assert!(counts.service_closes > 0, "{counts:?}");
+    // About 5 MB: more than the client and the agent hold between them (the client's 1 MiB
+    // of undelivered output, the agent's outgoing window, the socket buffers), so the
+    // shell is still writing when the test stops taking output.
+    let n = 400_000;
+    let (handle, mut events) = open(&api, &target, "SSM-sudo", &[]).await;
+    let mut seen = Seen::default();
+    handle
+        .send(format!("for i in $(seq 1 {n}); do echo line-$i; done; exit\n").into_bytes())
+        .await
+        .unwrap();
+    seen.until(
+        &mut events,
+        Duration::from_secs(30),
+        "the flood's start",
+        |s| s.text().contains("line-100\r\n"),
+    )
+    .await;
+    let closes = env.sb().state().fault_counts().service_closes;
+    eventually("a service close", Duration::from_secs(10), || {
+        env.sb().state().fault_counts().service_closes > closes
+    })
+    .await;
+    seen.until_closed(&mut events, Duration::from_secs(90))
+        .await;
+    assert!(
+        matches!(seen.closed, Some(CloseReason::ChannelClosed { .. })),
+        "{:?}",
+        seen.closed
+    );
+    let text = seen.text();
+    let expected: String = (1..=n).map(|i| format!("line-{i}\r\n")).collect();
+    assert_eq!(count(&text, &expected), 1, "every line once, in order");
     assert!(seen.reconnected > 0, "the engine resumed");
     env.stop().await;
 }
