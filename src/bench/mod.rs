@@ -259,7 +259,14 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
     };
     for &group in groups {
         let io = runtimes.io.handle().clone();
-        let outcome = runtimes.client.block_on(async move {
+        // Memory runs on the TUI's own runtime: its threads decide how many allocator arenas
+        // hold the forwards' memory, and so the figure.
+        let runtime = if group == Group::Memory {
+            &runtimes.tui
+        } else {
+            &runtimes.client
+        };
+        let outcome = runtime.block_on(async move {
             match group {
                 Group::Codec => codec::run(sizes),
                 Group::Forward => forward::run(sizes, &io).await,
@@ -339,6 +346,8 @@ pub(crate) fn scratch_audit_log() -> crate::audit::AuditLog {
 struct Runtimes {
     client: tokio::runtime::Runtime,
     io: tokio::runtime::Runtime,
+    /// The TUI's runtime ([`crate::engine::runtime::runtime`]), for the memory group.
+    tui: tokio::runtime::Runtime,
 }
 
 impl Runtimes {
@@ -355,7 +364,11 @@ impl Runtimes {
             .thread_name(IO_THREAD)
             .enable_all()
             .build()?;
-        Ok(Self { client, io })
+        Ok(Self {
+            client,
+            io,
+            tui: crate::engine::runtime::runtime()?,
+        })
     }
 }
 

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::Context;
-use super::runtime;
 use super::sandbox::{exports_text, identity_arg};
+use super::server_runtime;
 use crate::aws::SsmApi;
 use crate::aws::sdk::SdkApi;
 use crate::config::Config;
@@ -104,7 +104,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .region
         .clone()
         .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
-    let runtime = runtime()?;
+    let runtime = server_runtime()?;
     runtime.block_on(async {
         let stop = Interrupts::watch()?;
         let running = Sandbox::start(SandboxConfig {
@@ -242,7 +242,7 @@ fn run_fleet(
 ) -> anyhow::Result<ExitCode> {
     use crate::sandbox::fleet::{FleetSandboxConfig, RunningFleet, profile_name};
     let mut config = ctx.load_config()?.config;
-    let runtime = runtime()?;
+    let runtime = server_runtime()?;
     runtime.block_on(async {
         let stop = Interrupts::watch()?;
         let fleet = RunningFleet::start(FleetSandboxConfig {

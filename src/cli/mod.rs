@@ -228,37 +228,7 @@ pub fn tuning(config: &crate::config::Config) -> crate::engine::SessionTuning {
     }
 }
 
-/// The tokio runtime every subcommand runs on (the binary's `main` is synchronous), the one
-/// place it is built: two workers, since ssmtui is a tool for a laptop, and one session moves
-/// at most a few MB/s against a real agent.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// The runtime of the commands that carry sessions (`connect`, `forward`, `proxy`, `exec`,
-/// `cp`): one thread. Their work is I/O, a session moves at most a few MB/s, and nothing in
-/// them blocks the loop (blocking reads such as stdin go to tokio's blocking pool), so one
-/// thread serves the websocket, the session and the local sockets. It was chosen to save the
-/// cross-thread wake-ups per message at the real agent's cadence; bench `paced` compares it
-/// with the two-worker runtime (`SSMTUI_RUNTIME=multi-thread`) side by side, and on the
-/// 2-core VM of 2026-12-03 the two were within run-to-run noise (both about 2 context switches
-/// and 90–130 µs of CPU per message, mostly the kernel's loopback and scheduler work): kept
-/// for its fewer threads, not for speed.
-pub fn session_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    if std::env::var_os(crate::engine::ENV_RUNTIME).is_some_and(|v| v == "multi-thread") {
-        return runtime();
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
+pub use crate::engine::runtime::{runtime, server_runtime, session_runtime};
 
 /// The AWS API for the configured profile, region and endpoints.
 pub async fn aws_api(

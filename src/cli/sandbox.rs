@@ -150,7 +150,7 @@ pub fn run(ctx: &Context, args: &SandboxArgs) -> anyhow::Result<ExitCode> {
     if args.accounts > 1 || !args.regions.is_empty() {
         return run_fleet(args, config, who);
     }
-    let runtime = super::runtime()?;
+    let runtime = super::server_runtime()?;
     runtime.block_on(async {
         // Before telling anyone we are ready: a quick SIGTERM must find the handler there.
         let stop = Interrupts::watch()?;
@@ -186,7 +186,7 @@ fn run_fleet(
     base: SandboxConfig,
     who: &identity::Identity,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = super::runtime()?;
+    let runtime = super::server_runtime()?;
     runtime.block_on(async {
         let stop = Interrupts::watch()?;
         let fleet = RunningFleet::start(FleetSandboxConfig {

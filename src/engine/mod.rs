@@ -16,6 +16,7 @@
 
 pub mod driver;
 pub mod forward;
+pub mod runtime;
 pub mod shell;
 pub mod started;
 pub mod transport;
@@ -32,7 +33,7 @@ use crate::protocol::{Flag, ProtocolError, SessionType};
 
 /// Environment variable: `multi-thread` runs the session commands (`connect`, `forward`,
 /// `proxy`, `exec`, `cp`) on the two-worker runtime instead of one thread, to compare the two
-/// (`crate::cli::session_runtime`, bench `paced`).
+/// ([`runtime::session_runtime`], bench `paced`).
 pub const ENV_RUNTIME: &str = "SSMTUI_RUNTIME";
 
 /// Tunables of a session driver.
