@@ -1017,7 +1017,10 @@ async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     let env = start(faults).await;
     let api = env.api("alice").await;
     let target = env.linux(CURRENT_AGENT_VERSION);
-    let seen = numbered_lines_once(&api, &target, "row", 5000).await;
+    // 20 000 rows are about 230 KB, so at least 220 messages of at most 1 KiB: several
+    // restarts (every 60 frames) however the agent's reads of the pty fall. (5 000 rows
+    // could be 53 full messages, and a fast machine then saw no restart at all.)
+    let seen = numbered_lines_once(&api, &target, "row", 20_000).await;
     let counts = env.sb().state().fault_counts();
     assert!(
         counts.delays > 0 && counts.stalled_acks > 0 && counts.agent_restarts > 0,
