@@ -242,7 +242,8 @@ impl Sizes {
 }
 
 /// Runs `groups` in this process, on two runtimes: the client one (whose threads and the
-/// calling thread are "ours") and the [`IO_THREAD`] one for far-side endpoints.
+/// calling thread are "ours"; the TUI's own runtime for the inventory and memory groups) and
+/// the [`IO_THREAD`] one for far-side endpoints.
 pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
     let mut results = Results::default();
     let runtimes = match Runtimes::new() {
@@ -259,9 +260,10 @@ pub fn run_in_process(groups: &[Group], sizes: Sizes) -> Results {
     };
     for &group in groups {
         let io = runtimes.io.handle().clone();
-        // Memory runs on the TUI's own runtime: its threads decide how many allocator arenas
-        // hold the forwards' memory, and so the figure.
-        let runtime = if group == Group::Memory {
+        // The inventory and memory groups measure what the TUI does, on the TUI's own
+        // runtime: its threads decide how many allocator arenas hold the forwards' memory,
+        // and so the memory figure.
+        let runtime = if matches!(group, Group::Inventory | Group::Memory) {
             &runtimes.tui
         } else {
             &runtimes.client
@@ -346,7 +348,8 @@ pub(crate) fn scratch_audit_log() -> crate::audit::AuditLog {
 struct Runtimes {
     client: tokio::runtime::Runtime,
     io: tokio::runtime::Runtime,
-    /// The TUI's runtime ([`crate::engine::runtime::runtime`]), for the memory group.
+    /// The TUI's runtime ([`crate::engine::runtime::runtime`]), for the inventory and
+    /// memory groups.
     tui: tokio::runtime::Runtime,
 }
 
