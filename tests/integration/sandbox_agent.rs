@@ -1013,7 +1013,10 @@ async fn faults_cannot_break_exactly_once_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delays_stalled_acks_and_agent_restarts_keep_a_shell_intact() {
     let faults =
-        Faults::parse("delay-ms=0-5,stall-acks-ms=400,restart-agent-every=60,seed=3").unwrap();
+        // Acks are held for the first 3 s of the connection: the first message they hold
+        // back is the handshake's, which waits for a KMS call, so a shorter stall could be
+        // over before any ack was sent on a loaded machine.
+        Faults::parse("delay-ms=0-5,stall-acks-ms=3000,restart-agent-every=60,seed=3").unwrap();
     let env = start(faults).await;
     let api = env.api("alice").await;
     let target = env.linux(CURRENT_AGENT_VERSION);
@@ -1072,10 +1075,12 @@ async fn cancelling_a_reconnecting_session_ends_it_at_once() {
     .await;
     let cancelled = tokio::time::Instant::now();
     handle.cancel();
-    seen.until_closed(&mut events, Duration::from_secs(5)).await;
+    seen.until_closed(&mut events, Duration::from_secs(20))
+        .await;
     assert_eq!(seen.closed, Some(CloseReason::Detached));
     assert!(
-        cancelled.elapsed() < Duration::from_secs(3),
+        // The bug this guards against waits out the minute-long reconnect timeout.
+        cancelled.elapsed() < Duration::from_secs(15),
         "the end took {:?}",
         cancelled.elapsed()
     );
@@ -1129,6 +1134,9 @@ async fn count_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paced_shell_sends_a_kib_per_message_a_millisecond_apart() {
     let env = start_faithful(Faults::default()).await;
+    // Before the session opens, so before the shell starts: its first output is then at
+    // least a second away whatever the machine's load.
+    let opened = std::time::Instant::now();
     let (_, _, handle, mut events, mut seen) = ready_shell(&env).await;
     let ready = std::time::Instant::now();
     let total = 200_000;
@@ -1139,7 +1147,7 @@ async fn a_paced_shell_sends_a_kib_per_message_a_millisecond_apart() {
     let (messages, largest, first) =
         count_messages(&mut seen, &mut events, Duration::from_secs(60)).await;
     let took = ready.elapsed();
-    let first = first.unwrap().duration_since(ready);
+    let first = first.unwrap().duration_since(opened);
     eprintln!(
         "paced shell: {messages} messages, largest {largest} B, first after {first:.2?}, all in {took:.2?}"
     );
@@ -1147,7 +1155,7 @@ async fn a_paced_shell_sends_a_kib_per_message_a_millisecond_apart() {
     assert!(largest <= 1024, "largest message {largest} bytes");
     assert!(messages >= total / 1024, "{messages} messages");
     assert!(
-        first >= Duration::from_millis(800),
+        first >= Duration::from_millis(1000),
         "first output {first:?} after the start"
     );
     assert!(

@@ -1387,7 +1387,7 @@ async fn same_seed_same_world_through_the_api() {
 async fn assumed_role_credentials_work_until_they_expire() {
     let sb = start(5).await;
     sb.state()
-        .set_credential_ttl(std::time::Duration::from_millis(1500));
+        .set_credential_ttl(std::time::Duration::from_millis(5000));
     let denied = sts(&sb, "bob")
         .assume_role()
         .role_arn("arn:aws:iam::123456789012:role/alice")
@@ -1413,7 +1413,7 @@ async fn assumed_role_credentials_work_until_they_expire() {
         .await
         .unwrap();
 
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
     let e = sts(&sb, &key)
         .get_caller_identity()
         .send()
