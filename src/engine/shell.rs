@@ -265,9 +265,16 @@ async fn pass_through(
                     eprint!("[connection lost ({reason}); reconnecting…]{}", if options.interactive { "\r\n" } else { "\n" });
                 }
                 Some(EngineEvent::Closed(reason)) => {
-                    if let Some(f) = filter.as_ref().filter(|f| !f.begun) {
-                        // Everything the shell printed was held back as the prelude's echo.
+                    // A shell that ended by itself without ever running the prelude: everything
+                    // it printed was held back as the prelude's echo. (A failed session says
+                    // why in its own error.)
+                    if let Some(f) = filter.as_ref().filter(|f| !f.begun)
+                        && matches!(reason, CloseReason::ChannelClosed { .. })
+                    {
                         tracing::warn!(?reason, held = f.buf.len(), "the framed shell ended before its first line ran");
+                        if !options.quiet {
+                            eprintln!("[the remote shell ended before the script started: nothing it printed is shown]");
+                        }
                     }
                     break ShellOutcome { exit_code, reason, interrupted: stopping };
                 }
