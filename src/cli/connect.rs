@@ -94,12 +94,11 @@ pub fn run(ctx: &Context, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         let outcome = launcher
             .run_shell(instance, &document, reason, &options, &interrupts)
             .await?;
-        let framed = !options.interactive && options.posix_target;
         match outcome.exit_code {
             Some(c) => Ok((c & 0xff) as u8),
             // Piped input runs framed: the script's status always comes back with the exit
             // marker, so its absence means the status is unknown, not that it was 0.
-            None if framed => Err(super::exec::no_status().into()),
+            None if options.framed() => Err(super::exec::no_status().into()),
             // A terminal session: the real agent never sends the shell's status.
             None => Ok::<u8, anyhow::Error>(0),
         }

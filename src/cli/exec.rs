@@ -275,9 +275,8 @@ pub(super) async fn script_target(
     })
 }
 
-/// The error when a session ends without the command's status.
-/// A framed session (`exec`, `connect` with piped input) that ended without the exit marker:
-/// the status is unknown, which is not success.
+/// The error when a framed session (`exec`, `connect` with piped input) ends without the exit
+/// marker: the status is unknown, which is not success.
 pub(super) fn no_status() -> UserError {
     UserError::new(
         ErrorKind::Network,

@@ -61,6 +61,14 @@ pub struct ShellOptions {
     pub quiet: bool,
 }
 
+impl ShellOptions {
+    /// Pipe mode on a POSIX target: the session is framed with markers, and the script's
+    /// exit status comes back with the exit marker.
+    pub fn framed(&self) -> bool {
+        !self.interactive && self.posix_target
+    }
+}
+
 /// How a shell session ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShellOutcome {
@@ -105,7 +113,7 @@ pub async fn run(
         let (cols, rows) = crossterm::terminal::size().unwrap_or((300, 100));
         handle.resize(u32::from(cols), u32::from(rows)).await?;
     }
-    let framed = !options.interactive && options.posix_target;
+    let framed = options.framed();
     if framed {
         handle.send(PRELUDE.to_vec()).await?;
     }
